@@ -1,0 +1,131 @@
+"""The backend interface and the values it exchanges with the core.
+
+A backend starts a *supervisor* (``orch_plugins.supervisor``) somewhere — a detached local
+process, a tmux window, a remote host — and the supervisor runs ``claude`` and writes everything
+it learns into the store. So a backend only answers what the store cannot know: is the agent's
+process still alive, stop it, (for remote backends) bring its files back.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from orch_plugins.errors import OrchError
+
+#: A backend's note of where its agent runs: JSON-serialisable, stored in the run's record, so any
+#: later process (``orch status`` tomorrow) can find the agent again.
+Handle = dict[str, Any]
+
+
+@dataclass
+class LaunchSpec:
+    """Everything a supervisor needs to run one agent, written to ``<run_dir>/spec.json``."""
+
+    run_id: int
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    run_dir: str
+    state_dir: str
+    prompt_path: str
+    output_path: str
+    log_path: str
+    timeout: float | None = None
+    retries: int = 0
+    retry_backoff: float = 2.0
+    kill_grace: float = 5.0
+    resume_from: Handle | None = None
+    #: Variables removed from the inherited environment before claude starts.
+    unset_env: list[str] = field(default_factory=list)
+    #: Backend-specific launch options (for example ``{"interactive": True}``).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec_path(self) -> Path:
+        return Path(self.run_dir) / "spec.json"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Backend(abc.ABC):
+    """Where agents run. Subclass, set ``name``, register through ``orch_register_backends``."""
+
+    #: The name users pass to ``--backend``.
+    name: ClassVar[str]
+    #: One line for ``orch backends``.
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config = config or {}
+
+    @abc.abstractmethod
+    def launch(self, spec: LaunchSpec) -> Handle:
+        """Start the supervisor for ``spec`` without waiting for it; return its handle.
+
+        ``spec.json`` is already written. Must return quickly (the launching command and the
+        orchestrator must never block on an agent).
+        """
+
+    @abc.abstractmethod
+    def is_alive(self, handle: Handle) -> bool:
+        """Whether the agent's supervisor still runs (false for a reused PID)."""
+
+    @abc.abstractmethod
+    def cancel(self, handle: Handle, grace: float) -> None:
+        """Stop the agent's whole process tree: SIGTERM, then SIGKILL after ``grace`` seconds.
+
+        The supervisor records ``cancelled`` itself when it can; the core records it otherwise.
+        """
+
+    def resume(self, spec: LaunchSpec, source: Handle) -> Handle:
+        """Start a run that continues (or forks) the session of the run behind ``source``.
+
+        ``spec.argv`` already carries ``-r SESSION`` (and ``--fork-session``). The default
+        simply launches; a remote backend overrides this to go back to the host that holds the
+        session.
+        """
+        return self.launch(spec)
+
+    def statuses(self, handles: list[Handle]) -> list[bool]:
+        """Liveness of many agents at once; override when one call can answer for all."""
+        return [self.is_alive(h) for h in handles]
+
+    def sync(self, run: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Bring a remote run's files (log, output) into ``run['run_dir']``; local: nothing."""
+
+
+class BackendRegistry:
+    """Collects backend classes from plugins; duplicate names fail loudly."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Backend]] = {}
+        self._owners: dict[str, str] = {}
+        self.current_owner = "?"
+
+    def add(self, cls: type[Backend]) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise OrchError(f"plugin {self.current_owner} registered {cls!r}, not a Backend class")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise OrchError(f"backend {cls.__qualname__} from {self.current_owner} has no name")
+        if name in self._classes:
+            raise OrchError(
+                f"backend name {name!r} is registered twice: by {self._owners[name]} and by "
+                f"{self.current_owner}"
+            )
+        self._classes[name] = cls
+        self._owners[name] = self.current_owner
+
+    def get(self, name: str) -> type[Backend] | None:
+        return self._classes.get(name)
+
+    def owner(self, name: str) -> str:
+        return self._owners[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)

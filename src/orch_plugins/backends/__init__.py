@@ -1,0 +1,1 @@
+"""Built-in backends: ordinary plugins, registered exactly like third-party ones."""

@@ -1,0 +1,52 @@
+"""The one place that builds claude's command line and environment for an agent."""
+
+from __future__ import annotations
+
+from orch_plugins.roles import Role
+
+#: Set by a Claude Code session in its children; a nested ``claude`` refuses to start with them.
+UNSET_ENV = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT", "CLAUDE_CODE_SSE_PORT")
+
+
+def build_argv(
+    claude_bin: str,
+    *,
+    role: Role | None = None,
+    model: str | None = None,
+    resume_session: str | None = None,
+    fork: bool = False,
+    interactive: bool = False,
+) -> list[str]:
+    """claude's argv. The prompt is never in it: it goes on stdin (``-p``), so task text never
+    meets a shell or an argv length limit."""
+    argv = [claude_bin]
+    if not interactive:
+        argv += ["-p", "--output-format", "stream-json", "--verbose"]
+    if role is not None:
+        if role.system_prompt:
+            argv += ["--append-system-prompt", role.system_prompt]
+        if role.allowed_tools:
+            argv += ["--allowedTools", ",".join(role.allowed_tools)]
+        if role.disallowed_tools:
+            argv += ["--disallowedTools", ",".join(role.disallowed_tools)]
+        if role.permission_mode:
+            argv += ["--permission-mode", role.permission_mode]
+    model = model or (role.model if role else None)
+    if model:
+        argv += ["--model", model]
+    if resume_session:
+        argv += ["--resume", resume_session]
+        if fork:
+            argv.append("--fork-session")
+    return argv
+
+
+def agent_env(*, run_id: int, name: str, state_dir: str) -> dict[str, str]:
+    """Variables added to the agent's environment: the hooks use them to attach the session id
+    to the right record, and the auto-updater must not npm-install behind our back."""
+    return {
+        "DISABLE_AUTOUPDATER": "1",
+        "ORCH_AGENT": name,
+        "ORCH_RUN_ID": str(run_id),
+        "ORCH_STATE_DIR": state_dir,
+    }

@@ -1,0 +1,356 @@
+"""Agent commands: launch, parallel, status, wait, output, logs, resume, cancel, clear."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from orch_plugins.errors import OrchError
+
+app = typer.Typer()
+
+ROLE_OPT = typer.Option(None, "--role", "-r", help="Role template (see 'orch roles').")
+BACKEND_OPT = typer.Option(None, "--backend", "-b", help="Backend (see 'orch backends').")
+TIMEOUT_OPT = typer.Option(None, "--timeout", help="Stop the agent after this many seconds.")
+RETRIES_OPT = typer.Option(0, "--retries", help="Retries after transient API errors.")
+MODEL_OPT = typer.Option(None, "--model", "-m", help="Claude model for the agent.")
+CWD_OPT = typer.Option(None, "--cwd", help="Working directory of the agent (default: here).")
+MAXPAR_OPT = typer.Option(None, "--max-parallel", help="Run at most N agents at once.")
+JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _orch() -> Any:
+    from orch_plugins.core import Orchestrator
+
+    return Orchestrator()
+
+
+def _public(run: dict[str, Any]) -> dict[str, Any]:
+    from orch_plugins.store import public
+
+    return public(run)
+
+
+def _read_task(task: str) -> str:
+    if task != "-":
+        return task
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OrchError("the task on stdin is not valid UTF-8") from None
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _launched_line(run: dict[str, Any]) -> str:
+    where = f" ({run['status']})" if run["status"] != "running" else ""
+    return f"{run['name']}: launched{where}, run {run['run_id']}, output {run['output_path']}"
+
+
+@app.command()
+def launch(
+    name: str = typer.Argument(..., help="Agent name: letters, digits, '.', '_', '-'."),
+    task: str = typer.Argument(..., help="The task; '-' reads it from stdin."),
+    role: str | None = ROLE_OPT,
+    backend: str | None = BACKEND_OPT,
+    timeout: float | None = TIMEOUT_OPT,
+    retries: int = RETRIES_OPT,
+    model: str | None = MODEL_OPT,
+    cwd: Path | None = CWD_OPT,
+    from_: str | None = typer.Option(
+        None, "--from", help="Start from a fork of this agent's (or session id's) context."
+    ),
+    max_parallel: int | None = MAXPAR_OPT,
+    wait: bool = typer.Option(False, "--wait", help="Wait for the agent; print its output."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Start one agent in the background and return at once."""
+    orch = _orch()
+    run = orch.launch(
+        name,
+        _read_task(task),
+        role=role,
+        backend=backend,
+        timeout=timeout,
+        retries=retries,
+        model=model,
+        cwd=cwd,
+        from_=from_,
+        max_parallel=max_parallel,
+    )
+    if wait:
+        _finish_wait(orch, [run["name"]], as_json=as_json, print_output=True)
+        return
+    typer.echo(json.dumps(_public(run), ensure_ascii=False) if as_json else _launched_line(run))
+
+
+@app.command()
+def parallel(
+    tasks: list[str] = typer.Argument(..., help="One agent per task; '-' reads one from stdin."),
+    role: str | None = ROLE_OPT,
+    roles: str | None = typer.Option(
+        None, "--roles", help="Comma-separated roles, one per task, in order."
+    ),
+    prefix: str = typer.Option("agent", "--prefix", help="Names are PREFIX1, PREFIX2, …"),
+    backend: str | None = BACKEND_OPT,
+    timeout: float | None = TIMEOUT_OPT,
+    retries: int = RETRIES_OPT,
+    model: str | None = MODEL_OPT,
+    cwd: Path | None = CWD_OPT,
+    max_parallel: int | None = MAXPAR_OPT,
+    wait: bool = typer.Option(False, "--wait", help="Wait for all of them."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Start one agent per task, named with the first free numbers."""
+    if role and roles:
+        raise OrchError("give --role or --roles, not both")
+    role_list: list[str | None] = [role] * len(tasks)
+    if roles:
+        role_list = [r.strip() or None for r in roles.split(",")]
+        if len(role_list) != len(tasks):
+            raise OrchError(f"--roles names {len(role_list)} roles for {len(tasks)} tasks")
+    texts = [_read_task(t) for t in tasks]
+    orch = _orch()
+    names = orch.free_names(prefix, len(texts))
+    runs = [
+        orch.launch(
+            name,
+            text,
+            role=r,
+            backend=backend,
+            timeout=timeout,
+            retries=retries,
+            model=model,
+            cwd=cwd,
+            max_parallel=max_parallel,
+        )
+        for name, text, r in zip(names, texts, role_list)
+    ]
+    if wait:
+        _finish_wait(orch, names, as_json=as_json, print_output=False)
+        return
+    if as_json:
+        _echo_json([_public(r) for r in runs])
+    else:
+        for run in runs:
+            typer.echo(_launched_line(run))
+
+
+def _age(run: dict[str, Any]) -> str:
+    start = run.get("started_at") or run.get("created_at")
+    end = run.get("ended_at") or time.time()
+    secs = max(0.0, end - start) if start else 0.0
+    return f"{secs:.0f}s" if secs < 120 else f"{secs / 60:.0f}m"
+
+
+def _table(runs: list[dict[str, Any]]) -> str:
+    rows = [("NAME", "STATUS", "ROLE", "BACKEND", "TIME", "TURNS", "COST", "TASK / ERROR")]
+    for r in runs:
+        cost = f"${r['cost_usd']:.3f}" if r.get("cost_usd") is not None else "-"
+        detail = r["error"] if r.get("error") and r["status"] != "completed" else r["task"]
+        detail = " ".join(str(detail).split())
+        rows.append(
+            (
+                r["name"] + (" (archived)" if r.get("archived") else ""),
+                r["status"],
+                r.get("role") or "-",
+                r["backend"],
+                _age(r),
+                str(r.get("num_turns") if r.get("num_turns") is not None else "-"),
+                cost,
+                detail[:60] + ("…" if len(detail) > 60 else ""),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1]
+        for row in rows
+    )
+
+
+@app.command()
+def status(
+    names: list[str] | None = typer.Argument(None, help="Agents to show (default: all)."),
+    show_all: bool = typer.Option(
+        False, "--all", "-a", help="Include archived runs and earlier runs of each name."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Show agents: one line each, or one JSON object each with --json."""
+    runs = _orch().status(names or [], include_all=show_all)
+    if as_json:
+        _echo_json([_public(r) for r in runs])
+    elif runs:
+        typer.echo(_table(runs))
+    else:
+        typer.echo("no agents")
+
+
+def _finish_wait(orch: Any, names: list[str], *, as_json: bool, print_output: bool) -> None:
+    runs = orch.wait(names)
+    ok = all(r["status"] == "completed" for r in runs)
+    if as_json:
+        _echo_json([_public(r) for r in runs])
+    elif print_output and len(runs) == 1 and ok:
+        typer.echo(Path(runs[0]["output_path"]).read_text(encoding="utf-8"))
+    else:
+        for r in runs:
+            tail = f": {r['error']}" if r.get("error") and r["status"] != "completed" else ""
+            typer.echo(f"{r['name']}: {r['status']}{tail}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def wait(
+    names: list[str] | None = typer.Argument(
+        None, help="Agents to wait for (default: all queued and running)."
+    ),
+    any_: bool = typer.Option(False, "--any", help="Return when the first one ends."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Give up after S seconds."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Wait for agents to end. Exit 0 only if every awaited agent completed (124: timed out)."""
+    from orch_plugins.core import WaitTimeout
+
+    orch = _orch()
+    try:
+        runs = orch.wait(names or [], any_=any_, timeout=timeout)
+    except WaitTimeout as exc:
+        print(f"orch: {exc}", file=sys.stderr)
+        raise typer.Exit(124) from None
+    ended = [r for r in runs if r["status"] not in ("queued", "running")]
+    if as_json:
+        _echo_json([_public(r) for r in runs])
+    else:
+        if not runs:
+            typer.echo("nothing to wait for")
+        for r in runs:
+            tail = f": {r['error']}" if r.get("error") and r["status"] != "completed" else ""
+            typer.echo(f"{r['name']}: {r['status']}{tail}")
+    judged = ended if any_ else runs
+    if not all(r["status"] == "completed" for r in judged):
+        raise typer.Exit(1)
+
+
+@app.command()
+def output(
+    name: str = typer.Argument(..., help="Agent name."),
+    path: bool = typer.Option(False, "--path", help="Print the output file's path only."),
+) -> None:
+    """Print an agent's final result (its latest run)."""
+    from orch_plugins.store import Store
+
+    run = Store.open().require(name)
+    if path:
+        typer.echo(run["output_path"])
+        return
+    out = Path(run["output_path"])
+    if run["status"] in ("queued", "running"):
+        raise OrchError(
+            f"agent {name!r} is still {run['status']}; no output yet (orch wait {name})"
+        )
+    if not out.exists():
+        raise OrchError(f"agent {name!r} {run['status']} without output: {run['error'] or '-'}")
+    text = out.read_text(encoding="utf-8")
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if run["status"] != "completed":
+        print(f"orch: agent {name!r} {run['status']}: {run['error'] or '-'}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    name: str = typer.Argument(..., help="Agent name."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing while it runs."),
+    raw: bool = typer.Option(False, "--raw", help="Print the raw stream-json events."),
+) -> None:
+    """Show an agent's progress: tool calls, turns, result."""
+    from orch_plugins.progress import describe_line
+
+    orch = _orch()
+    run = orch.store.require(name)
+    log_path = Path(run["log_path"])
+    pos = 0
+    buf = b""
+    while True:
+        if log_path.exists():
+            with open(log_path, "rb") as fh:
+                fh.seek(pos)
+                chunk = fh.read()
+                pos = fh.tell()
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if raw:
+                    sys.stdout.write(line.decode("utf-8", "replace") + "\n")
+                else:
+                    for text in describe_line(line):
+                        sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        if not follow:
+            break
+        run = orch.refresh([orch.store.get_run(run["run_id"])])[0]
+        if run["status"] not in ("queued", "running"):
+            if log_path.exists() and log_path.stat().st_size == pos:
+                typer.echo(f"[{run['status']}]" + (f" {run['error']}" if run["error"] else ""))
+                break
+            continue
+        time.sleep(0.2)
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., help="Agent whose session to continue."),
+    task: str = typer.Argument(..., help="The next prompt; '-' reads stdin."),
+    fork: bool = typer.Option(False, "--fork", help="Continue in a fork (a new session id)."),
+    as_name: str | None = typer.Option(
+        None, "--as", help="Name of the new agent (default: NAME, or NAME-fork with --fork)."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Wait for it; print its output."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Continue an agent's Claude Code session with a new prompt (it sees the earlier turns)."""
+    orch = _orch()
+    run = orch.resume(name, _read_task(task), fork=fork, as_name=as_name)
+    if wait:
+        _finish_wait(orch, [run["name"]], as_json=as_json, print_output=True)
+        return
+    typer.echo(json.dumps(_public(run), ensure_ascii=False) if as_json else _launched_line(run))
+
+
+@app.command()
+def cancel(
+    names: list[str] | None = typer.Argument(None, help="Agents to stop."),
+    all_: bool = typer.Option(False, "--all", help="Stop every queued and running agent."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Stop agents and their whole process tree; they end 'cancelled'."""
+    if not names and not all_:
+        raise OrchError("name the agents to cancel, or pass --all")
+    runs = _orch().cancel(names or [], all_=all_)
+    if as_json:
+        _echo_json([_public(r) for r in runs])
+    elif not runs:
+        typer.echo("nothing to cancel")
+    for r in [] if as_json else runs:
+        typer.echo(f"{r['name']}: {r['status']}")
+
+
+@app.command()
+def clear(
+    archive: bool = typer.Option(
+        False, "--archive", help="Keep ended runs, hidden from 'orch status' but shown by --all."
+    ),
+) -> None:
+    """Forget ended agents (running and queued ones are kept)."""
+    n = _orch().clear(archive=archive)
+    typer.echo(f"{'archived' if archive else 'removed'} {n} ended run{'s' * (n != 1)}")

@@ -1,0 +1,79 @@
+"""Plugin commands: backends, roles, plugins."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def backends(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List registered backends and the plugin each comes from."""
+    from orch_plugins.plugins import get_plugins
+
+    registry, _ = get_plugins().everything()
+    rows = [
+        {"name": n, "description": registry.get(n).description, "source": registry.owner(n)}
+        for n in registry.names()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row['name']:<14} {row['description']}  [{row['source']}]")
+
+
+@app.command()
+def roles(
+    show: str | None = typer.Option(None, "--show", help="Print one role in full."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List agent roles (built-in, .claude/agents/*.md, plugins)."""
+    from orch_plugins.plugins import get_plugins
+
+    plugins = get_plugins()
+    if show:
+        role = plugins.role(show)
+        data = {**role.to_json(), "source": role.source or plugins.roles().owner(show)}
+        if as_json:
+            typer.echo(json.dumps(data, indent=2))
+            return
+        for key in ("name", "description", "source", "model", "permission_mode"):
+            typer.echo(f"{key}: {data[key] or '-'}")
+        typer.echo(f"allowed_tools: {', '.join(data['allowed_tools']) or '-'}")
+        typer.echo(f"task_template: {data['task_template']}")
+        typer.echo(f"system_prompt:\n{data['system_prompt']}")
+        return
+    _, registry = plugins.everything()
+    rows = [
+        {
+            "name": n,
+            "description": registry.get(n).description,
+            "source": registry.get(n).source or registry.owner(n),
+        }
+        for n in registry.names()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row['name']:<18} {row['description']}  [{row['source']}]")
+
+
+@app.command()
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List loaded plugins, where each comes from and the hooks it implements."""
+    from dataclasses import asdict
+
+    from orch_plugins.plugins import get_plugins
+
+    infos = get_plugins().plugin_infos()
+    if as_json:
+        typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    for info in infos:
+        state = f"FAILED: {info.error}" if info.error else ", ".join(info.hooks)
+        typer.echo(f"{info.name:<16} {info.source}\n{'':<16} {state}")

@@ -1,0 +1,103 @@
+"""User configuration: ``config.toml`` in the platformdirs config directory, then environment.
+
+Precedence, highest first: command-line flag, environment variable, ``config.toml``, default.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch_plugins.errors import OrchError
+
+APP_NAME = "orch-plugins"
+
+#: key -> (environment variable, type, default)
+SETTINGS: dict[str, tuple[str, type, Any]] = {
+    "claude_bin": ("ORCH_CLAUDE_BIN", str, None),
+    "default_backend": ("ORCH_DEFAULT_BACKEND", str, "subprocess"),
+    "default_role": ("ORCH_DEFAULT_ROLE", str, None),
+    "max_parallel": ("ORCH_MAX_PARALLEL", int, 8),
+    "retry_backoff": ("ORCH_RETRY_BACKOFF", float, 2.0),
+    "kill_grace": ("ORCH_KILL_GRACE", float, 5.0),
+}
+
+
+def config_path() -> Path:
+    env = os.environ.get("ORCH_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return platformdirs.user_config_path(APP_NAME) / "config.toml"
+
+
+@dataclass
+class Config:
+    claude_bin: str | None = None
+    default_backend: str = "subprocess"
+    default_role: str | None = None
+    max_parallel: int = 8
+    retry_backoff: float = 2.0
+    kill_grace: float = 5.0
+    #: ``[backends.NAME]`` tables, handed to each backend's constructor.
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``[hosts.NAME]`` tables (remote backends).
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+
+    def resolve_claude(self) -> str:
+        """The absolute path of the claude binary, so agents never depend on PATH or shims."""
+        wanted = self.claude_bin or "claude"
+        found = shutil.which(os.path.expanduser(wanted))
+        if not found:
+            raise OrchError(
+                f"claude binary {wanted!r} not found: install Claude Code "
+                "(npm install -g @anthropic-ai/claude-code) or set ORCH_CLAUDE_BIN / claude_bin "
+                "in config.toml"
+            )
+        return os.path.abspath(found)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise OrchError(f"cannot read config {path}: {exc}") from None
+
+
+def load_config() -> Config:
+    path = config_path()
+    data = _load_toml(path)
+    cfg = Config(path=path)
+    for key, (env, typ, _default) in SETTINGS.items():
+        raw = os.environ.get(env)
+        source = f"${env}"
+        if raw is None and key in data:
+            raw, source = data[key], f"{key} in {path}"
+        if raw is None:
+            continue
+        try:
+            value = typ(raw)
+        except (TypeError, ValueError):
+            raise OrchError(f"{source}: expected {typ.__name__}, got {raw!r}") from None
+        if key == "max_parallel" and value < 1:
+            raise OrchError(f"{source}: max_parallel must be at least 1")
+        setattr(cfg, key, value)
+    for table in ("backends", "hosts"):
+        value = data.get(table, {})
+        if not isinstance(value, dict):
+            raise OrchError(f"[{table}] in {path} must be a table")
+        setattr(cfg, table, value)
+    return cfg

@@ -1,0 +1,431 @@
+"""What every face of the pack (CLI, slash commands, hooks, plugins) does to agents.
+
+The core writes records, asks admission for a slot and hands specs to backends; it reads state
+only from the store and asks a backend only what the store cannot know (is it alive, stop it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from orch_plugins import admission
+from orch_plugins.backend import LaunchSpec
+from orch_plugins.claude import UNSET_ENV, agent_env, build_argv
+from orch_plugins.config import Config, load_config
+from orch_plugins.errors import OrchError
+from orch_plugins.store import (
+    CANCELLED,
+    FINAL,
+    LOST,
+    NAME_RE,
+    QUEUED,
+    RUNNING,
+    Store,
+    atomic_write,
+    validate_name,
+)
+
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: A claimed run whose backend has not reported a handle after this long is taken as lost.
+START_GRACE = 60.0
+#: Tasks above this are refused: claude's context could not hold them anyway.
+MAX_TASK_BYTES = 16 * 1024 * 1024
+
+
+class WaitTimeout(OrchError):
+    """``orch wait --timeout`` ran out before the awaited agents ended."""
+
+
+class Orchestrator:
+    def __init__(
+        self, store: Store | None = None, config: Config | None = None, plugins: Any = None
+    ) -> None:
+        self.store = store or Store.open()
+        self.config = config or load_config()
+        self._plugins = plugins
+
+    @property
+    def plugins(self) -> Any:
+        if self._plugins is None:
+            from orch_plugins.plugins import get_plugins
+
+            self._plugins = get_plugins()
+        return self._plugins
+
+    # -- launching --------------------------------------------------------------------------
+
+    def launch(
+        self,
+        name: str,
+        task: str,
+        *,
+        role: str | None = None,
+        backend: str | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        model: str | None = None,
+        cwd: str | Path | None = None,
+        from_: str | None = None,
+        max_parallel: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Record a new agent and start it if a slot is free; never waits for the agent."""
+        validate_name(name)
+        source = self.resolve_source(from_) if from_ else None
+        if source:
+            cwd = self._source_cwd(source, cwd)
+            backend = backend or source.get("backend")
+        return self._create(
+            name,
+            task,
+            role=role,
+            backend=backend,
+            timeout=timeout,
+            retries=retries,
+            model=model,
+            cwd=cwd,
+            max_parallel=max_parallel,
+            resume_session=source["session_id"] if source else None,
+            fork=True,
+            resume_handle=source.get("handle") if source else None,
+            parent=from_,
+            options=options,
+        )
+
+    def resume(
+        self, name: str, task: str, *, fork: bool = False, as_name: str | None = None
+    ) -> dict[str, Any]:
+        """Continue an agent's Claude Code session (or a fork of it) with a new prompt."""
+        src = self.store.require(name)
+        if src["status"] in (QUEUED, RUNNING) and not fork:
+            raise OrchError(f"agent {name!r} is still {src['status']}; wait for it or cancel it")
+        if not src["session_id"]:
+            raise OrchError(f"agent {name!r} has no recorded Claude Code session to resume")
+        new_name = as_name or (self._fork_name(name) if fork else name)
+        validate_name(new_name)
+        return self._create(
+            new_name,
+            task,
+            role=src["role"],
+            backend=src["backend"],
+            timeout=src["timeout"],
+            retries=src["retries"],
+            model=src["model"],
+            cwd=src["cwd"],
+            max_parallel=None,
+            resume_session=src["session_id"],
+            fork=fork,
+            resume_handle=json.loads(src["handle"]) if src["handle"] else {},
+            parent=f"{name}#{src['run_id']}",
+            options=None,
+        )
+
+    def _fork_name(self, name: str) -> str:
+        for i in range(1, 10_000):
+            candidate = f"{name}-fork{'' if i == 1 else i}"
+            if len(candidate) <= 64 and self.store.latest(candidate) is None:
+                return candidate
+        raise OrchError(f"no free fork name for {name!r}; pass --as NEWNAME")
+
+    def resolve_source(self, ref: str) -> dict[str, Any]:
+        """An agent name or a Claude Code session id -> session id, cwd, backend, handle."""
+        if NAME_RE.fullmatch(ref):
+            run = self.store.latest(ref)
+            if run is not None:
+                if not run["session_id"]:
+                    raise OrchError(f"agent {ref!r} has no recorded Claude Code session yet")
+                return {
+                    "session_id": run["session_id"],
+                    "cwd": run["cwd"],
+                    "backend": run["backend"],
+                    "handle": json.loads(run["handle"]) if run["handle"] else {},
+                }
+        if UUID_RE.fullmatch(ref):
+            known = self.store.session(ref)
+            if known and known.get("cwd"):
+                return {"session_id": ref, "cwd": known["cwd"]}
+            cwd = transcript_cwd(ref)
+            if cwd:
+                return {"session_id": ref, "cwd": cwd}
+        raise OrchError(f"unknown agent or session {ref!r} (see 'orch status' and 'orch sessions')")
+
+    @staticmethod
+    def _source_cwd(source: dict[str, Any], cwd: str | Path | None) -> str:
+        # Claude Code keeps sessions per project directory: a fork must run where its source ran.
+        if cwd is not None and Path(cwd).resolve() != Path(source["cwd"]).resolve():
+            raise OrchError(
+                f"a forked session must run in its source's directory {source['cwd']!r}"
+            )
+        return source["cwd"]
+
+    def _create(
+        self,
+        name: str,
+        task: str,
+        *,
+        role: str | None,
+        backend: str | None,
+        timeout: float | None,
+        retries: int,
+        model: str | None,
+        cwd: str | Path | None,
+        max_parallel: int | None,
+        resume_session: str | None,
+        fork: bool,
+        resume_handle: dict[str, Any] | None,
+        parent: str | None,
+        options: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        prompt = check_task(task)
+        if timeout is not None and timeout <= 0:
+            raise OrchError("--timeout must be a positive number of seconds")
+        if retries < 0:
+            raise OrchError("--retries must be 0 or more")
+        if max_parallel is not None and max_parallel < 1:
+            raise OrchError("--max-parallel must be at least 1")
+        workdir = Path(cwd or os.getcwd()).expanduser().resolve()
+        if not workdir.is_dir():
+            raise OrchError(f"working directory {str(workdir)!r} does not exist")
+        role_name = role or self.config.default_role
+        role_obj = self.plugins.role(role_name) if role_name else None
+        backend_name = backend or self.config.default_backend
+        self.plugins.backend_class(backend_name)  # unknown backend: fail before recording
+        argv = build_argv(
+            self.config.resolve_claude(),
+            role=role_obj,
+            model=model,
+            resume_session=resume_session,
+            fork=fork,
+        )
+        framed = role_obj.frame(prompt) if role_obj else prompt
+        state_dir = str(self.store.state_dir.resolve())
+        with self.store.transaction():
+            active = self.store.active_run(name)
+            if active is not None:
+                raise OrchError(
+                    f"agent {name!r} is already {active['status']}; cancel it or pick another name"
+                )
+            run = self.store.insert_run(
+                name=name,
+                task=prompt,
+                role=role_name,
+                backend=backend_name,
+                model=model or (role_obj.model if role_obj else None),
+                cwd=str(workdir),
+                timeout=timeout,
+                retries=retries,
+                max_parallel=max_parallel or self.config.max_parallel,
+                parent=parent,
+            )
+            run_dir = Path(run["run_dir"])
+            run_dir.mkdir(parents=True, exist_ok=True)
+            prompt_path = run_dir / "prompt.txt"
+            atomic_write(prompt_path, framed.encode("utf-8"))
+            spec = LaunchSpec(
+                run_id=run["run_id"],
+                name=name,
+                argv=argv,
+                env=agent_env(run_id=run["run_id"], name=name, state_dir=state_dir),
+                cwd=str(workdir),
+                run_dir=str(run_dir),
+                state_dir=state_dir,
+                prompt_path=str(prompt_path),
+                output_path=run["output_path"],
+                log_path=run["log_path"],
+                timeout=timeout,
+                retries=retries,
+                retry_backoff=self.config.retry_backoff,
+                kill_grace=self.config.kill_grace,
+                resume_from=resume_handle if resume_session else None,
+                unset_env=list(UNSET_ENV),
+                options=options or {},
+            )
+            atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
+        admission.pump(self.store, self.plugins)
+        return self.store.get_run(run["run_id"])
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def refresh(self, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Check that running agents still live; mark the dead ones ``lost``; pump the queue."""
+        running = [r for r in runs if r["status"] == RUNNING]
+        lost: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        by_backend: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+        now = time.time()
+        for run in running:
+            if not run["handle"]:
+                if now - (run["started_at"] or now) > START_GRACE:
+                    lost.append((run, None))
+                continue
+            by_backend.setdefault(run["backend"], []).append((run, json.loads(run["handle"])))
+        for name, pairs in by_backend.items():
+            try:
+                backend = self.plugins.backend(name, self.config.backends.get(name))
+                alive = backend.statuses([h for _, h in pairs])
+            except OrchError:
+                continue  # a backend whose plugin is gone: we cannot tell, so say nothing
+            lost.extend((run, h) for (run, h), ok in zip(pairs, alive) if not ok)
+        changed = False
+        for run, handle in lost:
+            fresh = self.store.get_run(run["run_id"])
+            if fresh["status"] != RUNNING:
+                changed = True
+                continue
+            if self.store.finish(
+                run["run_id"],
+                LOST,
+                error="the agent's process ended without recording a result "
+                "(killed, or the machine restarted)",
+            ):
+                changed = True
+                if handle:
+                    self._stop_leftovers(run["backend"], handle)
+        if (changed or running or any(r["status"] == QUEUED for r in runs)) and self.store.count(
+            QUEUED
+        ):
+            admission.pump(self.store, self.plugins)
+            changed = True
+        if not changed:
+            return runs
+        return [self.store.get_run(r["run_id"]) for r in runs]
+
+    def _stop_leftovers(self, backend: str, handle: dict[str, Any]) -> None:
+        # Best effort: the run is already recorded as lost.
+        with contextlib.suppress(Exception):
+            self.plugins.backend(backend, self.config.backends.get(backend)).cancel(handle, 0.5)
+
+    def status(
+        self, names: Iterable[str] = (), *, include_all: bool = False
+    ) -> list[dict[str, Any]]:
+        names = list(names)
+        for name in names:
+            self.store.require(name)
+        runs = self.store.runs(names, include_archived=include_all, latest_only=not include_all)
+        return self.refresh(runs)
+
+    def wait(
+        self,
+        names: Iterable[str] = (),
+        *,
+        any_: bool = False,
+        timeout: float | None = None,
+        poll: float = 0.2,
+    ) -> list[dict[str, Any]]:
+        """Block until the awaited agents (default: all active ones) end; return their runs."""
+        names = list(names)
+        if names:
+            ids = [self.store.require(n)["run_id"] for n in names]
+        else:
+            ids = [r["run_id"] for r in self.store.runs(statuses=(QUEUED, RUNNING))]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            runs = self.refresh([self.store.get_run(i) for i in ids])
+            done = [r for r in runs if r["status"] in FINAL]
+            if len(done) == len(runs) or (any_ and done):
+                return runs
+            if deadline is not None and time.monotonic() >= deadline:
+                pending = ", ".join(r["name"] for r in runs if r["status"] not in FINAL)
+                raise WaitTimeout(f"timed out waiting for: {pending}")
+            time.sleep(poll)
+
+    # -- stopping and tidying ---------------------------------------------------------------
+
+    def cancel(self, names: Iterable[str] = (), *, all_: bool = False) -> list[dict[str, Any]]:
+        """Cancel agents: queued ones at once, running ones through their backend, in parallel."""
+        if all_:
+            targets = self.store.runs(statuses=(QUEUED, RUNNING), latest_only=False)
+        else:
+            targets = []
+            for name in names:
+                run = self.store.require(name)
+                if run["status"] in FINAL:
+                    continue
+                targets.append(run)
+        grace = self.config.kill_grace
+        threads = []
+        for run in targets:
+            self.store.update(run["run_id"], cancel_requested=1)
+            if self.store.finish(
+                run["run_id"], CANCELLED, only_from=(QUEUED,), error="cancelled before it started"
+            ):
+                continue
+            run = self.store.get_run(run["run_id"])  # it may have just been started
+            handle = json.loads(run["handle"]) if run["handle"] else None
+            if handle:
+                backend = self.plugins.backend(
+                    run["backend"], self.config.backends.get(run["backend"])
+                )
+                t = threading.Thread(target=backend.cancel, args=(handle, grace))
+                t.start()
+                threads.append(t)
+        for t in threads:
+            t.join()
+        out = []
+        for run in targets:
+            # A supervisor that could not record its ending is recorded here.
+            self.store.finish(run["run_id"], CANCELLED, error="cancelled")
+            out.append(self.store.get_run(run["run_id"]))
+        if self.store.count(QUEUED):
+            admission.pump(self.store, self.plugins)
+        return out
+
+    def clear(self, *, archive: bool = False) -> int:
+        """Forget (or archive) every ended run; running and queued agents are never touched."""
+        ended = [r for r in self.store.runs(latest_only=False) if r["status"] in FINAL]
+        if archive:
+            return self.store.archive(r["run_id"] for r in ended)
+        import shutil
+
+        for run in self.store.delete(r["run_id"] for r in ended):
+            shutil.rmtree(run["run_dir"], ignore_errors=True)
+        return len(ended)
+
+    def free_names(self, prefix: str, count: int) -> list[str]:
+        """The first ``count`` names ``prefixN`` that no listed (non-archived) run uses."""
+        taken = {r["name"] for r in self.store.runs()}
+        out, i = [], 0
+        while len(out) < count:
+            i += 1
+            candidate = f"{prefix}{i}"
+            if candidate not in taken:
+                out.append(validate_name(candidate))
+        return out
+
+
+def check_task(task: str) -> str:
+    if not isinstance(task, str) or not task.strip():
+        raise OrchError("the task is empty")
+    size = len(task.encode("utf-8", "surrogatepass"))
+    if size > MAX_TASK_BYTES:
+        raise OrchError(f"the task is {size} bytes; the limit is {MAX_TASK_BYTES}")
+    try:
+        task.encode("utf-8")
+    except UnicodeEncodeError:
+        raise OrchError("the task is not valid UTF-8") from None
+    return task
+
+
+def transcript_cwd(session_id: str) -> str | None:
+    """Find a Claude Code session's working directory from its transcript under ~/.claude."""
+    projects = Path.home() / ".claude" / "projects"
+    for path in projects.glob(f"*/{session_id}.jsonl"):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for _, line in zip(range(50), fh):
+                    try:
+                        cwd = json.loads(line).get("cwd")
+                    except (ValueError, AttributeError):
+                        continue
+                    if cwd:
+                        return str(cwd)
+        except OSError:
+            continue
+    return None

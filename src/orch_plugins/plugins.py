@@ -1,0 +1,196 @@
+"""The plugin manager and the typed facade the core calls.
+
+Built-ins are plain plugin modules listed in :data:`BUILTINS` and registered in code; third-party
+plugins come from the ``orch_plugins`` entry-point group, each loaded on its own so one broken
+plugin is reported and skipped. Entry points are scanned only when a name is not found among the
+built-ins, or when everything is listed (the scan costs tens of milliseconds).
+
+Environment knobs: ``ORCH_PLUGINS_ALLOW`` (comma-separated entry-point names: load only these
+third-party plugins), ``ORCH_PLUGINS_BLOCK`` (names never to load, built-in short names included),
+``ORCH_PLUGINS_TRACE=1`` (print every hook call to stderr).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from orch_plugins import hookspecs
+from orch_plugins.backend import Backend, BackendRegistry
+from orch_plugins.errors import OrchError
+from orch_plugins.roles import Role, RoleRegistry
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "orch_plugins"
+
+#: Built-in plugins: (short name, module). Registered exactly like third-party ones.
+BUILTINS: tuple[tuple[str, str], ...] = (
+    ("subprocess", "orch_plugins.backends.subprocess"),
+    ("builtin_roles", "orch_plugins.roles.builtin"),
+    ("claude_agents", "orch_plugins.roles.claude_agents"),
+)
+
+
+def discover_entry_points() -> list[Any]:
+    """Third-party plugin entry points; tests replace this function."""
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _names(env: str) -> set[str]:
+    return {n.strip() for n in os.environ.get(env, "").split(",") if n.strip()}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class Plugins:
+    """Owns one ``pluggy.PluginManager``; builds the backend and role registries lazily."""
+
+    def __init__(
+        self,
+        builtins: Iterable[tuple[str, str]] = BUILTINS,
+        entry_points: Callable[[], list[Any]] | None = None,
+    ) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._discover = entry_points or discover_entry_points
+        self._external_loaded = False
+        self._sources: dict[str, str] = {}
+        self.failures: list[PluginInfo] = []
+        self._backends: BackendRegistry | None = None
+        self._roles: RoleRegistry | None = None
+        if os.environ.get("ORCH_PLUGINS_TRACE"):
+            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"orch-trace: {msg}"))
+            self.pm.enable_tracing()
+        blocked = _names("ORCH_PLUGINS_BLOCK")
+        for short, module in builtins:
+            if short not in blocked:
+                self.register(importlib.import_module(module), short, "built-in " + module)
+
+    def register(self, plugin: object, name: str, source: str) -> None:
+        """Register one plugin; on a bad hook (misspelt name, wrong signature) undo and raise."""
+        self.pm.register(plugin, name=name)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self.pm.unregister(plugin)
+            raise
+        self._sources[name] = source
+        self._backends = self._roles = None
+
+    def load_external(self) -> None:
+        """Load every allowed third-party plugin once; report and skip broken ones."""
+        if self._external_loaded:
+            return
+        self._external_loaded = True
+        allow, blocked = _names("ORCH_PLUGINS_ALLOW"), _names("ORCH_PLUGINS_BLOCK")
+        for ep in self._discover():
+            if ep.name in blocked or (allow and ep.name not in allow):
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            dist = getattr(getattr(ep, "dist", None), "name", None)
+            source = f"entry point {ep.value}" + (f" ({dist})" if dist else "")
+            try:
+                self.register(ep.load(), ep.name, source)
+            except Exception as exc:  # one broken plugin must not take the tool down
+                log.warning("Failed to load plugin %s=%s: %s", ep.name, ep.value, exc)
+                self.failures.append(PluginInfo(ep.name, source, error=str(exc)))
+
+    def _collect(self, hook_name: str, registry: Any) -> Any:
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            registry.current_owner = self._sources.get(impl.plugin_name, impl.plugin_name)
+            if os.environ.get("ORCH_PLUGINS_TRACE"):
+                sys.stderr.write(f"orch-trace: {hook_name} [{impl.plugin_name}]\n")
+            try:
+                impl.function(registry)
+            except OrchError:
+                raise
+            except Exception as exc:
+                log.warning("plugin %s failed in %s: %s", impl.plugin_name, hook_name, exc)
+        return registry
+
+    # -- typed facade -----------------------------------------------------------------------
+
+    def backends(self) -> BackendRegistry:
+        if self._backends is None:
+            self._backends = self._collect("orch_register_backends", BackendRegistry())
+        return self._backends
+
+    def roles(self) -> RoleRegistry:
+        if self._roles is None:
+            self._roles = self._collect("orch_register_roles", RoleRegistry())
+        return self._roles
+
+    def backend_class(self, name: str) -> type[Backend]:
+        cls = self.backends().get(name)
+        if cls is None and not self._external_loaded:
+            self.load_external()
+            cls = self.backends().get(name)
+        if cls is None:
+            known = ", ".join(self.backends().names()) or "none"
+            raise OrchError(f"unknown backend {name!r} (known: {known})")
+        return cls
+
+    def backend(self, name: str, config: dict[str, Any] | None = None) -> Backend:
+        return self.backend_class(name)(config)
+
+    def role(self, name: str) -> Role:
+        role = self.roles().get(name)
+        if role is None and not self._external_loaded:
+            self.load_external()
+            role = self.roles().get(name)
+        if role is None:
+            raise OrchError(f"unknown role {name!r} (see 'orch roles')")
+        return role
+
+    def everything(self) -> tuple[BackendRegistry, RoleRegistry]:
+        self.load_external()
+        return self.backends(), self.roles()
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        self.load_external()
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            infos.append(PluginInfo(name, self._sources.get(name, "?"), hooks))
+        return infos + self.failures
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Fire an event hook; a failing plugin is logged, never allowed to break the caller."""
+        try:
+            self.load_external()
+            getattr(self.pm.hook, hook_name)(**kwargs)
+        except Exception as exc:
+            log.warning("a plugin failed in %s: %s", hook_name, exc)
+
+
+_current: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager (tests build their own ``Plugins``)."""
+    global _current
+    if _current is None:
+        _current = Plugins()
+    return _current
+
+
+def set_plugins(plugins: Plugins | None) -> None:
+    global _current
+    _current = plugins

@@ -1,0 +1,421 @@
+"""The state store: every agent run, every known Claude Code session, in one SQLite file.
+
+Many processes write at once (supervisors, hooks, CLI calls) and any of them may be killed at any
+moment, so the store is SQLite in WAL mode with a busy timeout and short ``BEGIN IMMEDIATE``
+transactions. Large text (outputs, event logs) lives in files in the run's directory; the record
+holds their paths. A store that SQLite cannot read is reported, never rewritten.
+
+Standard library only: hooks and supervisors import this module on every event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from orch_plugins.errors import OrchError
+
+SCHEMA_VERSION = 1
+DB_NAME = "state.db"
+
+QUEUED, RUNNING = "queued", "running"
+COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST = (
+    "completed",
+    "failed",
+    "cancelled",
+    "timed_out",
+    "lost",
+)
+ACTIVE = (QUEUED, RUNNING)
+FINAL = (COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST)
+STATUSES = ACTIVE + FINAL
+
+#: The public fields of an agent, in the order ``orch status --json`` prints them.
+STATUS_FIELDS = (
+    "name",
+    "status",
+    "task",
+    "role",
+    "backend",
+    "session_id",
+    "started_at",
+    "ended_at",
+    "exit_code",
+    "cost_usd",
+    "num_turns",
+    "output_path",
+    "error",
+    "run_id",
+    "created_at",
+    "model",
+    "cwd",
+    "attempt",
+    "retries",
+    "timeout",
+    "tool_calls",
+    "last_activity",
+    "duration_ms",
+    "usage",
+    "log_path",
+    "parent",
+    "archived",
+)
+_TIME_FIELDS = ("created_at", "started_at", "ended_at", "last_activity")
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    task TEXT NOT NULL,
+    role TEXT,
+    backend TEXT NOT NULL,
+    model TEXT,
+    cwd TEXT NOT NULL,
+    timeout REAL,
+    retries INTEGER NOT NULL DEFAULT 0,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_parallel INTEGER NOT NULL DEFAULT 8,
+    session_id TEXT,
+    parent TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    last_activity REAL,
+    exit_code INTEGER,
+    cost_usd REAL,
+    num_turns INTEGER,
+    tool_calls INTEGER NOT NULL DEFAULT 0,
+    duration_ms INTEGER,
+    usage TEXT,
+    error TEXT,
+    run_dir TEXT NOT NULL,
+    output_path TEXT NOT NULL,
+    log_path TEXT NOT NULL,
+    handle TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    archived INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_name ON runs(name, run_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    cwd TEXT,
+    source TEXT,
+    transcript_path TEXT,
+    run_id INTEGER,
+    first_seen REAL NOT NULL,
+    last_event TEXT,
+    last_event_at REAL,
+    ended_at REAL
+);
+"""
+
+
+def validate_name(name: str) -> str:
+    """Refuse names that could not be a file name, a tmux window or a shell word unquoted."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        raise OrchError(
+            f"invalid agent name {shown!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def iso(ts: float | None) -> str | None:
+    """Render an epoch time the way every JSON output shows it (UTC, ISO 8601)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The project an ``orch`` call belongs to: Claude Code's project dir, else the nearest
+    ancestor holding ``.orchestrate``, ``.git`` or ``.claude``, else the current directory."""
+    env = os.environ.get("CLAUDE_PROJECT_DIR")
+    if env:
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for marker in (".orchestrate", ".git", ".claude"):
+        for parent in (here, *here.parents):
+            if (parent / marker).exists() and parent != Path.home():
+                return parent
+    return here
+
+
+def default_state_dir(start: Path | None = None) -> Path:
+    """``ORCH_STATE_DIR`` if set, else ``<project>/.orchestrate``."""
+    env = os.environ.get("ORCH_STATE_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    return find_project_dir(start) / ".orchestrate"
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write to a temporary name and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+class Store:
+    """One connection per process to ``<state_dir>/state.db``."""
+
+    def __init__(self, state_dir: Path, *, create: bool = True) -> None:
+        self.state_dir = Path(state_dir)
+        self.db_path = self.state_dir / DB_NAME
+        if not self.db_path.exists():
+            if not create:
+                raise OrchError(f"no state store at {self.db_path}")
+            self._make_dir()
+        try:
+            self.conn = sqlite3.connect(
+                self.db_path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise OrchError(
+                f"state store {self.db_path} is corrupt or unreadable ({exc}); it was left "
+                "untouched: move it aside to start afresh"
+            ) from None
+
+    @classmethod
+    def open(cls, state_dir: Path | None = None, *, create: bool = True) -> Store:
+        return cls(state_dir or default_state_dir(), create=create)
+
+    def _make_dir(self) -> None:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.state_dir / "runs").mkdir(exist_ok=True)
+            gitignore = self.state_dir / ".gitignore"
+            if not gitignore.exists():
+                gitignore.write_text("# orch-plugins state: not for version control\n*\n")
+        except OSError as exc:
+            raise OrchError(f"cannot create state directory {self.state_dir}: {exc}") from None
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise OrchError(
+                f"state store {self.db_path} was written by a newer orch-plugins "
+                f"(schema {version}); upgrade orch-plugins"
+            )
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front, so check-then-insert is atomic."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def run_dir_for(self, run_id: int, name: str) -> Path:
+        return self.state_dir / "runs" / f"{run_id}-{name}"
+
+    def insert_run(self, **fields: Any) -> dict[str, Any]:
+        """Insert a queued run; call inside :meth:`transaction`. Paths are derived from its id."""
+        fields.setdefault("status", QUEUED)
+        fields.setdefault("created_at", time.time())
+        fields.update(run_dir="", output_path="", log_path="")
+        cols = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        cur = self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", [*fields.values()])
+        run_id = cur.lastrowid
+        assert run_id is not None
+        run_dir = self.run_dir_for(run_id, fields["name"])
+        self.conn.execute(
+            "UPDATE runs SET run_dir=?, output_path=?, log_path=? WHERE run_id=?",
+            (str(run_dir), str(run_dir / "output.md"), str(run_dir / "events.jsonl"), run_id),
+        )
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise OrchError(f"no run with id {run_id}")
+        return dict(row)
+
+    def latest(self, name: str) -> dict[str, Any] | None:
+        """The newest run of an agent name (archived runs included)."""
+        row = self.conn.execute(
+            "SELECT * FROM runs WHERE name=? ORDER BY run_id DESC LIMIT 1", (name,)
+        ).fetchone()
+        return dict(row) if row else None
+
+    def require(self, name: str) -> dict[str, Any]:
+        validate_name(name)
+        run = self.latest(name)
+        if run is None:
+            raise OrchError(f"no agent named {name!r} (see 'orch status --all')")
+        return run
+
+    def active_run(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT * FROM runs WHERE name=? AND status IN (?, ?) ORDER BY run_id DESC LIMIT 1",
+            (name, *ACTIVE),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def runs(
+        self,
+        names: Iterable[str] | None = None,
+        *,
+        include_archived: bool = False,
+        latest_only: bool = True,
+        statuses: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs oldest first; by default only each name's newest run, archived ones left out."""
+        where, args = [], []
+        if not include_archived:
+            where.append("archived=0")
+        names = list(names or [])
+        if names:
+            where.append(f"name IN ({', '.join('?' for _ in names)})")
+            args.extend(names)
+        statuses = list(statuses or [])
+        if statuses:
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            args.extend(statuses)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        if latest_only:
+            sql = (
+                f"SELECT * FROM runs WHERE run_id IN (SELECT MAX(run_id) FROM runs {clause} "
+                "GROUP BY name) ORDER BY run_id"
+            )
+        else:
+            sql = f"SELECT * FROM runs {clause} ORDER BY run_id"
+        return [dict(r) for r in self.conn.execute(sql, args)]
+
+    def count(self, status: str) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (status,)).fetchone()[
+            0
+        ]
+
+    def update(self, run_id: int, **fields: Any) -> None:
+        if not fields:
+            return
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self.conn.execute(f"UPDATE runs SET {sets} WHERE run_id=?", [*fields.values(), run_id])
+
+    def finish(
+        self, run_id: int, status: str, *, only_from: tuple[str, ...] = ACTIVE, **fields: Any
+    ) -> bool:
+        """Record a run's ending once: the first writer wins (a supervisor finishing while a
+        cancel or a liveness check also decides is a normal race)."""
+        assert status in FINAL, status
+        fields.setdefault("ended_at", time.time())
+        sets = ", ".join(f"{k}=?" for k in ("status", *fields))
+        marks = ", ".join("?" for _ in only_from)
+        cur = self.conn.execute(
+            f"UPDATE runs SET {sets} WHERE run_id=? AND status IN ({marks})",
+            [status, *fields.values(), run_id, *only_from],
+        )
+        return cur.rowcount == 1
+
+    def archive(self, run_ids: Iterable[int]) -> int:
+        ids = list(run_ids)
+        if not ids:
+            return 0
+        with self.transaction():
+            cur = self.conn.execute(
+                f"UPDATE runs SET archived=1 WHERE run_id IN ({', '.join('?' for _ in ids)})", ids
+            )
+        return cur.rowcount
+
+    def delete(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
+        ids = list(run_ids)
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        with self.transaction():
+            rows = [
+                dict(r)
+                for r in self.conn.execute(f"SELECT * FROM runs WHERE run_id IN ({marks})", ids)
+            ]
+            self.conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", ids)
+        return rows
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def record_session(
+        self,
+        session_id: str,
+        *,
+        event: str,
+        cwd: str | None = None,
+        source: str | None = None,
+        transcript_path: str | None = None,
+        run_id: int | None = None,
+        ended: bool = False,
+    ) -> None:
+        now = time.time()
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO sessions (session_id, cwd, source, transcript_path, run_id, "
+                "first_seen, last_event, last_event_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(session_id) DO UPDATE SET "
+                "cwd=COALESCE(excluded.cwd, cwd), source=COALESCE(excluded.source, source), "
+                "transcript_path=COALESCE(excluded.transcript_path, transcript_path), "
+                "run_id=COALESCE(excluded.run_id, run_id), last_event=excluded.last_event, "
+                "last_event_at=excluded.last_event_at",
+                (session_id, cwd, source, transcript_path, run_id, now, event, now),
+            )
+            if ended:
+                self.conn.execute(
+                    "UPDATE sessions SET ended_at=? WHERE session_id=?", (now, session_id)
+                )
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT * FROM sessions WHERE session_id=?", (session_id,)
+        ).fetchone()
+        return dict(row) if row else None
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM sessions ORDER BY first_seen")]
+
+
+def public(run: dict[str, Any]) -> dict[str, Any]:
+    """The documented status object of a run (``orch status --json``)."""
+    out = {k: run.get(k) for k in STATUS_FIELDS}
+    for key in _TIME_FIELDS:
+        out[key] = iso(out[key])
+    if isinstance(out["usage"], str):
+        try:
+            out["usage"] = json.loads(out["usage"])
+        except ValueError:
+            out["usage"] = None
+    out["archived"] = bool(out["archived"])
+    return out

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""A fast stand-in for ``claude -p`` in unit tests (the e2e tests use the real CLI).
+
+Reads the prompt from stdin and prints stream-json events. Directives in the prompt:
+``SLEEP=N`` sleeps N seconds first, ``EXIT=N`` exits with N and no result, ``API=529`` reports
+an API error (``FAKE_API_FAIL_FILE`` counts attempts: fail only while it holds fewer than
+``API_FAILS=K`` lines), ``TASKFAIL`` reports a task error. The result echoes the prompt's sha256.
+"""
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+import uuid
+
+argv = sys.argv[1:]
+data = sys.stdin.buffer.read()
+prompt = data.decode("utf-8", "replace")
+sid = str(uuid.uuid4())
+if "--resume" in argv and "--fork-session" not in argv:
+    sid = argv[argv.index("--resume") + 1]
+
+
+def emit(event):
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+emit({"type": "system", "subtype": "init", "session_id": sid, "model": "fake", "argv": argv})
+m = re.search(r"SLEEP=([0-9.]+)", prompt)
+if m:
+    time.sleep(float(m.group(1)))
+m = re.search(r"EXIT=(\d+)", prompt)
+if m:
+    sys.exit(int(m.group(1)))
+emit({"type": "assistant", "session_id": sid, "message": {"content": [
+    {"type": "text", "text": "working"},
+    {"type": "tool_use", "name": "Bash", "input": {"command": "true"}}]}})
+digest = hashlib.sha256(data).hexdigest()
+m = re.search(r"API=(\d+)", prompt)
+fails = int((re.search(r"API_FAILS=(\d+)", prompt) or [0, 99])[1])
+if m:
+    counter = os.environ.get("FAKE_API_FAIL_FILE")
+    n = 0
+    if counter:
+        with open(counter, "a+") as fh:
+            fh.seek(0)
+            n = len(fh.readlines())
+            fh.write("x\n")
+    if n < fails:
+        emit({"type": "result", "subtype": "success", "is_error": True, "session_id": sid,
+              "api_error_status": int(m.group(1)), "result": "API Error: overloaded",
+              "num_turns": 1, "total_cost_usd": 0})
+        sys.exit(1)
+if "TASKFAIL" in prompt:
+    emit({"type": "result", "subtype": "error_during_execution", "is_error": True,
+          "session_id": sid, "result": "task failed", "num_turns": 1})
+    sys.exit(1)
+emit({"type": "result", "subtype": "success", "is_error": False, "session_id": sid,
+      "result": f"sha256={digest}\nargv={json.dumps(argv)}", "num_turns": 2,
+      "total_cost_usd": 0.0012, "duration_ms": 5, "usage": {"input_tokens": 3}})
