@@ -35,9 +35,18 @@ if m:
 m = re.search(r"EXIT=(\d+)", prompt)
 if m:
     sys.exit(int(m.group(1)))
-emit({"type": "assistant", "session_id": sid, "message": {"content": [
-    {"type": "text", "text": "working"},
-    {"type": "tool_use", "name": "Bash", "input": {"command": "true"}}]}})
+emit(
+    {
+        "type": "assistant",
+        "session_id": sid,
+        "message": {
+            "content": [
+                {"type": "text", "text": "working"},
+                {"type": "tool_use", "name": "Bash", "input": {"command": "true"}},
+            ]
+        },
+    }
+)
 digest = hashlib.sha256(data).hexdigest()
 m = re.search(r"API=(\d+)", prompt)
 fails = int((re.search(r"API_FAILS=(\d+)", prompt) or [0, 99])[1])
@@ -50,14 +59,41 @@ if m:
             n = len(fh.readlines())
             fh.write("x\n")
     if n < fails:
-        emit({"type": "result", "subtype": "success", "is_error": True, "session_id": sid,
-              "api_error_status": int(m.group(1)), "result": "API Error: overloaded",
-              "num_turns": 1, "total_cost_usd": 0})
+        emit(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": True,
+                "session_id": sid,
+                "api_error_status": int(m.group(1)),
+                "result": "API Error: overloaded",
+                "num_turns": 1,
+                "total_cost_usd": 0,
+            }
+        )
         sys.exit(1)
 if "TASKFAIL" in prompt:
-    emit({"type": "result", "subtype": "error_during_execution", "is_error": True,
-          "session_id": sid, "result": "task failed", "num_turns": 1})
+    emit(
+        {
+            "type": "result",
+            "subtype": "error_during_execution",
+            "is_error": True,
+            "session_id": sid,
+            "result": "task failed",
+            "num_turns": 1,
+        }
+    )
     sys.exit(1)
-emit({"type": "result", "subtype": "success", "is_error": False, "session_id": sid,
-      "result": f"sha256={digest}\nargv={json.dumps(argv)}", "num_turns": 2,
-      "total_cost_usd": 0.0012, "duration_ms": 5, "usage": {"input_tokens": 3}})
+emit(
+    {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "session_id": sid,
+        "result": f"sha256={digest}\nargv={json.dumps(argv)}",
+        "num_turns": 2,
+        "total_cost_usd": 0.0012,
+        "duration_ms": 5,
+        "usage": {"input_tokens": 3},
+    }
+)

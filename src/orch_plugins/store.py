@@ -117,7 +117,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     first_seen REAL NOT NULL,
     last_event TEXT,
     last_event_at REAL,
-    ended_at REAL
+    ended_at REAL,
+    notified_at REAL
 );
 """
 
@@ -402,6 +403,24 @@ class Store:
             "SELECT * FROM sessions WHERE session_id=?", (session_id,)
         ).fetchone()
         return dict(row) if row else None
+
+    def ended_since(self, since: float) -> list[dict[str, Any]]:
+        """Runs that reached a final status after ``since`` (epoch seconds), oldest first."""
+        marks = ", ".join("?" for _ in FINAL)
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                f"SELECT * FROM runs WHERE ended_at > ? AND status IN ({marks}) ORDER BY ended_at",
+                (since, *FINAL),
+            )
+        ]
+
+    def mark_notified(self, session_id: str, until: float) -> None:
+        """Remember up to when a session was told about ended agents (UserPromptSubmit)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE sessions SET notified_at=? WHERE session_id=?", (until, session_id)
+            )
 
     def sessions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM sessions ORDER BY first_seen")]
