@@ -379,7 +379,8 @@ class Orchestrator:
 
     def clear(self, *, archive: bool = False) -> int:
         """Forget (or archive) every ended run; running and queued agents are never touched."""
-        ended = [r for r in self.store.runs(latest_only=False) if r["status"] in FINAL]
+        runs = self.store.runs(include_archived=not archive, latest_only=False)
+        ended = [r for r in runs if r["status"] in FINAL]
         if archive:
             return self.store.archive(r["run_id"] for r in ended)
         import shutil

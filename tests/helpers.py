@@ -1,0 +1,57 @@
+"""Helpers for tests: run the real ``orch`` as a process, read status, poll."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_CLAUDE = ROOT / "tests" / "fake_claude.py"
+ORCH = [sys.executable, "-m", "orch_plugins.cli"]
+
+
+def orch(
+    *args: str, input: str | bytes | None = None, check: bool = False, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``orch`` command as a separate process."""
+    data = input.encode() if isinstance(input, str) else input
+    proc = subprocess.run([*ORCH, *args], input=data, capture_output=True, timeout=timeout)
+    out = subprocess.CompletedProcess(
+        proc.args,
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"orch {args} failed ({out.returncode}): {out.stderr}{out.stdout}")
+    return out
+
+
+def status_json(*names: str, all_: bool = False) -> list[dict[str, Any]]:
+    args = ["status", "--json", *names] + (["--all"] if all_ else [])
+    return json.loads(orch(*args, check=True).stdout)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -1,0 +1,291 @@
+"""The agent life cycle through the real ``orch`` command, with a fast fake ``claude``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orch_plugins.store import STATUS_FIELDS
+from tests.helpers import ORCH, orch, pid_gone, status_json, wait_for
+
+HOSTILE = (
+    'it\'s "quoted" $(rm -rf /) `id` $HOME; echo pwned | cat && exit 1\n'
+    "\tline2 ünïcødé 🚀 \\ %s {task}\r\n\x1b[31m  "
+)
+
+
+def done(name: str) -> dict:
+    return wait_for(
+        lambda: next(
+            (r for r in status_json(name) if r["status"] not in ("queued", "running")), None
+        )
+    )
+
+
+def test_launch_wait_output_and_status_fields(project: Path) -> None:
+    r = orch("launch", "a1", "say hi", check=True)
+    assert r.stdout.startswith("a1: launched")
+    w = orch("wait", "a1", check=True)
+    assert "a1: completed" in w.stdout
+    [run] = status_json("a1")
+    assert list(run)[: len(STATUS_FIELDS)] == list(STATUS_FIELDS)
+    assert run["status"] == "completed"
+    assert run["session_id"]
+    assert run["exit_code"] == 0
+    assert run["cost_usd"] == pytest.approx(0.0012)
+    assert run["num_turns"] == 2
+    assert run["tool_calls"] == 1
+    assert run["started_at"] and run["ended_at"]
+    assert Path(run["output_path"]).read_text().startswith("sha256=")
+    out = orch("output", "a1", check=True).stdout
+    assert out == Path(run["output_path"]).read_text() + "\n"
+    assert orch("output", "a1", "--path", check=True).stdout.strip() == run["output_path"]
+    logs = orch("logs", "a1", check=True).stdout
+    assert "[tool] Bash: true" in logs and "[done]" in logs
+
+
+def test_hostile_task_text_arrives_byte_for_byte(project: Path) -> None:
+    orch("launch", "h1", HOSTILE, check=True)
+    big = ("x" * 1023 + "\n") * 1024  # 1 MiB, via stdin
+    orch("launch", "h2", "-", input=big, check=True)
+    orch("wait", "h1", "h2", check=True)
+    for name, text in (("h1", HOSTILE), ("h2", big)):
+        out = orch("output", name, check=True).stdout
+        assert f"sha256={hashlib.sha256(text.encode()).hexdigest()}" in out
+    assert status_json("h1")[0]["task"] == HOSTILE
+
+
+def test_odd_names_and_bad_input_give_one_line_errors(project: Path) -> None:
+    for bad in ("", "--", "a b", "a/b", "x" * 65, "名前", "a;rm", ".hidden"):
+        r = orch("launch", "--", bad, "task")
+        assert r.returncode == 1, bad
+        assert r.stderr.count("\n") == 1 and "invalid agent name" in r.stderr, r.stderr
+    assert orch("launch", "ok", "   ").returncode == 1
+    r = orch("status", "nosuch")
+    assert r.returncode == 1 and "no agent named 'nosuch'" in r.stderr
+    assert orch("output", "nosuch").returncode == 1
+    r = orch("launch", "x1", "t", "--role", "nope")
+    assert r.returncode == 1 and "unknown role" in r.stderr
+    r = orch("launch", "x1", "t", "--backend", "nope")
+    assert r.returncode == 1 and "unknown backend" in r.stderr
+    r = orch("resume", "nosuch", "more")
+    assert r.returncode == 1 and "no agent named" in r.stderr
+    r = orch("launch", "x1", "t", "--from", "00000000-0000-0000-0000-000000000000")
+    assert r.returncode == 1 and "unknown agent or session" in r.stderr
+    assert status_json() == []  # nothing was recorded by the refused calls
+
+
+def test_missing_claude_is_a_clear_error(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_CLAUDE_BIN", "/nonexistent/claude")
+    r = orch("launch", "a", "t")
+    assert r.returncode == 1 and "claude binary '/nonexistent/claude' not found" in r.stderr
+
+
+def test_corrupt_store_is_reported_and_left_untouched(project: Path) -> None:
+    orch("launch", "a", "t", check=True)
+    orch("wait", "a", check=True)
+    db = project / ".orchestrate" / "state.db"
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    db.write_bytes(b"this is not a database" * 100)
+    before = db.read_bytes()
+    for args in (("status",), ("launch", "b", "t"), ("wait",)):
+        r = orch(*args)
+        assert r.returncode == 1 and "corrupt or unreadable" in r.stderr, r.stderr
+    assert db.read_bytes() == before
+
+
+def test_name_reuse_and_history(project: Path) -> None:
+    orch("launch", "r", "SLEEP=5", check=True)
+    again = orch("launch", "r", "other")
+    assert again.returncode == 1 and "already running" in again.stderr
+    orch("cancel", "r", check=True)
+    orch("launch", "r", "second", check=True)
+    orch("wait", "r", check=True)
+    assert [x["status"] for x in status_json("r")] == ["completed"]
+    history = status_json(all_=True)
+    assert [(x["name"], x["status"]) for x in history] == [("r", "cancelled"), ("r", "completed")]
+
+
+def test_timeout_kills_the_tree(project: Path) -> None:
+    orch("launch", "slow", "SLEEP=60", "--timeout", "1", check=True)
+    run = done("slow")
+    assert run["status"] == "timed_out"
+    assert "timed out after 1.0 s" in run["error"]
+    assert orch("wait", "slow").returncode == 1
+
+
+def test_cancel_stops_the_agent(project: Path) -> None:
+    orch("launch", "c", "SLEEP=60", check=True)
+    run = wait_for(lambda: status_json("c")[0]["session_id"] and status_json("c")[0])
+    handle = _handle(project, run["run_id"])
+    r = orch("cancel", "c", check=True)
+    assert "c: cancelled" in r.stdout
+    assert status_json("c")[0]["status"] == "cancelled"
+    wait_for(lambda: pid_gone(handle["pid"]), timeout=10)
+    assert "nothing to cancel" in orch("cancel", "c", check=True).stdout
+    assert orch("cancel").returncode == 1
+
+
+def test_retry_after_transient_api_errors(project: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / "fails"
+    os.environ["FAKE_API_FAIL_FILE"] = str(env_file)
+    try:
+        orch("launch", "ok", "API=529 API_FAILS=2", "--retries", "3", check=True)
+        run = done("ok")
+        assert run["status"] == "completed" and run["attempt"] == 3
+        logs = orch("logs", "ok", check=True).stdout
+        assert logs.count("[orch retry]") == 2
+        env_file.unlink()
+        orch("launch", "no", "API=529 API_FAILS=5", "--retries", "1", check=True)
+        run = done("no")
+        assert run["status"] == "failed" and run["attempt"] == 2
+        assert run["error"].startswith("API error 529 after 2 attempts")
+        orch("launch", "task", "TASKFAIL", "--retries", "3", check=True)
+        run = done("task")
+        assert run["status"] == "failed" and run["attempt"] == 1  # never retried
+        assert run["error"] == "task failed"
+    finally:
+        del os.environ["FAKE_API_FAIL_FILE"]
+
+
+def _handle(project: Path, run_id: int) -> dict:
+    con = sqlite3.connect(project / ".orchestrate" / "state.db")
+    try:
+        return json.loads(
+            con.execute("SELECT handle FROM runs WHERE run_id=?", (run_id,)).fetchone()[0]
+        )
+    finally:
+        con.close()
+
+
+def test_killed_supervisor_shows_lost(project: Path) -> None:
+    orch("launch", "k", "SLEEP=60", check=True)
+    run = wait_for(lambda: status_json("k")[0]["session_id"] and status_json("k")[0])
+    handle = _handle(project, run["run_id"])
+    os.kill(handle["pid"], signal.SIGKILL)
+    wait_for(lambda: pid_gone(handle["pid"]))
+    [run] = status_json("k")
+    assert run["status"] == "lost"
+    assert "without recording a result" in run["error"]
+
+
+def test_reused_pid_is_not_the_agent(project: Path) -> None:
+    orch("launch", "p", "SLEEP=60", check=True)
+    run = wait_for(lambda: status_json("p")[0]["session_id"] and status_json("p")[0])
+    handle = _handle(project, run["run_id"])
+    # Pretend the recorded process is another one that happens to have this PID.
+    con = sqlite3.connect(project / ".orchestrate" / "state.db")
+    with con:
+        con.execute(
+            "UPDATE runs SET handle=? WHERE run_id=?",
+            (
+                json.dumps({"pid": handle["pid"], "start_time": handle["start_time"] - 1}),
+                run["run_id"],
+            ),
+        )
+    con.close()
+    assert status_json("p")[0]["status"] == "lost"
+    os.kill(handle["pid"], signal.SIGKILL)
+
+
+def test_queue_respects_max_parallel(project: Path) -> None:
+    r = orch("parallel", *["SLEEP=0.5"] * 5, "--max-parallel", "2", "--json", check=True)
+    launched = json.loads(r.stdout)
+    assert [x["name"] for x in launched] == [f"agent{i}" for i in range(1, 6)]
+    assert [x["status"] for x in launched].count("running") == 2
+    orch("wait", check=True, timeout=60)
+    runs = status_json()
+    assert {x["status"] for x in runs} == {"completed"}
+    assert _max_overlap(project) <= 2
+
+
+def _max_overlap(project: Path) -> int:
+    con = sqlite3.connect(project / ".orchestrate" / "state.db")
+    rows = con.execute("SELECT started_at, ended_at FROM runs").fetchall()
+    con.close()
+    points = sorted(
+        [(s, 1) for s, _ in rows] + [(e, -1) for _, e in rows], key=lambda p: (p[0], p[1])
+    )
+    best = cur = 0
+    for _, delta in points:
+        cur += delta
+        best = max(best, cur)
+    return best
+
+
+def test_fifty_concurrent_launches(project: Path) -> None:
+    procs = [
+        subprocess.Popen(
+            [*ORCH, "launch", f"c{i}", f"SLEEP=0.2 task {i}", "--max-parallel", "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(50)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    orch("wait", check=True, timeout=180)
+    runs = status_json()
+    assert sorted(r["name"] for r in runs) == sorted(f"c{i}" for i in range(50))
+    assert all(r["status"] == "completed" and r["attempt"] == 1 for r in runs)
+    assert len(status_json(all_=True)) == 50  # nothing started twice
+    assert _max_overlap(project) <= 4
+
+
+def test_parallel_names_roles_and_prefix(project: Path) -> None:
+    orch("parallel", "a", "b", check=True)
+    r = orch("parallel", "c", "d", "--roles", "bug-hunter,researcher", "--json", check=True)
+    runs = json.loads(r.stdout)
+    assert [(x["name"], x["role"]) for x in runs] == [
+        ("agent3", "bug-hunter"),
+        ("agent4", "researcher"),
+    ]
+    r = orch("parallel", "e", "--prefix", "rev", "--json", check=True)
+    assert json.loads(r.stdout)[0]["name"] == "rev1"
+    r = orch("parallel", "x", "y", "--roles", "bug-hunter")
+    assert r.returncode == 1 and "2 tasks" in r.stderr
+    orch("wait", check=True)
+    out = orch("output", "agent3", check=True).stdout
+    argv = json.loads(out.split("argv=", 1)[1])
+    assert argv[argv.index("--allowedTools") + 1].startswith("Read,")
+    assert "--append-system-prompt" in argv
+
+
+def test_resume_and_fork(project: Path) -> None:
+    orch("launch", "s", "first", check=True)
+    orch("wait", "s", check=True)
+    sid = status_json("s")[0]["session_id"]
+    orch("resume", "s", "second", check=True)
+    orch("wait", "s", check=True)
+    runs = status_json(all_=True)
+    assert [r["name"] for r in runs] == ["s", "s"]
+    assert runs[1]["session_id"] == sid and runs[1]["parent"] == f"s#{runs[0]['run_id']}"
+    orch("resume", "s", "third", "--fork", check=True)
+    orch("wait", "s-fork", check=True)
+    fork = status_json("s-fork")[0]
+    assert fork["session_id"] != sid
+    argv = json.loads(orch("output", "s-fork", check=True).stdout.split("argv=", 1)[1])
+    assert argv[-3:] == ["--resume", sid, "--fork-session"]
+    orch("launch", "f2", "from agent", "--from", "s", check=True)
+    orch("wait", "f2", check=True)
+    assert status_json("f2")[0]["parent"] == "s"
+
+
+def test_clear_and_archive(project: Path) -> None:
+    orch("parallel", "a", "b", check=True)
+    orch("wait", check=True)
+    orch("launch", "live", "SLEEP=30", check=True)
+    assert "archived 2 ended runs" in orch("clear", "--archive", check=True).stdout
+    assert [r["name"] for r in status_json()] == ["live"]
+    assert {r["name"] for r in status_json(all_=True)} == {"agent1", "agent2", "live"}
+    assert "removed 2 ended runs" in orch("clear", check=True).stdout
+    assert [r["name"] for r in status_json(all_=True)] == ["live"]
