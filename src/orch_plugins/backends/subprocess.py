@@ -7,6 +7,7 @@ session ending. Its PID and start time form the handle: a reused PID is never ta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,7 +47,14 @@ class SubprocessBackend(Backend):
 
     def cancel(self, handle: Handle, grace: float) -> None:
         pid = handle.get("pid")
+        if not pid:
+            return
         if not self.is_alive(handle):
+            # A supervisor killed with -9 leaves claude orphaned in its process group (whose id
+            # is the supervisor's PID: the kernel does not hand out a PID that is still in use
+            # as a group id, so this cannot hit a stranger).
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGTERM)
             return
         # The supervisor stops its claude tree and records "cancelled" itself.
         os.kill(pid, signal.SIGTERM)
