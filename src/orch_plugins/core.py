@@ -317,7 +317,7 @@ class Orchestrator:
         *,
         any_: bool = False,
         timeout: float | None = None,
-        poll: float = 0.2,
+        poll: float = 0.1,
     ) -> list[dict[str, Any]]:
         """Block until the awaited agents (default: all active ones) end; return their runs."""
         names = list(names)

@@ -378,6 +378,7 @@ def _last_line(path: Path) -> str:
 
 def pump_queue(state_dir: str) -> None:
     """Let the next queued agent start, in a detached process that may load plugins."""
+    # Not -S: the queue may hold agents of third-party backends, found through site-packages.
     subprocess.Popen(
         [sys.executable, "-m", "orch_plugins.admission", state_dir],
         stdin=subprocess.DEVNULL,
@@ -414,4 +415,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Run by file path (``python -S .../orch_plugins/supervisor.py``): import the package from the
+    # directory that holds it, not from this file's own directory.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
+        sys.path[0] = os.path.dirname(_here)
     sys.exit(main())

@@ -15,14 +15,17 @@ import sys
 import time
 from pathlib import Path
 
+from orch_plugins import supervisor
 from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.supervisor import pid_alive, proc_start_time, terminate_tree
 
 
 def supervisor_argv(spec: LaunchSpec) -> list[str]:
-    """The command that runs a spec's supervisor locally, interpreter by absolute path."""
-    return [sys.executable, "-m", "orch_plugins.supervisor", str(spec.spec_path)]
+    """The command that runs a spec's supervisor locally: interpreter by absolute path, ``-S``
+    because the supervisor needs no site-packages (``site`` and its .pth files can cost more
+    than the supervisor's own start-up), and the module by file path."""
+    return [sys.executable, "-S", supervisor.__file__, str(spec.spec_path)]
 
 
 class SubprocessBackend(Backend):
