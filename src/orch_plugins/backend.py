@@ -95,8 +95,21 @@ class Backend(abc.ABC):
         """Liveness of many agents at once; override when one call can answer for all."""
         return [self.is_alive(h) for h in handles]
 
+    def collect(self, runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """News about running agents whose supervisor cannot write the store (remote hosts).
+
+        Called by every status read with this backend's running runs, before :meth:`statuses`.
+        Returns ``{run_id: fields}``; the core records the fields, and a ``status`` among them
+        that is final ends the run. Local backends return nothing: their supervisors write the
+        store themselves.
+        """
+        return {}
+
     def sync(self, run: dict[str, Any]) -> None:  # noqa: B027 - optional hook
-        """Bring a remote run's files (log, output) into ``run['run_dir']``; local: nothing."""
+        """Bring a remote run's files (log, output) into ``run['run_dir']``; local: nothing.
+
+        Called before ``orch output`` and ``orch logs`` read them.
+        """
 
 
 class BackendRegistry:

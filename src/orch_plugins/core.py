@@ -266,14 +266,22 @@ class Orchestrator:
                     lost.append((run, None))
                 continue
             by_backend.setdefault(run["backend"], []).append((run, json.loads(run["handle"])))
+        changed = False
         for name, pairs in by_backend.items():
             try:
                 backend = self.plugins.backend(name, self.config.backends.get(name))
-                alive = backend.statuses([h for _, h in pairs])
+                news = backend.collect([run for run, _ in pairs])
+                if news:
+                    changed = self._record_news(news) or changed
+                    pairs = [
+                        (r, h)
+                        for r, h in pairs
+                        if news.get(r["run_id"], {}).get("status") not in FINAL
+                    ]
+                alive = backend.statuses([h for _, h in pairs]) if pairs else []
             except OrchError:
                 continue  # a backend whose plugin is gone: we cannot tell, so say nothing
             lost.extend((run, h) for (run, h), ok in zip(pairs, alive) if not ok)
-        changed = False
         for run, handle in lost:
             fresh = self.store.get_run(run["run_id"])
             if fresh["status"] != RUNNING:
@@ -296,6 +304,21 @@ class Orchestrator:
         if not changed:
             return runs
         return [self.store.get_run(r["run_id"]) for r in runs]
+
+    def sync(self, run: dict[str, Any]) -> None:
+        """Have the run's backend bring its files home (remote backends) before we read them."""
+        with contextlib.suppress(OrchError):
+            self.plugins.backend(run["backend"], self.config.backends.get(run["backend"])).sync(run)
+
+    def _record_news(self, news: dict[int, dict[str, Any]]) -> bool:
+        for run_id, fields in news.items():
+            fields = dict(fields)
+            status = fields.pop("status", None)
+            if status in FINAL:
+                self.store.finish(run_id, status, **fields)
+            elif fields:
+                self.store.update(run_id, **fields)
+        return True
 
     def _stop_leftovers(self, backend: str, handle: dict[str, Any]) -> None:
         # Best effort: the run is already recorded as lost.

@@ -248,12 +248,12 @@ def output(
     path: bool = typer.Option(False, "--path", help="Print the output file's path only."),
 ) -> None:
     """Print an agent's final result (its latest run)."""
-    from orch_plugins.store import Store
-
-    run = Store.open().require(name)
+    orch = _orch()
+    run = orch.status([name])[0]
     if path:
         typer.echo(run["output_path"])
         return
+    orch.sync(run)
     out = Path(run["output_path"])
     if run["status"] in ("queued", "running"):
         raise OrchError(
@@ -283,6 +283,7 @@ def logs(
     pos = 0
     buf = b""
     while True:
+        orch.sync(run)
         if log_path.exists():
             with open(log_path, "rb") as fh:
                 fh.seek(pos)
