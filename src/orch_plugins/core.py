@@ -204,6 +204,7 @@ class Orchestrator:
             model=model,
             resume_session=resume_session,
             fork=fork,
+            interactive=bool((options or {}).get("interactive")),
         )
         framed = role_obj.frame(prompt) if role_obj else prompt
         state_dir = str(self.store.state_dir.resolve())

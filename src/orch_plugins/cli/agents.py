@@ -22,6 +22,30 @@ MODEL_OPT = typer.Option(None, "--model", "-m", help="Claude model for the agent
 CWD_OPT = typer.Option(None, "--cwd", help="Working directory of the agent (default: here).")
 MAXPAR_OPT = typer.Option(None, "--max-parallel", help="Run at most N agents at once.")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+HOST_OPT = typer.Option(
+    None, "--host", help="Remote host for the ssh backend (implies --backend ssh)."
+)
+INTERACTIVE_OPT = typer.Option(
+    False, "--interactive", help="tmux backend: an interactive session you can attach to."
+)
+
+
+def _options(host: str | None, interactive: bool) -> dict[str, Any]:
+    """Backend-specific launch options, carried in the spec for the backend to read."""
+    options: dict[str, Any] = {}
+    if host:
+        options["host"] = host
+    if interactive:
+        options["interactive"] = True
+    return options
+
+
+def _backend(backend: str | None, host: str | None, interactive: bool) -> str | None:
+    if host and backend in (None, "ssh"):
+        return "ssh"
+    if interactive and backend in (None, "tmux"):
+        return "tmux"
+    return backend
 
 
 def _orch() -> Any:
@@ -70,6 +94,8 @@ def launch(
         None, "--from", help="Start from a fork of this agent's (or session id's) context."
     ),
     max_parallel: int | None = MAXPAR_OPT,
+    host: str | None = HOST_OPT,
+    interactive: bool = INTERACTIVE_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for the agent; print its output."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -79,7 +105,8 @@ def launch(
         name,
         _read_task(task),
         role=role,
-        backend=backend,
+        backend=_backend(backend, host, interactive),
+        options=_options(host, interactive),
         timeout=timeout,
         retries=retries,
         model=model,
@@ -107,6 +134,8 @@ def parallel(
     model: str | None = MODEL_OPT,
     cwd: Path | None = CWD_OPT,
     max_parallel: int | None = MAXPAR_OPT,
+    host: str | None = HOST_OPT,
+    interactive: bool = INTERACTIVE_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for all of them."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -126,7 +155,8 @@ def parallel(
             name,
             text,
             role=r,
-            backend=backend,
+            backend=_backend(backend, host, interactive),
+            options=_options(host, interactive),
             timeout=timeout,
             retries=retries,
             model=model,
