@@ -332,7 +332,10 @@ class Orchestrator:
         names = list(names)
         for name in names:
             self.store.require(name)
-        runs = self.store.runs(names, include_archived=include_all, latest_only=not include_all)
+        # A name asked for by name is shown even when archived.
+        runs = self.store.runs(
+            names, include_archived=include_all or bool(names), latest_only=not include_all
+        )
         return self.refresh(runs)
 
     def wait(
