@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import threading
@@ -32,6 +33,8 @@ from orch_plugins.store import (
     atomic_write,
     validate_name,
 )
+
+log = logging.getLogger(__name__)
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 #: A claimed run whose backend has not reported a handle after this long is taken as lost.
@@ -280,8 +283,11 @@ class Orchestrator:
                         if news.get(r["run_id"], {}).get("status") not in FINAL
                     ]
                 alive = backend.statuses([h for _, h in pairs]) if pairs else []
-            except OrchError:
-                continue  # a backend whose plugin is gone: we cannot tell, so say nothing
+            except Exception as exc:
+                # A backend whose plugin is gone or whose host is unreachable: we cannot tell,
+                # so we say nothing rather than fail every status read.
+                log.warning("cannot check %s agents: %s", name, exc)
+                continue
             lost.extend((run, h) for (run, h), ok in zip(pairs, alive) if not ok)
         for run, handle in lost:
             fresh = self.store.get_run(run["run_id"])

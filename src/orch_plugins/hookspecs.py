@@ -23,9 +23,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def orch_register_backends(registry: BackendRegistry) -> None:
     """Register backend classes: ``registry.add(MyBackend)``.
 
-    Called once per process, the first time a backend is needed. Each class must subclass
-    :class:`orch_plugins.backend.Backend` and carry a unique class-level ``name``; a name that is
-    already taken raises an error naming both owners.
+    Called the first time a process needs a backend, and again if third-party plugins load
+    later in that process (the registry is rebuilt), so do nothing here but ``registry.add``.
+    Each class must subclass :class:`orch_plugins.backend.Backend` and carry a unique
+    class-level ``name``; a name that is already taken raises an error naming both owners.
     """
 
 
@@ -33,8 +34,9 @@ def orch_register_backends(registry: BackendRegistry) -> None:
 def orch_register_roles(registry: RoleRegistry) -> None:
     """Register agent roles: ``registry.add(Role(name=..., system_prompt=..., ...))``.
 
-    Called once per process, the first time a role is needed. Names are unique across all
-    plugins; a clash raises an error naming both owners.
+    Called the first time a process needs a role (again if third-party plugins load later).
+    Names are unique across plugins; a clash raises an error naming both owners. A user's own
+    ``.claude/agents/NAME.md`` replaces a plugin's role of the same name.
     """
 
 

@@ -74,9 +74,7 @@ class Plugins:
         self.failures: list[PluginInfo] = []
         self._backends: BackendRegistry | None = None
         self._roles: RoleRegistry | None = None
-        if os.environ.get("ORCH_PLUGINS_TRACE"):
-            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"orch-trace: {msg}"))
-            self.pm.enable_tracing()
+        self._trace = bool(os.environ.get("ORCH_PLUGINS_TRACE"))
         blocked = _names("ORCH_PLUGINS_BLOCK")
         for short, module in builtins:
             if short not in blocked:
@@ -84,11 +82,14 @@ class Plugins:
 
     def register(self, plugin: object, name: str, source: str) -> None:
         """Register one plugin; on a bad hook (misspelt name, wrong signature) undo and raise."""
-        self.pm.register(plugin, name=name)
         try:
+            # A wrong signature raises inside pm.register, after pluggy has already recorded the
+            # plugin and its earlier hooks: undo that too, not only a check_pending failure.
+            self.pm.register(plugin, name=name)
             self.pm.check_pending()
         except pluggy.PluginValidationError:
-            self.pm.unregister(plugin)
+            if self.pm.get_plugin(name) is plugin:
+                self.pm.unregister(plugin)
             raise
         self._sources[name] = source
         self._backends = self._roles = None
@@ -102,27 +103,41 @@ class Plugins:
         for ep in self._discover():
             if ep.name in blocked or (allow and ep.name not in allow):
                 continue
-            if self.pm.has_plugin(ep.name):
-                continue
             dist = getattr(getattr(ep, "dist", None), "name", None)
             source = f"entry point {ep.value}" + (f" ({dist})" if dist else "")
             try:
+                if self.pm.has_plugin(ep.name):  # a clash is reported, never silently dropped
+                    owner = self._sources.get(ep.name, ep.name)
+                    raise OrchError(f"plugin name {ep.name!r} is already taken by {owner}")
                 self.register(ep.load(), ep.name, source)
             except Exception as exc:  # one broken plugin must not take the tool down
                 log.warning("Failed to load plugin %s=%s: %s", ep.name, ep.value, exc)
                 self.failures.append(PluginInfo(ep.name, source, error=str(exc)))
 
+    def _impls(self, hook_name: str) -> list[Any]:
+        """A hook's implementations in pluggy's call order (last registered first)."""
+        return list(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
+
+    def _call(self, impl: Any, hook_name: str, kwargs: dict[str, Any]) -> None:
+        """Call one implementation on its own: pluggy's own call stops at the first exception,
+        here a failing plugin is logged and the others still run. ``OrchError`` (a duplicate
+        name) is the one error that propagates."""
+        if self._trace:
+            sys.stderr.write(f"orch-trace: {hook_name} [{impl.plugin_name}]\n")
+        if impl.hookwrapper or impl.wrapper:  # called as a plain function it would never run
+            log.warning("plugin %s: wrappers of %s are not supported", impl.plugin_name, hook_name)
+            return
+        try:
+            impl.function(*(kwargs[arg] for arg in impl.argnames))
+        except OrchError:
+            raise
+        except Exception as exc:
+            log.warning("plugin %s failed in %s: %s", impl.plugin_name, hook_name, exc)
+
     def _collect(self, hook_name: str, registry: Any) -> Any:
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        for impl in self._impls(hook_name):
             registry.current_owner = self._sources.get(impl.plugin_name, impl.plugin_name)
-            if os.environ.get("ORCH_PLUGINS_TRACE"):
-                sys.stderr.write(f"orch-trace: {hook_name} [{impl.plugin_name}]\n")
-            try:
-                impl.function(registry)
-            except OrchError:
-                raise
-            except Exception as exc:
-                log.warning("plugin %s failed in %s: %s", impl.plugin_name, hook_name, exc)
+            self._call(impl, hook_name, {"registry": registry})
         return registry
 
     # -- typed facade -----------------------------------------------------------------------
@@ -172,10 +187,14 @@ class Plugins:
         return infos + self.failures
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Fire an event hook; a failing plugin is logged, never allowed to break the caller."""
+        """Fire an event hook; a failing plugin is logged, never allowed to break the caller.
+
+        Scans entry points (once per process): a plugin may implement only event hooks.
+        """
         try:
             self.load_external()
-            getattr(self.pm.hook, hook_name)(**kwargs)
+            for impl in self._impls(hook_name):
+                self._call(impl, hook_name, kwargs)
         except Exception as exc:
             log.warning("a plugin failed in %s: %s", hook_name, exc)
 

@@ -1,6 +1,7 @@
 """Roles from Claude Code's own sub-agent files: ``.claude/agents/*.md`` (project, then user).
 
-A project file wins over a user file of the same name, as in Claude Code. The front matter keys
+A project file wins over a user file of the same name, as in Claude Code, and an agent file
+wins over a plugin's role of the same name (see :meth:`RoleRegistry.add`). The front matter keys
 used are ``name``, ``description``, ``tools`` (comma-separated) and ``model`` (``inherit`` means
 none); the body becomes the appended system prompt. A file that cannot be read or parsed is
 skipped with a warning rather than breaking every ``orch`` command.
@@ -63,4 +64,4 @@ def orch_register_roles(registry: RoleRegistry) -> None:
             if role and role.name not in seen:
                 seen[role.name] = role
     for role in seen.values():
-        registry.add(role)
+        registry.add(role, user_file=True)
