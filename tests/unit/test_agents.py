@@ -289,3 +289,34 @@ def test_clear_and_archive(project: Path) -> None:
     assert {r["name"] for r in status_json(all_=True)} == {"agent1", "agent2", "live"}
     assert "removed 2 ended runs" in orch("clear", check=True).stdout
     assert [r["name"] for r in status_json(all_=True)] == ["live"]
+
+
+def test_bad_config_is_a_clear_error(project: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("max_parallel = [oops\n")
+    r = orch("launch", "a", "t")
+    assert r.returncode == 1 and r.stderr.startswith(f"orch: error: cannot read config {cfg}")
+    cfg.write_text("max_parallel = 0\n")
+    r = orch("launch", "a", "t")
+    assert r.returncode == 1 and "max_parallel must be at least 1" in r.stderr
+    cfg.write_text('max_parallel = 2\ndefault_role = "researcher"\n')
+    os.environ["ORCH_MAX_PARALLEL"] = "x"
+    try:
+        r = orch("launch", "a", "t")
+        assert r.returncode == 1 and "$ORCH_MAX_PARALLEL: expected int, got 'x'" in r.stderr
+    finally:
+        del os.environ["ORCH_MAX_PARALLEL"]
+    run = json.loads(orch("launch", "a", "t", "--json", check=True).stdout)
+    assert run["role"] == "researcher"  # the config's default role
+    orch("wait", "a", check=True)
+
+
+def test_launch_wait_prints_output_and_logs_follow(project: Path) -> None:
+    r = orch("launch", "w", "SLEEP=0.5 hi", "--wait", check=True)
+    assert r.stdout.startswith("sha256=")
+    orch("launch", "f", "SLEEP=1 follow me", check=True)
+    r = orch("logs", "f", "-f", check=True)
+    assert r.stdout.splitlines()[-1] == "[completed]"
+    assert "[result] sha256=" in r.stdout
+    raw = orch("logs", "f", "--raw", check=True).stdout.splitlines()
+    assert json.loads(raw[0])["type"] == "system"
