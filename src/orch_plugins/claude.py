@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from orch_plugins.roles import Role
 
-#: Set by a Claude Code session in its children; a nested ``claude`` refuses to start with them.
-UNSET_ENV = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT", "CLAUDE_CODE_SSE_PORT")
+#: Set by a Claude Code session in its Bash tool's children. A nested ``claude`` started with
+#: them takes itself for a sub-process: ``CLAUDE_CODE_CHILD_SESSION`` makes an interactive one
+#: write no transcript, so its session could never be resumed.
+UNSET_ENV = (
+    "CLAUDECODE",
+    "CLAUDE_CODE_ENTRYPOINT",
+    "CLAUDE_CODE_SSE_PORT",
+    "CLAUDE_CODE_CHILD_SESSION",
+    "CLAUDE_CODE_SESSION_ID",
+    "CLAUDE_CODE_EXECPATH",
+    "CLAUDE_EFFORT",
+    "AI_AGENT",
+    "TRACEPARENT",
+)
 
 
 def build_argv(

@@ -25,6 +25,9 @@ from orch_plugins.errors import OrchError
 
 SCHEMA_VERSION = 1
 DB_NAME = "state.db"
+#: Appended to once per run that ends, after the commit: hooks compare its size and mtime, so
+#: "nothing ended since the last prompt" costs a stat instead of opening the store.
+ENDED_MARKER = "ended"
 
 QUEUED, RUNNING = "queued", "running"
 COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST = (
@@ -178,6 +181,7 @@ class Store:
     def __init__(self, state_dir: Path, *, create: bool = True) -> None:
         self.state_dir = Path(state_dir)
         self.db_path = self.state_dir / DB_NAME
+        self._ended_pending = False
         if not self.db_path.exists():
             if not create:
                 raise OrchError(f"no state store at {self.db_path}")
@@ -204,6 +208,7 @@ class Store:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             (self.state_dir / "runs").mkdir(exist_ok=True)
+            (self.state_dir / ENDED_MARKER).touch()
             gitignore = self.state_dir / ".gitignore"
             if not gitignore.exists():
                 gitignore.write_text("# orch-plugins state: not for version control\n*\n")
@@ -236,9 +241,12 @@ class Store:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._ended_pending = False
             raise
         else:
             self.conn.execute("COMMIT")
+            if self._ended_pending:
+                self._note_ended()
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -343,7 +351,18 @@ class Store:
             f"UPDATE runs SET {sets} WHERE run_id=? AND status IN ({marks})",
             [status, *fields.values(), run_id, *only_from],
         )
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        self._ended_pending = True
+        if not self.conn.in_transaction:
+            self._note_ended()
+        return True
+
+    def _note_ended(self) -> None:
+        # Appended, not touched: two ends within one mtime tick must still change the file.
+        self._ended_pending = False
+        with contextlib.suppress(OSError), open(self.state_dir / ENDED_MARKER, "a") as fh:
+            fh.write("x\n")
 
     def archive(self, run_ids: Iterable[int]) -> int:
         ids = list(run_ids)

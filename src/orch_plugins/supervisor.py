@@ -117,7 +117,8 @@ class DbReporter:
     def __init__(self, spec: dict[str, Any]) -> None:
         from orch_plugins.store import Store
 
-        self.store = Store(Path(spec["state_dir"]))
+        # create=False: a state dir removed while the agent ran must not be resurrected empty.
+        self.store = Store(Path(spec["state_dir"]), create=False)
         self.run_id = int(spec["run_id"])
 
     def update(self, **fields: Any) -> None:

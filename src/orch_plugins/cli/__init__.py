@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from orch_plugins.cli import agents, plugins
+from orch_plugins.cli import agents, integration, plugins
 from orch_plugins.errors import OrchError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(agents.app)
 app.add_typer(plugins.app)
+app.add_typer(integration.app)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,225 @@
+"""Claude Code integration commands: install, uninstall, sessions, start."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from orch_plugins.errors import OrchError
+
+app = typer.Typer()
+
+PROJECT_OPT = typer.Option(
+    None, "--project", help="Project whose .claude/ to use (default: the current one)."
+)
+USER_OPT = typer.Option(False, "--user", help="Use the user's ~/.claude/ instead.")
+DRY_RUN_OPT = typer.Option(False, "--dry-run", help="Print what would change; change nothing.")
+
+#: Appended to the orchestrator's system prompt by ``orch start``.
+ORCHESTRATOR_PROMPT = """\
+You are the orchestrator of a team of Claude Code agents, driven through the `orch` command \
+(run it with the Bash tool; it needs no permission prompt). Split work that has independent \
+parts into tasks and give each to its own agent instead of doing it all yourself:
+- `orch launch NAME --role ROLE - <<'ORCH_TASK'` + the task + `ORCH_TASK` starts one agent in \
+the background (the task goes on stdin in a quoted here-document, so the shell never expands \
+it); `orch parallel 'task 1' 'task 2' --roles r1,r2` starts several; `orch roles` lists roles.
+- `orch wait NAME…` waits for agents: run it with the Bash tool's run_in_background option, \
+so the session stays free. Each new prompt also lists the agents that ended since the previous \
+one (name, status, first line of the result, output path).
+- `orch status`, `orch output NAME`, `orch logs NAME`, `orch cancel NAME`, \
+`orch resume NAME - <<'ORCH_TASK'` (continue an agent's session; `--fork` for a copy), \
+`orch launch NAME --from SESSION_OR_AGENT` (start from a fork of that session's context), \
+`orch sessions` (known Claude Code sessions).
+The /orchestrate commands (`/orchestrate GOAL`, `/orchestrate:status`, …) do the common \
+steps. When agents finish, read their outputs and give the user one summary: per agent what \
+it found or changed, then conclusions, conflicts and next steps."""
+
+
+def _target(project: Path | None, user: bool) -> Any:
+    from orch_plugins import install
+
+    if user and project is not None:
+        raise OrchError("give --project or --user, not both")
+    return install.user_target() if user else install.project_target(project)
+
+
+@app.command("install")
+def install_cmd(
+    project: Path | None = PROJECT_OPT,
+    user: bool = USER_OPT,
+    uninstall: bool = typer.Option(False, "--uninstall", help="Remove what an install added."),
+    dry_run: bool = DRY_RUN_OPT,
+    force: bool = typer.Option(
+        False, "--force", help="Replace files of the same name (a backup is kept)."
+    ),
+) -> None:
+    """Install the slash commands and hooks into Claude Code (what install.py does)."""
+    from orch_plugins import install
+
+    install.run(
+        _target(project, user), uninstall=uninstall, dry_run=dry_run, force=force, echo=typer.echo
+    )
+
+
+@app.command("uninstall")
+def uninstall_cmd(
+    project: Path | None = PROJECT_OPT, user: bool = USER_OPT, dry_run: bool = DRY_RUN_OPT
+) -> None:
+    """Remove exactly what 'orch install' added; everything else stays as it was."""
+    from orch_plugins import install
+
+    install.run(_target(project, user), uninstall=True, dry_run=dry_run, echo=typer.echo)
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    secs = max(0.0, time.time() - ts)
+    if secs < 120:
+        return f"{secs:.0f}s ago"
+    if secs < 7200:
+        return f"{secs / 60:.0f}m ago"
+    if secs < 2 * 86400:
+        return f"{secs / 3600:.0f}h ago"
+    return f"{secs / 86400:.0f}d ago"
+
+
+@app.command()
+def sessions(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the Claude Code sessions the hooks recorded in this project (newest last).
+
+    Any of them can seed a new agent: 'orch launch NAME --from SESSION_ID TASK'.
+    """
+    from orch_plugins.store import Store, iso
+
+    store = Store.open()
+    names = {r["run_id"]: r["name"] for r in store.runs(include_archived=True, latest_only=False)}
+    rows = []
+    for s in store.sessions():
+        rows.append(
+            {
+                "session_id": s["session_id"],
+                "agent": names.get(s["run_id"]) if s["run_id"] is not None else None,
+                "run_id": s["run_id"],
+                "cwd": s["cwd"],
+                "source": s["source"],
+                "transcript_path": s["transcript_path"],
+                "first_seen": iso(s["first_seen"]),
+                "last_event": s["last_event"],
+                "last_event_at": iso(s["last_event_at"]),
+                "ended_at": iso(s["ended_at"]),
+                "_last": s["last_event_at"],
+            }
+        )
+    if as_json:
+        out = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+        typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no sessions recorded (hooks record them once 'orch install' has run)")
+        return
+    table = [("SESSION", "AGENT", "SOURCE", "LAST EVENT", "WHEN", "CWD")]
+    for r in rows:
+        table.append(
+            (
+                r["session_id"],
+                r["agent"] or "-",
+                r["source"] or "-",
+                (r["last_event"] or "-") + (" (ended)" if r["ended_at"] else ""),
+                _ago(r["_last"]),
+                r["cwd"] or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1])
+
+
+def plugin_root() -> Path | None:
+    """A directory Claude Code can load with --plugin-dir: the source tree, or the copy a
+    wheel installed under share/orch-plugins."""
+    from orch_plugins.install import source_root
+
+    try:
+        root = source_root()
+    except OrchError:
+        return None
+    return root if (root / ".claude-plugin" / "plugin.json").is_file() else None
+
+
+def pack_installed(project: Path) -> bool:
+    """Whether the slash commands are already installed for this project or user."""
+    for claude_dir in (project / ".claude", Path.home() / ".claude"):
+        if (claude_dir / "commands" / "orchestrate.md").is_file():
+            return True
+    return False
+
+
+def start_command(
+    extra: list[str], *, plugin: bool | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """claude's argv and environment for an interactive orchestrator session."""
+    from orch_plugins.claude import UNSET_ENV
+    from orch_plugins.config import load_config
+    from orch_plugins.store import Store, find_project_dir
+
+    claude = load_config().resolve_claude()
+    project = find_project_dir()
+    store = Store.open()  # the state directory must exist for the hooks to record the session
+    state_dir = str(store.state_dir.resolve())
+    store.close()
+    argv = [claude, "--append-system-prompt", ORCHESTRATOR_PROMPT]
+    if plugin is None:
+        plugin = not pack_installed(project)
+    if plugin:
+        root = plugin_root()
+        if root is None:
+            raise OrchError(
+                "the slash commands are not installed here and the plugin files were not "
+                "found; run 'orch install' first"
+            )
+        argv += ["--plugin-dir", str(root)]
+    env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV}
+    for key in ("ORCH_AGENT", "ORCH_RUN_ID"):  # the orchestrator is nobody's agent
+        env.pop(key, None)
+    env["ORCH_STATE_DIR"] = state_dir
+    # The plugin form's hooks and the orch commands use this very installation.
+    env.setdefault("ORCH_PYTHON", os.path.abspath(sys.executable))
+    bindir = os.path.dirname(os.path.abspath(sys.executable))
+    if (Path(bindir) / "orch").exists() and bindir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = env.get("PATH", "") + os.pathsep + bindir
+    return [*argv, *extra], env
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def start(
+    ctx: typer.Context,
+    plugin: bool | None = typer.Option(
+        None,
+        "--plugin/--no-plugin",
+        help="Load the commands and hooks as a plugin (default: when not installed here).",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the claude command instead of running it."
+    ),
+) -> None:
+    """Start an interactive Claude Code session as the orchestrator.
+
+    The orchestrator instructions are appended to the system prompt and the /orchestrate
+    commands are available. Further arguments go to claude (e.g. '--model opus').
+    """
+    argv, env = start_command(list(ctx.args), plugin=plugin)
+    if dry_run:
+        import shlex
+
+        typer.echo(shlex.join(argv))
+        return
+    os.execve(argv[0], argv, env)

@@ -1,0 +1,440 @@
+"""Claude Code hook events: record sessions, tell the orchestrator which agents finished.
+
+Run by the shim ``claude/hooks/orch_hook.py`` as ``PYTHON -I -S orch_hook.py EVENT [PKG_DIR]``
+on every SessionStart, UserPromptSubmit, Stop and SessionEnd of a Claude Code session, so:
+
+* standard library plus :mod:`orch_plugins.store` only, and the store is imported only when
+  something is to be written or read; the "nothing to do" paths use ``os`` alone;
+* an internal error never reaches the session: it is appended to ``hooks.log`` (in the state
+  directory, else the user log directory) and the hook exits 0.
+
+Where state lives: ``ORCH_STATE_DIR`` (set for agents and by ``orch start``), else the nearest
+``.orchestrate/`` at or above the session's project directory (the home directory excluded),
+which is what ``orch`` itself finds when that directory exists. Hooks never create a state
+directory: ``orch install --project`` creates it, and so does any ``orch`` command. A user-level
+install therefore records sessions only in projects that use orch-plugins.
+
+What each event does:
+
+SessionStart
+    Records the session (id, cwd, source, transcript path, time). Inside an agent
+    (``ORCH_RUN_ID`` set by the launcher) it also attaches the id to that run. It appends the
+    interpreter's ``bin`` directory to ``PATH`` through ``CLAUDE_ENV_FILE`` when ``orch`` lives
+    there, so the slash commands find ``orch`` without relying on the user's PATH. A resumed
+    session (``source: resume``) is left to UserPromptSubmit: with ``--fork-session`` Claude
+    Code 2.1.197 reports the parent's id at SessionStart, not the fork's.
+UserPromptSubmit
+    Inside an agent: records the session and attaches it to the run, replacing an older id (a
+    resumed or forked run's own id is the one that counts). Elsewhere: adds a short notice of
+    the agents that ended since the session's previous notice (name, status, one-line result,
+    output path); nothing when nothing ended. The quick "nothing new" check compares the mtime
+    and size of ``<state_dir>/ended`` (appended to when a run ends) with the value remembered in
+    ``<state_dir>/hooks/<session>.seen``, so it costs a stat and a small read.
+Stop, SessionEnd
+    Record the end of a turn / of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms a hook)
+if TYPE_CHECKING:
+    from orch_plugins.store import Store
+
+#: File in the state directory that the store appends a line to (after the commit) whenever a
+#: run reaches a final status: its size and mtime change with every end, even two ends within
+#: one timestamp tick.
+ENDED_MARKER = "ended"
+#: Per-session notice bookkeeping, inside the state directory.
+SEEN_DIR = "hooks"
+LOG_NAME = "hooks.log"
+#: Runs that ended this long before the watermark are looked at again, in case their end was
+#: committed after a later one's (concurrent writers); ids already reported are skipped.
+OVERLAP = 30.0
+#: At most this many agents are listed in one notice; the rest are counted.
+NOTICE_MAX = 12
+RESULT_CHARS = 160
+
+
+# -- small helpers (os only) ----------------------------------------------------------------
+
+
+def state_dir() -> str | None:
+    """The state directory this session belongs to, or None when there is none."""
+    env = os.environ.get("ORCH_STATE_DIR")
+    if env:
+        return env if os.path.isdir(env) else None
+    start = os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()
+    home = os.path.realpath(os.path.expanduser("~"))
+    here = os.path.realpath(start)
+    while True:
+        candidate = os.path.join(here, ".orchestrate")
+        if here != home and os.path.isdir(candidate):
+            return candidate
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def _valid_session_id(sid: object) -> bool:
+    """Session ids end up in file names: accept only what Claude Code issues (uuid-like)."""
+    return (
+        isinstance(sid, str) and 0 < len(sid) <= 100 and all(c.isalnum() or c in "-_" for c in sid)
+    )
+
+
+def _run_id() -> int | None:
+    value = os.environ.get("ORCH_RUN_ID")
+    return int(value) if value else None
+
+
+class _Event:
+    """One hook call: its stdin, read once; parsed only when needed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.raw = b""
+        self._payload: dict | None = None
+
+    def read(self) -> None:
+        # Always drain stdin, so Claude Code never writes into a closed pipe.
+        self.raw = sys.stdin.buffer.read() if sys.stdin is not None else b""
+
+    @property
+    def payload(self) -> dict:
+        if self._payload is None:
+            import json
+
+            data = json.loads(self.raw or b"{}")
+            self._payload = data if isinstance(data, dict) else {}
+        return self._payload
+
+    @property
+    def session_id(self) -> str:
+        sid = self.payload.get("session_id") or os.environ.get("CLAUDE_CODE_SESSION_ID")
+        if not _valid_session_id(sid):
+            raise ValueError(f"hook input has no usable session_id: {sid!r}")
+        return sid
+
+
+def _open_store(sd: str) -> Store:
+    """The store, imported only by the paths that write or read it."""
+    from pathlib import Path
+
+    from orch_plugins.store import Store
+
+    return Store(Path(sd))
+
+
+# -- SessionStart -----------------------------------------------------------------------------
+
+
+def export_orch_path() -> None:
+    """Make ``orch`` (next to this interpreter) reachable from the session's Bash commands.
+
+    Appended, not prepended: the interpreter's directory also holds ``python``, and the user's
+    own ``python`` must keep winning.
+    """
+    env_file = os.environ.get("CLAUDE_ENV_FILE")
+    if not env_file:
+        return
+    bindir = os.path.dirname(sys.executable)
+    if not os.path.isfile(os.path.join(bindir, "orch")):
+        return
+    if bindir in os.environ.get("PATH", "").split(os.pathsep):
+        return
+    quoted = "'" + bindir.replace("'", "'\\''") + "'"
+    with open(env_file, "a", encoding="utf-8") as fh:
+        fh.write(f'export PATH="$PATH":{quoted}\n')
+
+
+def _attach(store: Store, sid: str, run_id: int) -> None:
+    """Make ``sid`` the run's session: a resumed or forked run's own id is the one that counts."""
+    run = store.get_run(run_id)
+    if run["session_id"] != sid:
+        store.update(run_id, session_id=sid)
+
+
+def on_session_start(event: _Event) -> None:
+    event.read()
+    export_orch_path()
+    sd = state_dir()
+    if sd is None:
+        return
+    payload = event.payload
+    if payload.get("source") == "resume":
+        # Claude Code 2.1.197 reports the *parent's* id here when resuming with
+        # --fork-session (the fork's own id first appears at UserPromptSubmit), so a resumed
+        # session is recorded and attached at its first prompt instead.
+        return
+    sid = event.session_id
+    run_id = _run_id()
+    store = _open_store(sd)
+    store.record_session(
+        sid,
+        event="SessionStart",
+        cwd=payload.get("cwd"),
+        source=payload.get("source"),
+        transcript_path=payload.get("transcript_path"),
+        run_id=run_id,
+    )
+    if run_id is not None:
+        _attach(store, sid, run_id)
+
+
+# -- Stop / SessionEnd ------------------------------------------------------------------------
+
+
+def _record_end(event: _Event, *, ended: bool) -> None:
+    event.read()
+    sd = state_dir()
+    if sd is None:
+        return
+    payload = event.payload
+    _open_store(sd).record_session(
+        event.session_id,
+        event=event.name,
+        cwd=payload.get("cwd"),
+        transcript_path=payload.get("transcript_path"),
+        run_id=_run_id(),
+        ended=ended,
+    )
+
+
+def on_stop(event: _Event) -> None:
+    _record_end(event, ended=False)
+
+
+def on_session_end(event: _Event) -> None:
+    _record_end(event, ended=True)
+
+
+# -- UserPromptSubmit -------------------------------------------------------------------------
+
+
+def _marker_state(sd: str) -> str | None:
+    """``SIZE.MTIME_NS`` of the ended-runs marker; None when the store does not keep one."""
+    try:
+        st = os.stat(os.path.join(sd, ENDED_MARKER))
+    except FileNotFoundError:
+        return None
+    return f"{st.st_size}.{st.st_mtime_ns}"
+
+
+def _parse_seen(text: str) -> tuple[str, dict[int, float]]:
+    """``(marker state seen last, {run_id: ended_at} reported within the overlap window)``."""
+    first, _, rest = text.partition("\n")
+    recent: dict[int, float] = {}
+    for item in rest.split():
+        run_id, _, ended_at = item.partition(":")
+        try:
+            recent[int(run_id)] = float(ended_at)
+        except ValueError:
+            continue
+    return first.strip(), recent
+
+
+def _seen_mark(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.readline().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def on_user_prompt_submit(event: _Event) -> None:
+    event.read()
+    sd = state_dir()
+    if sd is None:
+        return
+    run_id = _run_id()
+    if run_id is not None:
+        # An agent's prompt never carries orchestrator notices; it is where a resumed or
+        # forked agent's session id becomes known (see on_session_start).
+        payload = event.payload
+        store = _open_store(sd)
+        store.record_session(
+            event.session_id,
+            event="UserPromptSubmit",
+            cwd=payload.get("cwd"),
+            transcript_path=payload.get("transcript_path"),
+            run_id=run_id,
+        )
+        _attach(store, event.session_id, run_id)
+        return
+    sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
+    if not _valid_session_id(sid):
+        sid = event.session_id
+    mark = _marker_state(sd)
+    seen_path = os.path.join(sd, SEEN_DIR, f"{sid}.seen")
+    if mark is not None and _seen_mark(seen_path) == mark:
+        return  # no run ended since this session last looked
+    notice = collect_notice(sd, sid, seen_path, mark, event)
+    if notice:
+        import json
+
+        out = {
+            "hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": notice}
+        }
+        sys.stdout.write(json.dumps(out, ensure_ascii=False))
+        sys.stdout.flush()
+
+
+def _lock(fh: object) -> None:
+    """Serialise two notice hooks of one session (a project and a plugin install both firing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: best effort without a lock
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # type: ignore[attr-defined]
+
+
+def collect_notice(
+    sd: str, sid: str, seen_path: str, mark: str | None, event: _Event | None = None
+) -> str:
+    """Claim the runs that ended since this session's watermark and describe them.
+
+    The watermark is ``sessions.notified_at`` (else the session's first sighting); runs that
+    ended before the session existed are not news. Returns "" when nothing ended.
+    """
+    import time
+
+    os.makedirs(os.path.dirname(seen_path), exist_ok=True)
+    # The seen file doubles as the lock; it is rewritten in place, never replaced, so every
+    # waiter locks the same inode. A reader of a half-written file just takes this slow path.
+    with open(seen_path, "a+", encoding="utf-8") as fh:
+        _lock(fh)
+        fh.seek(0)
+        _, recent = _parse_seen(fh.read())
+        store = _open_store(sd)
+        session = store.session(sid)
+        if session is None:
+            payload = event.payload if event is not None else {}
+            store.record_session(
+                sid,
+                event="UserPromptSubmit",
+                cwd=payload.get("cwd"),
+                transcript_path=payload.get("transcript_path"),
+            )
+            session = store.session(sid) or {"first_seen": time.time()}
+        first_seen = session["first_seen"]
+        base = session.get("notified_at") or first_seen
+        fresh = [
+            run
+            for run in store.ended_since(base - OVERLAP)
+            if run["run_id"] not in recent and run["ended_at"] > first_seen
+        ]
+        watermark = max([base, *(r["ended_at"] for r in fresh)])
+        if fresh:
+            store.mark_notified(sid, watermark)
+        recent.update({r["run_id"]: r["ended_at"] for r in fresh})
+        kept = " ".join(f"{k}:{v!r}" for k, v in recent.items() if v > watermark - OVERLAP)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{'' if mark is None else mark}\n{kept}\n")
+    return format_notice(fresh)
+
+
+def _one_line(text: str | None) -> str:
+    for line in (text or "").splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= RESULT_CHARS else line[: RESULT_CHARS - 1] + "…"
+    return ""
+
+
+def _result_line(run: dict) -> str:
+    if run["status"] != "completed":
+        return _one_line(run.get("error")) or "no error recorded"
+    try:
+        with open(run["output_path"], encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return "no output file"
+    return _one_line(head) or "empty output"
+
+
+def format_notice(runs: list[dict]) -> str:
+    """The text added to the orchestrator's prompt: one line per ended agent."""
+    if not runs:
+        return ""
+    n = len(runs)
+    lines = [f"orch: {n} agent{'s' * (n != 1)} ended since your previous prompt:"]
+    for run in runs[:NOTICE_MAX]:
+        lines.append(
+            f"- {run['name']}: {run['status']} — {_result_line(run)} (output: {run['output_path']})"
+        )
+    if n > NOTICE_MAX:
+        lines.append(f"- … and {n - NOTICE_MAX} more (orch status)")
+    lines.append("Read a full result with `orch output NAME`; see all agents with `orch status`.")
+    return "\n".join(lines)
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+HANDLERS = {
+    "SessionStart": on_session_start,
+    "UserPromptSubmit": on_user_prompt_submit,
+    "Stop": on_stop,
+    "SessionEnd": on_session_end,
+}
+
+
+def log_path() -> str:
+    """``<state_dir>/hooks.log``, else the user log directory (XDG state home on Linux)."""
+    try:
+        sd = state_dir()
+    except Exception:
+        sd = None
+    if sd:
+        return os.path.join(sd, LOG_NAME)
+    return os.path.join(user_log_dir(), LOG_NAME)
+
+
+def user_log_dir() -> str:
+    """platformdirs' ``user_log_dir("orch-plugins")``, recomputed without importing it."""
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Logs/orch-plugins")
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return os.path.join(base, "orch-plugins", "orch-plugins", "Logs")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "orch-plugins", "log")
+
+
+def log_error(event: str, exc: BaseException) -> None:
+    """Append one line (and the traceback, indented) to the hook log; never raise."""
+    try:
+        import time
+        import traceback
+
+        path = log_path()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{when} {event or '?'} pid={os.getpid()} {type(exc).__name__}: {exc}\n")
+            fh.write("".join(f"    {line}\n" for line in tb.rstrip().splitlines()))
+    except BaseException:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``orch_hook.py EVENT``: handle one event; always exit 0."""
+    args = sys.argv[1:] if argv is None else argv
+    name = args[0] if args else ""
+    try:
+        handler = HANDLERS.get(name)
+        if handler is None:
+            raise ValueError(f"unknown hook event {name!r} (expected one of {', '.join(HANDLERS)})")
+        handler(_Event(name))
+    except BaseException as exc:  # a hook must never break the session
+        log_error(name, exc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,708 @@
+"""The installer of the Claude Code face: slash commands, hook shims, settings.json hooks.
+
+One implementation behind both ``python3 install.py`` (the bootstrap at the repository root)
+and ``orch install``. Standard library only, so the bootstrap can run it from a source tree
+before anything is installed (``--dry-run``, ``--uninstall`` without the virtual environment).
+
+What an install adds to a project's ``.claude/`` (or the user's ``~/.claude/``):
+
+* ``commands/orchestrate.md`` and ``commands/orchestrate/*.md`` (``/orchestrate``,
+  ``/orchestrate:status`` …) and ``hooks/orch_hook.py``, copied from ``claude/``;
+* in ``settings.json``: one hook group per event in :data:`HOOK_EVENTS`, whose command runs the
+  installed interpreter by absolute path (``-I -S``: no PATH, shims or site start-up), and the
+  permission :data:`PERMISSION` so the orchestrator runs ``orch`` without prompts;
+* ``orch-plugins.json``, the manifest of exactly what was added, so ``--uninstall`` removes
+  that and nothing else (a pre-existing ``Bash(orch:*)`` permission stays, a command file the
+  user edited since stays, the original ``settings.json`` text comes back byte for byte when
+  nothing else changed in it);
+* for a project install, the state directory ``.orchestrate/``: hooks record only where one
+  exists, so a user-level install does not litter every directory a session opens.
+
+Every rewrite of an existing file keeps a backup beside it (``NAME.orch-backup-STAMP``). A
+``settings.json`` that is not valid JSON is refused before anything is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import difflib
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch_plugins.errors import OrchError
+
+HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "Stop", "SessionEnd")
+HOOK_SHIM = "orch_hook.py"
+#: The hook files a settings.json install copies (the ``.sh`` shim and ``hooks.json`` are the
+#: plugin form's).
+HOOK_FILES = (HOOK_SHIM,)
+HOOK_TIMEOUT = 10
+PERMISSION = "Bash(orch:*)"
+MANIFEST_NAME = "orch-plugins.json"
+SETTINGS_NAME = "settings.json"
+STATE_DIR_NAME = ".orchestrate"
+MANIFEST_VERSION = 1
+
+
+# -- where things are -------------------------------------------------------------------------
+
+
+def source_root() -> Path:
+    """The directory holding ``claude/`` (and ``.claude-plugin/``): the source tree when run
+    from one (editable install, bootstrap), else the copy a wheel put under ``share/``."""
+    here = Path(__file__).resolve().parent
+    candidates = [here.parent.parent]
+    import sysconfig
+
+    for base in (sysconfig.get_path("data"), sys.prefix, getattr(sys, "base_prefix", None)):
+        if base:
+            candidates.append(Path(base) / "share" / "orch-plugins")
+    try:
+        import site
+
+        candidates.append(Path(site.getuserbase()) / "share" / "orch-plugins")
+    except Exception:  # pragma: no cover - site disabled
+        pass
+    for root in candidates:
+        if (root / "claude" / "commands" / "orchestrate.md").is_file():
+            return root
+    raise OrchError(
+        "cannot find the slash commands and hooks (claude/commands, claude/hooks); looked in "
+        + ", ".join(str(c) for c in candidates)
+    )
+
+
+def package_parent() -> Path:
+    """The directory holding the ``orch_plugins`` package (site-packages, or ``src``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def default_python() -> str:
+    """This interpreter, by absolute path but not resolved: resolving a venv's ``python``
+    symlink would escape the venv."""
+    return os.path.abspath(sys.executable)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to install: a project's ``.claude/`` or the user's ``~/.claude/``."""
+
+    scope: str  # "project" | "user"
+    claude_dir: Path
+    project_dir: Path | None = None
+
+    @property
+    def settings_path(self) -> Path:
+        return self.claude_dir / SETTINGS_NAME
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.claude_dir / MANIFEST_NAME
+
+    @property
+    def state_dir(self) -> Path | None:
+        return self.project_dir / STATE_DIR_NAME if self.project_dir else None
+
+    def shim_reference(self) -> str:
+        """The hook script as the hook command names it: through ``$CLAUDE_PROJECT_DIR`` for a
+        project (the project may move; Claude Code sets it), by absolute path for the user."""
+        if self.scope == "project":
+            return f'"$CLAUDE_PROJECT_DIR"/.claude/hooks/{HOOK_SHIM}'
+        return shlex.quote(str(self.claude_dir / "hooks" / HOOK_SHIM))
+
+    def show(self, path: Path) -> str:
+        base = self.project_dir if self.project_dir else self.claude_dir.parent
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            return str(path)
+
+
+def project_target(project: str | Path | None = None) -> Target:
+    if project is None:
+        from orch_plugins.store import find_project_dir
+
+        root = find_project_dir()
+    else:
+        root = Path(project).expanduser().resolve()
+        if not root.is_dir():
+            raise OrchError(f"project directory {str(root)!r} does not exist")
+    return Target("project", root / ".claude", root)
+
+
+def user_target(home: str | Path | None = None) -> Target:
+    return Target("user", Path(home or Path.home()).expanduser().resolve() / ".claude")
+
+
+def hook_command(target: Target, event: str, python: str, package_dir: str | Path) -> str:
+    """The shell command Claude Code runs for one event."""
+    return " ".join(
+        [
+            shlex.quote(python),
+            "-I",
+            "-S",
+            target.shim_reference(),
+            event,
+            shlex.quote(str(package_dir)),
+        ]
+    )
+
+
+def is_our_hook(entry: Any) -> bool:
+    """Our hook entries are the ones running our shim; nothing else is ever touched."""
+    return isinstance(entry, dict) and HOOK_SHIM in str(entry.get("command", ""))
+
+
+def source_files(root: Path) -> dict[str, bytes]:
+    """``{path relative to .claude/: content}`` of everything an install copies."""
+    files: dict[str, bytes] = {}
+    commands = root / "claude" / "commands"
+    for path in sorted(commands.rglob("*.md")):
+        files[str(Path("commands") / path.relative_to(commands))] = path.read_bytes()
+    for name in HOOK_FILES:
+        files[f"hooks/{name}"] = (root / "claude" / "hooks" / name).read_bytes()
+    return files
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- settings.json ----------------------------------------------------------------------------
+
+
+def read_settings(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """The file's text (None when absent) and its data; refuses what we cannot merge safely."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OrchError(f"cannot read {path}: {exc}; nothing was changed") from None
+    if not text.strip():
+        return text, {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OrchError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fix it or move it aside, then run the installer again. Nothing was changed."
+        ) from None
+    problem = _shape_problem(data)
+    if problem:
+        raise OrchError(f"{path}: {problem}; nothing was changed")
+    return text, data
+
+
+def _shape_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return "the top level is not a JSON object"
+    hooks = data.get("hooks", {})
+    if not isinstance(hooks, dict):
+        return '"hooks" is not an object'
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            return f'"hooks.{event}" is not a list'
+        for group in groups:
+            if not isinstance(group, dict) or not isinstance(group.get("hooks", []), list):
+                return f'"hooks.{event}" holds an entry that is not a hook group'
+    perms = data.get("permissions", {})
+    if not isinstance(perms, dict):
+        return '"permissions" is not an object'
+    if not isinstance(perms.get("allow", []), list):
+        return '"permissions.allow" is not a list'
+    return None
+
+
+def _strip_ours(groups: list[Any]) -> list[Any]:
+    """The hook groups without our entries; a group left empty by that is dropped."""
+    out = []
+    for group in groups:
+        inner = group.get("hooks", [])
+        kept = [h for h in inner if not is_our_hook(h)]
+        if len(kept) == len(inner):
+            out.append(group)
+        elif kept:
+            out.append({**group, "hooks": kept})
+    return out
+
+
+def merge_settings(
+    data: dict[str, Any], commands: dict[str, str], permission: str | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Settings with our hooks (and permission) in; everything else untouched. Returns the new
+    data and what changed, in words. Our existing entries stay in place when already right."""
+    new = copy.deepcopy(data)
+    notes: list[str] = []
+    hooks = new.setdefault("hooks", {})
+    for event, command in commands.items():
+        groups = hooks.get(event, [])
+        wanted = {"hooks": [{"type": "command", "command": command, "timeout": HOOK_TIMEOUT}]}
+        ours = [h for g in groups for h in g.get("hooks", []) if is_our_hook(h)]
+        if ours == wanted["hooks"] and wanted in groups:
+            continue
+        hooks[event] = [*_strip_ours(groups), wanted]
+        notes.append(f"{'replace' if ours else 'add'} hook {event}")
+    if not hooks and "hooks" not in data:
+        del new["hooks"]
+    if permission:
+        allow = new.setdefault("permissions", {}).setdefault("allow", [])
+        if permission not in allow:
+            allow.append(permission)
+            notes.append(f"allow {permission}")
+    return new, notes
+
+
+def unmerge_settings(
+    data: dict[str, Any], permissions: list[str], original: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Settings with our hooks and the permissions we added taken out; containers we created
+    and left empty go too (judged against the original when the manifest kept it)."""
+    new = copy.deepcopy(data)
+    notes: list[str] = []
+    hooks = new.get("hooks")
+    if isinstance(hooks, dict):
+        for event in list(hooks):
+            groups = hooks[event]
+            stripped = _strip_ours(groups)
+            if stripped != groups:
+                notes.append(f"remove hook {event}")
+                had_event = original is None or event in original.get("hooks", {})
+                if stripped or had_event:
+                    hooks[event] = stripped
+                else:
+                    del hooks[event]
+        if not hooks and (original is None or "hooks" not in original):
+            del new["hooks"]
+    perms = new.get("permissions")
+    if isinstance(perms, dict) and isinstance(perms.get("allow"), list):
+        for permission in permissions:
+            if permission in perms["allow"]:
+                perms["allow"].remove(permission)
+                notes.append(f"remove permission {permission}")
+        orig_perms = (original or {}).get("permissions")
+        if not perms["allow"] and (original is None or "allow" not in (orig_perms or {})):
+            del perms["allow"]
+        if not perms and (original is None or orig_perms is None):
+            del new["permissions"]
+    return new, notes
+
+
+def _indent_of(text: str | None) -> int | str:
+    """Keep the file's indentation style when rewriting it."""
+    for line in (text or "").splitlines()[1:]:
+        stripped = line.lstrip(" \t")
+        if stripped and len(stripped) < len(line):
+            lead = line[: len(line) - len(stripped)]
+            return "\t" if lead.startswith("\t") else len(lead)
+    return 2
+
+
+def render_settings(data: dict[str, Any], like: str | None) -> str:
+    return json.dumps(data, indent=_indent_of(like), ensure_ascii=False) + "\n"
+
+
+# -- plans ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """Everything an install or uninstall would do, computed before anything is touched."""
+
+    target: Target
+    writes: dict[Path, bytes] = field(default_factory=dict)
+    removes: list[Path] = field(default_factory=list)
+    rmdirs: list[Path] = field(default_factory=list)
+    mkdirs: list[Path] = field(default_factory=list)
+    #: Existing files whose content is replaced or deleted: they get a backup first.
+    backups: list[Path] = field(default_factory=list)
+    create_state_dir: bool = False
+    remove_state_dir: bool = False
+    lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    settings_diff: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.writes
+            or self.removes
+            or self.rmdirs
+            or self.mkdirs
+            or self.create_state_dir
+            or self.remove_state_dir
+        )
+
+
+def load_manifest(target: Target) -> dict[str, Any] | None:
+    try:
+        data = json.loads(target.manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise OrchError(f"cannot read {target.manifest_path}: {exc}") from None
+    return data if isinstance(data, dict) else None
+
+
+def _missing_dirs(path: Path, stop: Path) -> list[Path]:
+    """Directories from ``stop`` down to ``path`` that do not exist yet, outermost first."""
+    out = []
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            break
+        out.append(parent)
+        if parent == stop.parent:
+            break
+    return list(reversed(out))
+
+
+def plan_install(
+    target: Target,
+    *,
+    python: str | None = None,
+    package_dir: str | Path | None = None,
+    force: bool = False,
+    root: Path | None = None,
+) -> Plan:
+    """What installing into ``target`` would change. Raises :class:`OrchError` (before
+    anything is written) for invalid settings or for files of the user's it would replace."""
+    python = python or default_python()
+    package_dir = package_dir or package_parent()
+    root = root or source_root()
+    plan = Plan(target)
+    manifest = load_manifest(target) or {}
+    old_files: dict[str, str] = manifest.get("files", {})
+    claude_dir = target.claude_dir
+
+    # Settings first: an invalid file must stop us before any other change.
+    text, data = read_settings(target.settings_path)
+    commands = {e: hook_command(target, e, python, package_dir) for e in HOOK_EVENTS}
+    merged, notes = merge_settings(data, commands, PERMISSION)
+    added_permission = bool(notes and notes[-1] == f"allow {PERMISSION}")
+
+    files = source_files(root)
+    conflicts = []
+    dirs: set[Path] = set()
+    for rel, content in files.items():
+        path = claude_dir / rel
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            current = None
+        if current == content:
+            continue
+        if current is not None:
+            ours = old_files.get(rel) == _digest(current)
+            if not ours and not force:
+                conflicts.append(target.show(path))
+                continue
+            if not ours:
+                plan.backups.append(path)
+        for d in _missing_dirs(path.parent, claude_dir):
+            dirs.add(d)
+        plan.writes[path] = content
+        plan.lines.append(f"{'create' if current is None else 'update'}  {target.show(path)}")
+    if conflicts:
+        raise OrchError(
+            "these files exist and were not installed by orch-plugins: "
+            + ", ".join(conflicts)
+            + "; move them aside or pass --force (a backup of each is kept). Nothing was changed."
+        )
+
+    settings_changed = merged != data or text is None
+    if settings_changed:
+        new_text = render_settings(merged, text)
+        for d in _missing_dirs(target.settings_path.parent, claude_dir):
+            dirs.add(d)
+        plan.writes[target.settings_path] = new_text.encode("utf-8")
+        if text is not None:
+            plan.backups.append(target.settings_path)
+        verb = "create" if text is None else "update"
+        plan.lines.append(f"{verb}  {target.show(target.settings_path)}: {', '.join(notes)}")
+        plan.settings_diff = "".join(
+            difflib.unified_diff(
+                (text or "").splitlines(keepends=True),
+                new_text.splitlines(keepends=True),
+                fromfile=f"{target.show(target.settings_path)} (now)",
+                tofile=f"{target.show(target.settings_path)} (after install)",
+            )
+        )
+
+    if target.state_dir is not None and not target.state_dir.exists():
+        plan.create_state_dir = True
+        plan.lines.append(f"create  {target.show(target.state_dir)}/ (state directory)")
+
+    plan.mkdirs = sorted(dirs, key=lambda p: len(p.parts))
+    new_manifest = {
+        "version": MANIFEST_VERSION,
+        "scope": target.scope,
+        "files": {rel: _digest(content) for rel, content in files.items()},
+        "dirs": sorted(
+            set(manifest.get("dirs", []))
+            | {str(d.relative_to(claude_dir.parent)) for d in plan.mkdirs}
+        ),
+        "permissions": sorted(
+            set(manifest.get("permissions", [])) | ({PERMISSION} if added_permission else set())
+        ),
+        "settings_original": manifest.get("settings_original", text) if manifest else text,
+        "settings_created": manifest.get("settings_created", text is None)
+        if manifest
+        else text is None,
+        "state_dir_created": bool(manifest.get("state_dir_created")) or plan.create_state_dir,
+        "python": python,
+    }
+    if new_manifest != manifest:
+        plan.writes[target.manifest_path] = (
+            json.dumps(new_manifest, indent=2, ensure_ascii=False) + "\n"
+        ).encode("utf-8")
+        if not manifest:
+            plan.lines.append(f"create  {target.show(target.manifest_path)} (install manifest)")
+    return plan
+
+
+def plan_uninstall(target: Target) -> Plan:
+    """What removing our commands, hooks, permission and manifest from ``target`` would do."""
+    plan = Plan(target)
+    manifest = load_manifest(target)
+    claude_dir = target.claude_dir
+    text, data = read_settings(target.settings_path)
+    original_text = manifest.get("settings_original") if manifest else None
+    original = None
+    if manifest is not None:
+        original = {}
+        if original_text and original_text.strip():
+            try:
+                original = json.loads(original_text)
+            except ValueError:
+                original = None
+    permissions = list(manifest.get("permissions", [])) if manifest else []
+    new, notes = unmerge_settings(data, permissions, original)
+    if notes:
+        if manifest and manifest.get("settings_created") and not new:
+            # We created it and nothing but ours is in it: no backup of our own file.
+            plan.removes.append(target.settings_path)
+            plan.lines.append(f"remove  {target.show(target.settings_path)}: {', '.join(notes)}")
+        else:
+            plan.backups.append(target.settings_path)
+            if original is not None and new == original and original_text is not None:
+                new_text = original_text  # byte for byte what was there before
+            else:
+                new_text = render_settings(new, text)
+            plan.writes[target.settings_path] = new_text.encode("utf-8")
+            plan.lines.append(f"update  {target.show(target.settings_path)}: {', '.join(notes)}")
+            plan.settings_diff = "".join(
+                difflib.unified_diff(
+                    (text or "").splitlines(keepends=True),
+                    new_text.splitlines(keepends=True),
+                    fromfile=f"{target.show(target.settings_path)} (now)",
+                    tofile=f"{target.show(target.settings_path)} (after uninstall)",
+                )
+            )
+
+    if manifest is None:
+        # Without a manifest only our hooks are recognisable; our files are those matching
+        # what this version would install.
+        try:
+            expected = {rel: _digest(c) for rel, c in source_files(source_root()).items()}
+        except OrchError:
+            expected = {}
+    else:
+        expected = manifest.get("files", {})
+    for rel, digest in sorted(expected.items()):
+        path = claude_dir / rel
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        if _digest(current) == digest:
+            plan.removes.append(path)
+            plan.lines.append(f"remove  {target.show(path)}")
+        else:
+            plan.notes.append(f"kept {target.show(path)}: changed since it was installed")
+    if manifest is not None:
+        plan.removes.append(target.manifest_path)
+        plan.lines.append(f"remove  {target.show(target.manifest_path)}")
+        for rel in sorted(manifest.get("dirs", []), key=lambda p: -len(Path(p).parts)):
+            plan.rmdirs.append(claude_dir.parent / rel)
+        if manifest.get("state_dir_created") and target.state_dir is not None:
+            if _state_dir_unused(target.state_dir):
+                plan.remove_state_dir = True
+                plan.lines.append(f"remove  {target.show(target.state_dir)}/ (no agents in it)")
+            elif target.state_dir.exists():
+                plan.notes.append(
+                    f"kept {target.show(target.state_dir)}/: it holds agent runs (delete it "
+                    "yourself when you no longer need them)"
+                )
+    return plan
+
+
+def _state_dir_unused(state_dir: Path) -> bool:
+    """True when the state directory we created holds no agent run (only hook records)."""
+    if not (state_dir / "state.db").exists():
+        return state_dir.exists() and not any((state_dir / "runs").glob("*"))
+    from orch_plugins.store import Store
+
+    try:
+        store = Store(state_dir, create=False)
+        try:
+            return not store.runs(include_archived=True, latest_only=False)
+        finally:
+            store.close()
+    except OrchError:
+        return False
+
+
+# -- applying ---------------------------------------------------------------------------------
+
+
+def backup_path(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = path.with_name(f"{path.name}.orch-backup-{stamp}")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.orch-backup-{stamp}-{n}")
+    return candidate
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    with contextlib.suppress(OSError):
+        shutil.copymode(path, tmp)
+    os.replace(tmp, path)
+
+
+def apply(plan: Plan) -> list[Path]:
+    """Carry the plan out; returns the backups it made."""
+    made = []
+    for path in plan.backups:
+        if path.exists():
+            dest = backup_path(path)
+            shutil.copy2(path, dest)
+            made.append(dest)
+    for d in plan.mkdirs:
+        d.mkdir(parents=True, exist_ok=True)
+    # The manifest goes last on install (it describes the rest) ...
+    manifest = plan.target.manifest_path
+    for path, data in sorted(plan.writes.items(), key=lambda kv: kv[0] == manifest):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, data)
+    if plan.create_state_dir and plan.target.state_dir is not None:
+        from orch_plugins.store import Store
+
+        Store(plan.target.state_dir).close()
+    # ... and first to go on uninstall is everything else.
+    for path in sorted(plan.removes, key=lambda p: p == manifest):
+        path.unlink(missing_ok=True)
+    for d in plan.rmdirs:
+        with contextlib.suppress(OSError):  # not empty: the user put something there
+            d.rmdir()
+    if plan.remove_state_dir and plan.target.state_dir is not None:
+        shutil.rmtree(plan.target.state_dir, ignore_errors=True)
+    return made
+
+
+def run(
+    target: Target,
+    *,
+    uninstall: bool = False,
+    dry_run: bool = False,
+    force: bool = False,
+    python: str | None = None,
+    package_dir: str | Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> Plan:
+    """Plan, print and (unless ``dry_run``) apply an install or uninstall."""
+    what = "uninstall" if uninstall else "install"
+    plan = (
+        plan_uninstall(target)
+        if uninstall
+        else plan_install(target, python=python, package_dir=package_dir, force=force)
+    )
+    where = f"{target.scope} {target.project_dir or target.claude_dir}"
+    if plan.empty:
+        state = "not installed" if uninstall else "already installed"
+        echo(f"orch {what}: nothing to change ({state} in {where})")
+        for note in plan.notes:
+            echo(f"  note: {note}")
+        return plan
+    verb = "would " if dry_run else ""
+    echo(f"orch {what} ({where}){': dry run, nothing changed' if dry_run else ''}")
+    for line in plan.lines:
+        echo(f"  {verb}{line}")
+    if dry_run:
+        if plan.settings_diff:
+            echo(plan.settings_diff.rstrip("\n"))
+        for note in plan.notes:
+            echo(f"  note: {note}")
+        return plan
+    for backup in apply(plan):
+        echo(f"  backup  {target.show(backup)}")
+    for note in plan.notes:
+        echo(f"  note: {note}")
+    if not uninstall:
+        echo(f"  hooks run {python or default_python()}")
+    return plan
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``install.py`` and ``python -m orch_plugins.install`` share."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--project",
+        metavar="DIR",
+        help="install into DIR/.claude (default: the current directory's project)",
+    )
+    where.add_argument("--user", action="store_true", help="install into ~/.claude instead")
+    parser.add_argument(
+        "--uninstall", action="store_true", help="remove exactly what an install added"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print what would change")
+    parser.add_argument(
+        "--force", action="store_true", help="replace files of the same name (a backup is kept)"
+    )
+
+
+def target_from_args(args: argparse.Namespace) -> Target:
+    return user_target() if args.user else project_target(args.project)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m orch_plugins.install``: what ``install.py`` runs inside the environment."""
+    parser = argparse.ArgumentParser(
+        prog="python -m orch_plugins.install",
+        description="Install orch-plugins' slash commands and hooks into Claude Code.",
+    )
+    add_arguments(parser)
+    parser.add_argument("--python", help=argparse.SUPPRESS)
+    parser.add_argument("--package-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        run(
+            target_from_args(args),
+            uninstall=args.uninstall,
+            dry_run=args.dry_run,
+            force=args.force,
+            python=args.python,
+            package_dir=args.package_dir,
+        )
+    except OrchError as exc:
+        print(f"orch install: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

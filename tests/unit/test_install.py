@@ -1,0 +1,370 @@
+"""The installer: settings.json merging, idempotence, exact uninstall, refusals, dry run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orch_plugins import __version__, install
+from orch_plugins.cli import app
+from orch_plugins.errors import OrchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = "/opt/py/bin/python3"
+PKG = "/opt/py/lib/site-packages"
+
+#: A user's own settings, formatted their way, with hooks and permissions of their own.
+USER_SETTINGS = """{
+    "model": "sonnet",
+    "permissions": {"allow": ["Bash(ls:*)"], "deny": ["Read(./.env)"]},
+    "hooks": {
+        "Stop": [{"hooks": [{"type": "command", "command": "echo mine"}]}],
+        "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "guard"}]}]
+    },
+    "env": {"FOO": "bär"}
+}
+"""
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    path = tmp_path / "proj"
+    path.mkdir()
+    return path
+
+
+def do_install(target: install.Target, **kw) -> install.Plan:
+    return install.run(target, python=PY, package_dir=PKG, echo=lambda _: None, **kw)
+
+
+def do_uninstall(target: install.Target) -> install.Plan:
+    return install.run(target, uninstall=True, echo=lambda _: None)
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and ".orch-backup-" not in p.name
+    }
+
+
+def our_hooks(settings: dict) -> dict[str, list[str]]:
+    return {
+        event: [h["command"] for g in groups for h in g["hooks"] if install.is_our_hook(h)]
+        for event, groups in settings.get("hooks", {}).items()
+    }
+
+
+def test_install_adds_commands_hooks_permission_and_keeps_everything_else(proj: Path) -> None:
+    settings = proj / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(USER_SETTINGS)
+    target = install.project_target(proj)
+
+    do_install(target)
+
+    data = json.loads(settings.read_text())
+    before = json.loads(USER_SETTINGS)
+    assert data["model"] == "sonnet" and data["env"] == {"FOO": "bär"}
+    assert data["permissions"]["allow"] == ["Bash(ls:*)", install.PERMISSION]
+    assert data["permissions"]["deny"] == before["permissions"]["deny"]
+    assert data["hooks"]["Stop"][0] == before["hooks"]["Stop"][0]  # theirs first, untouched
+    assert data["hooks"]["PreToolUse"] == before["hooks"]["PreToolUse"]
+    commands = our_hooks(data)
+    for event in install.HOOK_EVENTS:
+        [cmd] = commands[event]
+        assert cmd == f'{PY} -I -S "$CLAUDE_PROJECT_DIR"/.claude/hooks/orch_hook.py {event} {PKG}'
+    assert "PreToolUse" not in commands or not commands["PreToolUse"]
+    files = tree(proj / ".claude")
+    assert "commands/orchestrate.md" in files
+    for name in ("status", "launch", "parallel", "resume", "output", "cancel", "roles"):
+        assert f"commands/orchestrate/{name}.md" in files
+    assert files["hooks/orch_hook.py"] == (ROOT / "claude/hooks/orch_hook.py").read_bytes()
+    assert (proj / ".orchestrate" / "state.db").exists()
+    [backup] = list(settings.parent.glob("settings.json.orch-backup-*"))
+    assert backup.read_text() == USER_SETTINGS
+
+
+def test_second_install_changes_nothing(proj: Path) -> None:
+    target = install.project_target(proj)
+    do_install(target)
+    snapshot = tree(proj)
+    backups = sorted(proj.rglob("*.orch-backup-*"))
+
+    plan = do_install(target)
+
+    assert plan.empty
+    assert tree(proj) == snapshot
+    assert sorted(proj.rglob("*.orch-backup-*")) == backups
+
+
+def test_uninstall_restores_settings_byte_for_byte_and_removes_our_files(proj: Path) -> None:
+    (proj / ".claude").mkdir()
+    settings = proj / ".claude" / "settings.json"
+    settings.write_text(USER_SETTINGS)
+    before = tree(proj)
+    target = install.project_target(proj)
+    do_install(target)
+
+    do_uninstall(target)
+
+    assert settings.read_text() == USER_SETTINGS
+    assert tree(proj) == before  # commands, hooks, manifest, empty dirs and .orchestrate gone
+    assert not (proj / ".orchestrate").exists()
+    assert not (proj / ".claude" / "commands").exists()
+    assert do_uninstall(target).empty
+
+
+def test_uninstall_of_a_fresh_install_leaves_no_trace(proj: Path) -> None:
+    target = install.project_target(proj)
+    do_install(target)
+    assert (proj / ".claude" / "settings.json").exists()
+
+    do_uninstall(target)
+
+    assert not (proj / ".claude").exists()
+    assert list(proj.iterdir()) == []
+
+
+def test_uninstall_keeps_a_permission_the_user_had_and_later_changes(proj: Path) -> None:
+    settings = proj / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"permissions": {"allow": [install.PERMISSION]}}))
+    target = install.project_target(proj)
+    do_install(target)
+    data = json.loads(settings.read_text())
+    assert data["permissions"]["allow"] == [install.PERMISSION]  # not added twice
+    data["theme"] = "dark"  # the user changes something else meanwhile
+    settings.write_text(json.dumps(data, indent=2))
+
+    do_uninstall(target)
+
+    assert json.loads(settings.read_text()) == {
+        "permissions": {"allow": [install.PERMISSION]},
+        "theme": "dark",
+    }
+
+
+def test_uninstall_keeps_a_command_file_the_user_edited(proj: Path) -> None:
+    target = install.project_target(proj)
+    do_install(target)
+    edited = proj / ".claude" / "commands" / "orchestrate" / "status.md"
+    edited.write_text("my own version\n")
+
+    plan = do_uninstall(target)
+
+    assert edited.read_text() == "my own version\n"
+    assert not (proj / ".claude" / "commands" / "orchestrate.md").exists()
+    assert any("status.md" in n and "changed" in n for n in plan.notes)
+
+
+def test_invalid_json_is_refused_and_left_untouched(proj: Path) -> None:
+    settings = proj / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text('{"hooks": {"Stop": [}\n')
+    target = install.project_target(proj)
+
+    with pytest.raises(OrchError, match=r"not valid JSON \(line 1, column 21.*Nothing was changed"):
+        do_install(target)
+
+    assert settings.read_text() == '{"hooks": {"Stop": [}\n'
+    assert [p.name for p in proj.rglob("*")] == [".claude", "settings.json"]
+    with pytest.raises(OrchError, match="not valid JSON"):
+        do_uninstall(target)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("[]", "top level"),
+        ('{"hooks": []}', '"hooks" is not an object'),
+        ('{"hooks": {"Stop": {}}}', '"hooks.Stop" is not a list'),
+        ('{"permissions": {"allow": "Bash"}}', '"permissions.allow" is not a list'),
+    ],
+)
+def test_settings_of_an_unexpected_shape_are_refused(
+    proj: Path, content: str, problem: str
+) -> None:
+    settings = proj / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(content)
+    with pytest.raises(OrchError, match=problem):
+        do_install(install.project_target(proj))
+    assert settings.read_text() == content
+
+
+def test_a_file_of_the_users_is_not_overwritten_without_force(proj: Path) -> None:
+    mine = proj / ".claude" / "commands" / "orchestrate.md"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my /orchestrate\n")
+    target = install.project_target(proj)
+
+    with pytest.raises(OrchError, match=r"commands/orchestrate.md.*--force"):
+        do_install(target)
+    assert mine.read_text() == "my /orchestrate\n"
+    assert not (proj / ".claude" / "settings.json").exists()
+
+    do_install(target, force=True)
+    assert mine.read_bytes() == (ROOT / "claude/commands/orchestrate.md").read_bytes()
+    [backup] = list(mine.parent.glob("orchestrate.md.orch-backup-*"))
+    assert backup.read_text() == "my /orchestrate\n"
+
+
+def test_reinstall_with_another_interpreter_replaces_our_hooks_in_place(proj: Path) -> None:
+    target = install.project_target(proj)
+    do_install(target)
+    install.run(target, python="/new/python3", package_dir=PKG, echo=lambda _: None)
+    data = json.loads((proj / ".claude" / "settings.json").read_text())
+    for event in install.HOOK_EVENTS:
+        [cmd] = our_hooks(data)[event]
+        assert cmd.startswith("/new/python3 -I -S ")
+        assert len(data["hooks"][event]) == 1
+
+
+def test_dry_run_changes_nothing_and_shows_the_diff(proj: Path) -> None:
+    (proj / ".claude").mkdir()
+    (proj / ".claude" / "settings.json").write_text(USER_SETTINGS)
+    before = tree(proj)
+    lines: list[str] = []
+
+    install.run(
+        install.project_target(proj), python=PY, package_dir=PKG, dry_run=True, echo=lines.append
+    )
+
+    assert tree(proj) == before and not (proj / ".orchestrate").exists()
+    out = "\n".join(lines)
+    assert "would create  .claude/commands/orchestrate.md" in out
+    assert "would update  .claude/settings.json: add hook SessionStart" in out
+    assert f'+                        "command": "{PY} -I -S' in out
+    assert "would create  .orchestrate/ (state directory)" in out
+
+
+def test_user_install_uses_absolute_paths_and_creates_no_state_dir(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    target = install.user_target(home)
+    do_install(target)
+    data = json.loads((home / ".claude" / "settings.json").read_text())
+    [cmd] = our_hooks(data)["SessionStart"]
+    assert cmd == f"{PY} -I -S {home}/.claude/hooks/orch_hook.py SessionStart {PKG}"
+    assert not (home / ".orchestrate").exists()
+    do_uninstall(target)
+    assert not (home / ".claude").exists()
+
+
+def test_orch_install_and_uninstall_commands(proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(proj)
+    runner = CliRunner()
+    r = runner.invoke(app, ["install", "--project", str(proj), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "would create" in r.output and not (proj / ".claude").exists()
+    r = runner.invoke(app, ["install", "--project", str(proj)])
+    assert r.exit_code == 0, r.output
+    data = json.loads((proj / ".claude" / "settings.json").read_text())
+    [cmd] = our_hooks(data)["Stop"]
+    assert cmd.split()[0] == install.default_python()
+    assert cmd.split()[-1] == str(install.package_parent())
+    r = runner.invoke(app, ["install", "--project", str(proj)])
+    assert "nothing to change" in r.output
+    r = runner.invoke(app, ["uninstall", "--project", str(proj)])
+    assert r.exit_code == 0, r.output
+    assert not (proj / ".claude").exists()
+
+
+def test_bootstrap_dry_run_creates_nothing(proj: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    args = ["--venv", str(venv), "--dry-run", "--bin-dir", str(tmp_path / "bin")]
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "install.py"), *args],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"$ {sys.executable} -m venv {venv}" in r.stdout
+    assert "would create  .claude/commands/orchestrate.md" in r.stdout
+    assert f"{venv}/bin/python3 -I -S" in r.stdout
+    assert f"would link {tmp_path}/bin/orch -> {venv}/bin/orch" in r.stdout
+    assert not venv.exists() and list(proj.iterdir()) == []
+    assert not (tmp_path / "bin").exists()
+
+
+def test_plugin_manifest_lists_exactly_the_command_files() -> None:
+    manifest = json.loads((ROOT / ".claude-plugin" / "plugin.json").read_text())
+    listed = sorted(manifest["commands"])
+    on_disk = sorted(
+        "./" + str(p.relative_to(ROOT)) for p in (ROOT / "claude" / "commands").rglob("*.md")
+    )
+    assert listed == on_disk
+    assert manifest["version"] == __version__
+    market = json.loads((ROOT / ".claude-plugin" / "marketplace.json").read_text())
+    [entry] = market["plugins"]
+    assert entry["name"] == manifest["name"] and entry["version"] == __version__
+    hooks = json.loads((ROOT / manifest["hooks"]).read_text())["hooks"]
+    assert sorted(hooks) == sorted(install.HOOK_EVENTS)
+    for event, [group] in hooks.items():
+        [hook] = group["hooks"]
+        assert hook["command"].endswith(f'orch-hook.sh" {event}')
+
+
+def test_every_claude_file_is_shipped_as_data() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    data_files = config["tool"]["setuptools"]["data-files"]
+    patterns = [(dest, pat) for dest, pats in data_files.items() for pat in pats]
+    needed = [p for p in (ROOT / "claude").rglob("*") if p.is_file()]
+    needed.append(ROOT / ".claude-plugin" / "plugin.json")
+    for path in needed:
+        rel = str(path.relative_to(ROOT))
+        assert any(
+            fnmatch(rel, pat) and dest == f"share/orch-plugins/{Path(rel).parent}"
+            for dest, pat in patterns
+        ), rel
+
+
+def test_command_files_have_front_matter_and_only_safe_preexecution() -> None:
+    for path in (ROOT / "claude" / "commands").rglob("*.md"):
+        text = path.read_text()
+        assert text.startswith("---\n"), path
+        front, _, body = text[4:].partition("\n---\n")
+        assert "description:" in front and "allowed-tools: Bash(orch:*)" in front, path
+        for line in body.splitlines():
+            if "!`" in line:
+                command = line.split("!`", 1)[1].rsplit("`", 1)[0]
+                # Claude Code refuses $(…), $VAR and the like, and aborts the whole command
+                # when a pre-executed line fails: only fixed, always-succeeding orch calls.
+                assert command in ("orch status", "orch roles"), (path, command)
+
+
+def test_bootstrap_uninstall_purge_removes_the_venv_and_its_link(
+    proj: Path, tmp_path: Path
+) -> None:
+    venv, bin_dir = tmp_path / "venv", tmp_path / "bin"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "orch").write_text("#!/bin/sh\n")
+    bin_dir.mkdir()
+    (bin_dir / "orch").symlink_to(venv / "bin" / "orch")
+    (bin_dir / "other").write_text("kept")
+    args = ["--venv", str(venv), "--bin-dir", str(bin_dir), "--uninstall", "--purge"]
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "install.py"), *args, "--project", str(proj)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "nothing to change (not installed" in r.stdout
+    assert not venv.exists() and not (bin_dir / "orch").is_symlink()
+    assert (bin_dir / "other").read_text() == "kept"
