@@ -320,3 +320,38 @@ def test_launch_wait_prints_output_and_logs_follow(project: Path) -> None:
     assert "[result] sha256=" in r.stdout
     raw = orch("logs", "f", "--raw", check=True).stdout.splitlines()
     assert json.loads(raw[0])["type"] == "system"
+
+
+def test_a_backend_that_cannot_start_the_agent_fails_the_launch(project: Path) -> None:
+    from typer.testing import CliRunner
+
+    from orch_plugins import hookimpl, plugins
+    from orch_plugins.backend import Backend
+    from orch_plugins.cli import app
+
+    class Broken(Backend):
+        name = "broken"
+
+        def launch(self, spec):  # type: ignore[no-untyped-def]
+            raise RuntimeError("host says no")
+
+        def is_alive(self, handle):  # type: ignore[no-untyped-def]
+            return False
+
+        def cancel(self, handle, grace):  # type: ignore[no-untyped-def]
+            pass
+
+    class Plugin:
+        @hookimpl
+        def orch_register_backends(self, registry):  # type: ignore[no-untyped-def]
+            registry.add(Broken)
+
+    p = plugins.Plugins(entry_points=lambda: [])
+    p.register(Plugin(), "broken", "test")
+    plugins.set_plugins(p)
+    r = CliRunner().invoke(app, ["launch", "b", "task", "--backend", "broken"])
+    assert r.exit_code == 1
+    assert "orch: error: b: launch failed: host says no" in r.output
+    assert status_json("b")[0]["status"] == "failed"
+    r = CliRunner().invoke(app, ["parallel", "x", "y", "--backend", "broken", "--json"])
+    assert r.exit_code == 1 and r.output.count("launch failed: host says no") == 4  # JSON + error

@@ -34,6 +34,11 @@ EXAMPLE_SOURCE = "entry point orch_example_plugin (orch-example-plugin)"
 INSTALL_HINT = "pip install -e examples/orch-example-plugin"
 KNOBS = ("ORCH_PLUGINS_ALLOW", "ORCH_PLUGINS_BLOCK", "ORCH_PLUGINS_TRACE", "ORCH_EXAMPLE_LOG")
 
+#: The backends built-in plugins register (the short names of the backend modules in BUILTINS).
+BUILTIN_BACKENDS = {
+    short for short, module in plugins.BUILTINS if module.startswith("orch_plugins.backends.")
+}
+
 
 @pytest.fixture(autouse=True)
 def _no_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,7 +329,7 @@ def test_entry_point_name_taken_is_reported_not_silently_dropped(
     assert "built-in orch_plugins.backends.subprocess" in caplog.text
     assert "Failed to load plugin x=x_two: " in caplog.text
     assert infos["x", "entry point x_two (orch-other)"].error
-    assert p.backends().names() == ["subprocess"]
+    assert p.backends().names() == sorted(BUILTIN_BACKENDS)
 
 
 class NoArgs:
@@ -503,14 +508,14 @@ def test_allow_and_block_through_the_cli(project: Path, monkeypatch: pytest.Monk
         return {b["name"] for b in json.loads(orch("backends", "--json", check=True).stdout)}
 
     monkeypatch.setenv("ORCH_PLUGINS_BLOCK", "example")
-    assert names() == {"subprocess"}
+    assert names() == BUILTIN_BACKENDS
     r = orch("launch", "x", "t", "--backend", "example-inline")
     assert r.returncode == 1 and "unknown backend 'example-inline'" in r.stderr
     monkeypatch.delenv("ORCH_PLUGINS_BLOCK")
     monkeypatch.setenv("ORCH_PLUGINS_ALLOW", "someone-else")
-    assert names() == {"subprocess"}
+    assert names() == BUILTIN_BACKENDS
     monkeypatch.setenv("ORCH_PLUGINS_ALLOW", "example")
-    assert names() == {"subprocess", "example-inline"}
+    assert names() == {*BUILTIN_BACKENDS, "example-inline"}
 
 
 def test_trace_prints_hook_calls(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -535,7 +540,7 @@ def test_builtins_resolve_without_scanning_entry_points(
     p, scans = fake_plugins()
     assert p.backend_class("subprocess") is SubprocessBackend
     assert p.role("bug-hunter").name == "bug-hunter"
-    assert p.backends().names() == ["subprocess"]
+    assert p.backends().names() == sorted(BUILTIN_BACKENDS)
     assert scans == []
     with pytest.raises(OrchError, match="unknown backend 'nosuch'"):
         p.backend_class("nosuch")  # an unknown name is what makes it look

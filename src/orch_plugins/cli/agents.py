@@ -114,10 +114,27 @@ def launch(
         from_=from_,
         max_parallel=max_parallel,
     )
-    if wait:
-        _finish_wait(orch, [run["name"]], as_json=as_json, print_output=True)
+    _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
+
+
+def _report_launched(
+    runs: list[dict[str, Any]], *, as_json: bool, single: bool, wait: bool, orch: Any
+) -> None:
+    """Print what was launched; a run its backend could not even start fails the command."""
+    failed = [r for r in runs if r["status"] == "failed"]
+    if wait and not failed:
+        _finish_wait(orch, [r["name"] for r in runs], as_json=as_json, print_output=single)
         return
-    typer.echo(json.dumps(_public(run), ensure_ascii=False) if as_json else _launched_line(run))
+    if as_json:
+        data = [_public(r) for r in runs]
+        typer.echo(json.dumps(data[0] if single else data, ensure_ascii=False))
+    else:
+        for run in runs:
+            typer.echo(_launched_line(run))
+    for run in failed:
+        print(f"orch: error: {run['name']}: {run['error']}", file=sys.stderr)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -165,14 +182,7 @@ def parallel(
         )
         for name, text, r in zip(names, texts, role_list)
     ]
-    if wait:
-        _finish_wait(orch, names, as_json=as_json, print_output=False)
-        return
-    if as_json:
-        _echo_json([_public(r) for r in runs])
-    else:
-        for run in runs:
-            typer.echo(_launched_line(run))
+    _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)
 
 
 def _age(run: dict[str, Any]) -> str:
@@ -353,10 +363,7 @@ def resume(
     """Continue an agent's Claude Code session with a new prompt (it sees the earlier turns)."""
     orch = _orch()
     run = orch.resume(name, _read_task(task), fork=fork, as_name=as_name)
-    if wait:
-        _finish_wait(orch, [run["name"]], as_json=as_json, print_output=True)
-        return
-    typer.echo(json.dumps(_public(run), ensure_ascii=False) if as_json else _launched_line(run))
+    _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
 
 
 @app.command()
