@@ -34,6 +34,8 @@ ENTRY_POINT_GROUP = "orch_plugins"
 #: Built-in plugins: (short name, module). Registered exactly like third-party ones.
 BUILTINS: tuple[tuple[str, str], ...] = (
     ("subprocess", "orch_plugins.backends.subprocess"),
+    ("tmux", "orch_plugins.backends.tmux"),
+    ("ssh", "orch_plugins.backends.ssh"),
     ("builtin_roles", "orch_plugins.roles.builtin"),
     ("claude_agents", "orch_plugins.roles.claude_agents"),
 )

@@ -26,9 +26,17 @@ from typing import Any
 #: API statuses that Claude Code reports for failures worth another attempt.
 TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 PROGRESS_INTERVAL = 0.5
+#: Interactive mode: how often the store is asked whether a turn ended.
+INTERACTIVE_POLL = 0.25
+#: Interactive mode: a longer task goes to claude as a pointer to its file, not as argv.
+INTERACTIVE_ARG_LIMIT = 100_000
+#: Variables a tmux pane sets for its terminal, kept when the launcher's environment is loaded.
+PANE_ENV = ("TERM", "COLORTERM", "TMUX", "TMUX_PANE")
 
 
 # -- processes ----------------------------------------------------------------------------------
+# orch_plugins.remote compiles this section alone on remote hosts (a cheap status read): keep it
+# to os, contextlib, signal and time.
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -135,11 +143,17 @@ class DbReporter:
 
 
 class FileReporter:
-    """Writes ``<run_dir>/state.json`` atomically: for hosts without the store (remote)."""
+    """Writes ``<run_dir>/state.json`` atomically: for hosts without the store (remote).
+
+    The file is written at once, with this process's pid, so a reader tells "started" from
+    "died before reporting"; a ``cancel_requested`` file beside it stands for the store's flag.
+    """
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        self.path = Path(spec["run_dir"]) / "state.json"
-        self.state: dict[str, Any] = {"status": "running"}
+        self.run_dir = Path(spec["run_dir"])
+        self.path = self.run_dir / "state.json"
+        self.state: dict[str, Any] = {"status": "running", "pid": os.getpid()}
+        self._flush()
 
     def _flush(self) -> None:
         tmp = self.path.with_name(f".state.{os.getpid()}.tmp")
@@ -155,7 +169,7 @@ class FileReporter:
         self._flush()
 
     def cancel_requested(self) -> bool:
-        return False
+        return (self.run_dir / "cancel_requested").exists()
 
     def queued(self) -> int:
         return 0
@@ -165,9 +179,12 @@ class FileReporter:
 
 
 class Supervisor:
-    def __init__(self, spec: dict[str, Any], reporter: Any) -> None:
+    def __init__(self, spec: dict[str, Any], reporter: Any, *, display: bool = False) -> None:
         self.spec = spec
         self.rep = reporter
+        #: Also print human-readable progress to stdout (a tmux pane); off once the pane is gone.
+        self.display = display
+        self.started_at = time.time()
         self.run_dir = Path(spec["run_dir"])
         self.proc: subprocess.Popen[bytes] | None = None
         self.stop_reason: str | None = None  # "cancelled" | "timed_out"
@@ -195,10 +212,54 @@ class Supervisor:
             terminate_tree(proc.pid, float(self.spec.get("kill_grace", 5.0)))
 
     def on_signal(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGHUP and self.display:
+            # The tmux window or server went away: the pane was only a view, the agent goes on.
+            self.display = False
+            return
         self.stop("cancelled")
+
+    # Display (tmux): progress lines for a person watching the pane; never fails the agent.
+    def show(self, lines: list[str]) -> None:
+        if not self.display or not lines:
+            return
+        try:
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+        except (OSError, ValueError):  # EIO once the pane's terminal is gone
+            self.display = False
+
+    def show_event(self, event: dict[str, Any]) -> None:
+        if self.display:
+            self.show(_describe(event))
+
+    def show_start(self) -> None:
+        if not self.display:
+            return
+        spec = self.spec
+        task = _first_line(_read_text(spec["prompt_path"], 4096))
+        self.show(
+            [
+                f"== orch agent {spec['name']} (run {spec['run_id']}) ==",
+                f"task: {task[:150]}",
+                "Ctrl-C here cancels the agent; closing the window only closes this view.",
+                "",
+            ]
+        )
+
+    def show_end(self, status: str, fields: dict[str, Any]) -> None:
+        cost = fields.get("cost_usd")
+        secs = (fields.get("duration_ms") or 0) / 1000
+        detail = f" after {secs:.1f} s" + (f", ${cost:.4f}" if isinstance(cost, float) else "")
+        lines = [f"== {status}{detail} =="]
+        if fields.get("error"):
+            lines.append(f"error: {fields['error']}")
+        if Path(self.spec["output_path"]).exists():
+            lines.append(f"output: {self.spec['output_path']}")
+        self.show(["", *lines])
 
     def run(self) -> int:
         spec = self.spec
+        self.show_start()
         timeout = spec.get("timeout")
         start = time.monotonic()
         timer = None
@@ -247,13 +308,19 @@ class Supervisor:
     def log_event(self, event: dict[str, Any]) -> None:
         with open(self.spec["log_path"], "ab") as log:
             log.write(json.dumps(event).encode() + b"\n")
+        self.show_event(event)
+
+    def child_env(self) -> dict[str, str]:
+        """This process's environment, plus the spec's variables, minus its unset names."""
+        env = dict(os.environ)
+        env.update(self.spec.get("env") or {})
+        for key in self.spec.get("unset_env") or ():
+            env.pop(key, None)
+        return env
 
     def run_once(self) -> int | None:
         spec = self.spec
-        env = dict(os.environ)
-        env.update(spec.get("env") or {})
-        for key in spec.get("unset_env") or ():
-            env.pop(key, None)
+        env = self.child_env()
         if self.stopping.is_set():
             return None
         with (
@@ -307,6 +374,7 @@ class Supervisor:
             )
         elif kind == "result":
             self.result = event
+        self.show_event(event)
         self.flush_progress()
 
     def flush_progress(self, force: bool = False) -> None:
@@ -345,6 +413,7 @@ class Supervisor:
             status, error = "failed", self.describe_failure(rc, res, attempts)
         fields["error"] = error
         self.rep.finish(status, **fields)
+        self.show_end(status, fields)
 
     def describe_failure(self, rc: int | None, res: dict[str, Any], attempts: int) -> str:
         if res.get("api_error_status"):
@@ -358,6 +427,289 @@ class Supervisor:
         if rc is None:
             return _first_line(res.get("result")) or "claude did not start"
         return f"claude exited with code {rc}" + (f": {tail}" if tail else "")
+
+
+class InteractiveSupervisor(Supervisor):
+    """Runs ``claude`` without ``-p`` on the pane's terminal, the task as its first prompt.
+
+    There is no event stream to read, so Claude Code's own hooks report, passed with
+    ``--settings`` so no install is needed: ``SessionStart`` runs :mod:`orch_plugins.hooks`,
+    which attaches the session id to the run; ``Stop`` runs it too (the session's record) and
+    hands its payload to this process in ``<run_dir>/stop.json``. The first ``Stop`` completes
+    the run, its ``last_assistant_message`` the output (the transcript may not hold it yet
+    when the hook fires); claude stays open for the person, and later turns refresh the
+    output. Needs the local store (DbReporter).
+    """
+
+    def __init__(self, spec: dict[str, Any], reporter: Any) -> None:
+        super().__init__(spec, reporter)
+        self.store = reporter.store
+        self.run_id = int(spec["run_id"])
+        self.completed = False
+        self.stop_file = self.run_dir / "stop.json"
+        self.last_stop: int | None = None
+        self.recount_at: float | None = None
+        self.transcript: str | None = None
+        self.timer: threading.Timer | None = None
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT:
+            return  # a Ctrl-C typed in the pane is for claude, not for the run
+        self.stop("hangup" if signum == signal.SIGHUP else "cancelled")
+
+    def claude_argv(self) -> list[str]:
+        prompt = _read_text(self.spec["prompt_path"], None)
+        if len(prompt.encode("utf-8")) > INTERACTIVE_ARG_LIMIT or "\0" in prompt:
+            # One argv string holds at most 128 KiB (and no NUL): point claude at the file.
+            prompt = (
+                f"Your task is in the file {self.spec['prompt_path']}. "
+                "Read all of it, then carry it out."
+            )
+        settings = json.dumps(hook_settings(str(self.stop_file)))
+        return [*self.spec["argv"], "--settings", settings, "--", prompt]
+
+    def run(self) -> int:
+        spec = self.spec
+        if spec.get("timeout"):
+            self.timer = threading.Timer(float(spec["timeout"]), self.stop, args=("timed_out",))
+            self.timer.daemon = True
+            self.timer.start()
+        self.rep.update(attempt=1)
+        env = self.child_env()
+        env["ORCH_INTERACTIVE"] = "1"
+        try:
+            # stdin, stdout and stderr stay the pane's terminal: the person can take over.
+            self.proc = subprocess.Popen(self.claude_argv(), cwd=spec["cwd"], env=env)
+        except OSError as exc:
+            self.rep.finish("failed", error=f"cannot start claude: {exc}")
+            return 0
+        if self.stopping.is_set():
+            self._kill_child()
+        while (rc := self.proc.poll()) is None:
+            self.check_turn()
+            if self.recount_at and time.time() >= self.recount_at:
+                self.recount_at = None
+                self.rep.update(**self.counts())
+            time.sleep(INTERACTIVE_POLL)
+        if self.timer:
+            self.timer.cancel()
+        self.check_turn()  # a Stop just before claude quit
+        self.end(rc)
+        return 0
+
+    def check_turn(self) -> None:
+        """Has a turn ended (the Stop hook wrote a new ``stop.json``)?"""
+        try:
+            mtime = os.stat(self.stop_file).st_mtime_ns
+        except OSError:
+            return
+        if mtime == self.last_stop:
+            return
+        self.last_stop = mtime
+        try:
+            payload = json.loads(self.stop_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            payload = {}
+        payload = payload if isinstance(payload, dict) else {}
+        sid = payload.get("session_id")
+        self.session_id = sid if isinstance(sid, str) else self.session_id
+        if isinstance(payload.get("transcript_path"), str):
+            self.transcript = payload["transcript_path"]
+        self.turn_ended(payload.get("last_assistant_message"))
+
+    def counts(self) -> dict[str, Any]:
+        """Turns, tool calls and usage since the start, from the session transcript."""
+        _, turns, tools, usage = read_transcript(self.transcript, self.started_at)
+        return {
+            "num_turns": turns,
+            "tool_calls": tools,
+            "usage": json.dumps(usage) if usage else None,
+        }
+
+    def turn_ended(self, text: Any) -> None:
+        now = time.time()
+        if not isinstance(text, str):  # a Claude Code without last_assistant_message
+            text = read_transcript(self.transcript, self.started_at)[0]
+        if text is not None:
+            out = Path(self.spec["output_path"])
+            tmp = out.with_name(f".{out.name}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, out)
+        fields: dict[str, Any] = {"session_id": self.session_id, "last_activity": now}
+        fields.update(self.counts())
+        # The transcript may lag the hook by a moment: count again shortly.
+        self.recount_at = now + 1.0
+        if self.completed:
+            self.rep.update(**fields)  # the person asked more: keep the output current
+            return
+        if self.stop_reason:
+            return
+        self.completed = True
+        if self.timer:
+            self.timer.cancel()  # the task is done; the person may stay as long as they like
+        self.rep.finish(
+            "completed", error=None, duration_ms=int((now - self.started_at) * 1000), **fields
+        )
+        if self.rep.queued():
+            pump_queue(self.spec["state_dir"])
+
+    def end(self, rc: int | None) -> None:
+        if self.completed:
+            self.rep.update(exit_code=rc)
+            return
+        reason = self.stop_reason
+        if reason == "cancelled":
+            status, error = "cancelled", "cancelled"
+        elif reason == "timed_out":
+            status, error = "timed_out", f"timed out after {self.spec.get('timeout')} s"
+        elif reason == "hangup":
+            status = "lost"
+            error = "its tmux pane closed (window killed or tmux server stopped) mid-task"
+        else:
+            status = "failed"
+            error = f"interactive claude exited with code {rc} before its first turn ended"
+        self.rep.finish(
+            status,
+            exit_code=rc,
+            error=error,
+            duration_ms=int((time.time() - self.started_at) * 1000),
+        )
+
+
+def hook_settings(stop_file: str) -> dict[str, Any]:
+    """``--settings`` for an interactive agent: SessionStart and Stop run orch_plugins.hooks
+    from this very installation (no ``orch install`` needed; a user-level install also firing
+    is harmless, both record the same), and Stop also copies its payload to ``stop_file``
+    (written aside and renamed, so the supervisor never reads half of it)."""
+    import shlex
+
+    py = shlex.quote(sys.executable)
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    orch_hook = (
+        f"import sys; sys.path.insert(0, {parent!r}); "
+        "from orch_plugins.hooks import main; sys.exit(main())"
+    )
+    handover = (
+        "import os, sys; p = sys.argv[1]; t = p + '.tmp'; "
+        "open(t, 'wb').write(sys.stdin.buffer.read()); os.replace(t, p)"
+    )
+
+    def command(cmd: str) -> dict[str, Any]:
+        return {"type": "command", "command": cmd, "timeout": 10}
+
+    return {
+        "hooks": {
+            "SessionStart": [
+                {"hooks": [command(f"{py} -S -c {shlex.quote(orch_hook)} SessionStart")]}
+            ],
+            "Stop": [
+                {
+                    "hooks": [
+                        command(f"{py} -S -c {shlex.quote(orch_hook)} Stop"),
+                        command(f"{py} -S -c {shlex.quote(handover)} {shlex.quote(stop_file)}"),
+                    ]
+                }
+            ],
+        }
+    }
+
+
+def read_transcript(path: str | None, since: float) -> tuple[str | None, int, int, dict[str, int]]:
+    """From a Claude Code transcript: the last assistant text, and the turns, tool calls and
+    token usage of the assistant messages written since ``since`` (epoch seconds)."""
+    from datetime import datetime
+
+    text: str | None = None
+    seen: set[str] = set()
+    tools = 0
+    usage: dict[str, int] = {}
+    if not path:
+        return None, 0, 0, usage
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.readlines()
+    except OSError:
+        return None, 0, 0, usage
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("type") != "assistant":
+            continue
+        msg = entry.get("message")
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(content, list):
+            continue
+        blocks = [b for b in content if isinstance(b, dict)]
+        texts = [str(b.get("text", "")) for b in blocks if b.get("type") == "text"]
+        if any(t.strip() for t in texts):
+            text = "".join(texts)
+        try:
+            stamp = str(entry.get("timestamp", "")).replace("Z", "+00:00")
+            when = datetime.fromisoformat(stamp).timestamp()
+        except ValueError:
+            when = since
+        if when < since - 1:
+            continue  # an earlier run's turn (a resumed session's transcript holds them all)
+        tools += sum(1 for b in blocks if b.get("type") == "tool_use")
+        mid = str(msg.get("id") or len(seen))
+        if mid in seen:  # one message is written as one entry per content block
+            continue
+        seen.add(mid)
+        for key, value in (msg.get("usage") or {}).items():
+            if isinstance(value, int) and key.endswith("_tokens"):
+                usage[key] = usage.get(key, 0) + value
+    return text, len(seen), tools, usage
+
+
+def _describe(event: dict[str, Any]) -> list[str]:
+    """Progress lines for the pane: orch_plugins.progress when importable (it is, locally)."""
+    global _describe_impl
+    if _describe_impl is None:
+        try:
+            from orch_plugins.progress import describe as impl
+        except ImportError:
+            impl = _describe_minimal
+        _describe_impl = impl
+    try:
+        return _describe_impl(event)
+    except Exception:  # a malformed event must not stop the agent
+        return []
+
+
+def _describe_minimal(event: dict[str, Any]) -> list[str]:
+    if event.get("type") == "result":
+        return [f"[result] {_first_line(event.get('result'))}"]
+    return [f"[{event.get('type')}]"] if event.get("type") in ("assistant", "user") else []
+
+
+_describe_impl: Any = None
+
+
+def _read_text(path: str, limit: int | None) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(-1 if limit is None else limit)
+    except OSError:
+        return ""
+
+
+def load_env_file(path: str) -> None:
+    """Take the launcher's environment from ``path`` (then delete it: it may hold secrets).
+
+    A tmux window starts with the tmux *server's* environment; the backend hands the
+    launcher's over in a private file rather than on a command line any user could read.
+    The pane's own terminal variables are kept.
+    """
+    with open(path, encoding="utf-8") as fh:
+        env = json.load(fh)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    keep = {k: os.environ[k] for k in PANE_ENV if k in os.environ}
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in env.items()})
+    os.environ.update(keep)
 
 
 def _first_line(text: Any) -> str:
@@ -391,16 +743,34 @@ def pump_queue(state_dir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    """``supervisor [--display] [--env FILE] SPEC.json``.
+
+    ``--display`` prints progress for a person (tmux pane); ``--env`` loads the launcher's
+    environment from FILE. A spec with ``options.interactive`` runs claude interactively.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    display = "--display" in args
+    if display:
+        args.remove("--display")
+    env_file = None
+    if "--env" in args and args.index("--env") + 1 < len(args):
+        i = args.index("--env")
+        env_file = args[i + 1]
+        del args[i : i + 2]
     if len(args) != 1:
-        print("usage: supervisor SPEC.json", file=sys.stderr)
+        print("usage: supervisor [--display] [--env FILE] SPEC.json", file=sys.stderr)
         return 2
+    if env_file:
+        load_env_file(env_file)
     with open(args[0], encoding="utf-8") as fh:
         spec = json.load(fh)
     reporter = (
         FileReporter(spec) if spec.get("options", {}).get("report") == "file" else DbReporter(spec)
     )
-    sup = Supervisor(spec, reporter)
+    if spec.get("options", {}).get("interactive"):
+        sup: Supervisor = InteractiveSupervisor(spec, reporter)
+    else:
+        sup = Supervisor(spec, reporter, display=display)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, sup.on_signal)
     try:

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from orch_plugins.cli import agents, integration, plugins
+from orch_plugins.cli import agents, dashboard, doctor, integration, plugins
 from orch_plugins.errors import OrchError
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app = typer.Typer(
 app.add_typer(agents.app)
 app.add_typer(plugins.app)
 app.add_typer(integration.app)
+app.add_typer(doctor.app)
+app.add_typer(dashboard.app)
 
 
 def _version(value: bool) -> None:

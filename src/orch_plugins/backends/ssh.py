@@ -1,0 +1,927 @@
+"""The ssh backend: agents on remote hosts, reached with the user's own OpenSSH client.
+
+Everything goes through the ``ssh`` command, so ``~/.ssh/config``, the agent, ProxyJump and
+known_hosts apply as the user has them; we add ``BatchMode=yes`` (never a prompt) and connection
+multiplexing (``ControlMaster=auto``), and never touch host-key checking. Each call runs one
+constant remote command (:data:`orch_plugins.remote.BOOTSTRAP`) and ships the supervisor, the
+remote helper, the request and its files on stdin: nothing is installed on the host and no task
+text, name or path is ever part of a remote command line.
+
+A remote agent is a detached supervisor in its own session on the host, writing
+``state.json``, ``events.jsonl`` and ``output.md`` in its run directory
+(``BASE/<project-id>/runs/<run>-<name>-<token>``). It outlives the connection and the
+orchestrator. Status for all agents of a host is one ssh call (:meth:`SshBackend.collect`), which
+also brings the files of ended runs home; :meth:`SshBackend.sync` brings a running one's log.
+
+Placement: a named host, else among the ``[hosts.*]`` tables the one with the fewest running
+agents below its ``max_parallel``. When every candidate is full the run is *deferred*: it keeps
+its admission slot, shows "waiting", and is placed by a later status read once a slot frees.
+See the README's "Remote hosts over ssh".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch_plugins import supervisor
+from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec
+from orch_plugins.errors import OrchError
+from orch_plugins.hookspecs import hookimpl
+from orch_plugins.store import FINAL, RUNNING, atomic_write
+
+log = logging.getLogger(__name__)
+
+#: Keys of a ``[hosts.NAME]`` table.
+HOST_KEYS = frozenset(
+    {
+        "ssh",
+        "max_parallel",
+        "workdir",
+        "claude",
+        "python",
+        "base_dir",
+        "ssh_config",
+        "ssh_options",
+        "env",
+        "forward_env",
+    }
+)
+#: state.json fields recorded in the store: a remote host never chooses column names.
+STATE_FIELDS = (
+    "session_id",
+    "attempt",
+    "num_turns",
+    "tool_calls",
+    "last_activity",
+    "exit_code",
+    "cost_usd",
+    "duration_ms",
+    "usage",
+    "error",
+    "ended_at",
+)
+PROGRESS_FIELDS = ("session_id", "attempt", "num_turns", "tool_calls", "last_activity")
+#: Prefixes of the notes this backend puts in a running run's ``error`` (cleared when stale).
+WAITING, UNREACHABLE = "waiting: ", "status unknown: "
+DEST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:%+\[\]-]*")
+SSH_OPTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*[= ]\S.*")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: sun_path holds 108 bytes; ssh adds "/" + 40 (%C) + 17 (temporary suffix).
+MAX_CONTROL_DIR = 48
+#: A reservation whose process died this long ago is taken as abandoned.
+RESERVATION_TTL = 120.0
+
+
+class SshError(OrchError):
+    """An ssh call that failed; ``kind`` is unreachable, hostkey, auth, no_python, no_claude,
+    timeout, transient, remote or ssh."""
+
+    def __init__(self, host: Host, kind: str, message: str) -> None:
+        super().__init__(f"host {host.name} ({host.destination}): {message}")
+        self.kind = kind
+        self.host = host.name
+
+
+@dataclass
+class Host:
+    """One remote host, from its ``[hosts.NAME]`` table (or a bare ``--host`` destination)."""
+
+    name: str
+    destination: str
+    max_parallel: int = 4
+    workdir: str | None = None
+    claude: str = "claude"
+    python: str = "python3"
+    base_dir: str = "~/.orch-remote"
+    ssh_config: str | None = None
+    ssh_options: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    forward_env: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_table(cls, name: str, table: dict[str, Any]) -> Host:
+        """Validate a config table; a typo fails loudly rather than being ignored."""
+        where = f"[hosts.{name}]"
+        if not isinstance(table, dict):
+            raise OrchError(f"{where} must be a table")
+        unknown = sorted(set(table) - HOST_KEYS)
+        if unknown:
+            known = ", ".join(sorted(HOST_KEYS))
+            raise OrchError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {known}")
+        host = cls(name=name, destination=str(table.get("ssh", name)))
+        for key in ("workdir", "claude", "python", "base_dir", "ssh_config"):
+            if key in table:
+                if not isinstance(table[key], str) or not table[key]:
+                    raise OrchError(f"{where}: {key} must be a non-empty string")
+                setattr(host, key, table[key])
+        if "max_parallel" in table:
+            mp = table["max_parallel"]
+            if not isinstance(mp, int) or isinstance(mp, bool) or mp < 1:
+                raise OrchError(f"{where}: max_parallel must be an integer of at least 1")
+            host.max_parallel = mp
+        opts = table.get("ssh_options", [])
+        if not isinstance(opts, list) or not all(
+            isinstance(o, str) and SSH_OPTION_RE.fullmatch(o) for o in opts
+        ):
+            raise OrchError(f'{where}: ssh_options must be a list of "Option=value" strings')
+        host.ssh_options = list(opts)
+        env = table.get("env", {})
+        if not isinstance(env, dict) or not all(
+            isinstance(v, str) and ENV_NAME_RE.fullmatch(k) for k, v in env.items()
+        ):
+            raise OrchError(f'{where}: env must be a table of NAME = "value" strings')
+        host.env = dict(env)
+        fwd = table.get("forward_env", [])
+        if not isinstance(fwd, list) or not all(
+            isinstance(n, str) and ENV_NAME_RE.fullmatch(n) for n in fwd
+        ):
+            raise OrchError(f"{where}: forward_env must be a list of variable names")
+        host.forward_env = list(fwd)
+        host.check_destination()
+        return host
+
+    def check_destination(self) -> None:
+        # ssh would take a leading "-" for an option; spaces would split the argument.
+        if not DEST_RE.fullmatch(self.destination):
+            raise OrchError(f"invalid ssh destination {self.destination!r} for host {self.name!r}")
+
+
+def project_id(state_dir: str) -> str:
+    """A stable, readable directory name for this project on remote hosts: the project's name
+    and a digest of this machine and state directory, so two orchestrators never collide."""
+    import hashlib
+    import socket
+
+    path = Path(state_dir).resolve()
+    base = path.parent.name if path.name == ".orchestrate" else path.name
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", base)[:40].lstrip(".-") or "project"
+    digest = hashlib.sha1(f"{socket.gethostname()}:{path}".encode()).hexdigest()[:10]
+    return f"{safe}-{digest}"
+
+
+_SOURCES: tuple[bytes, bytes] | None = None
+#: When this process last asked each host for status, and synced each run (monotonic).
+_LAST_POLL: dict[str, float] = {}
+_LAST_SYNC: dict[int, float] = {}
+#: Beside a local run directory: its remote files are all here, no need to ask again.
+SYNCED = ".ssh-synced"
+
+
+def _sources() -> tuple[bytes, bytes]:
+    """The supervisor's and the remote helper's source, shipped with every call."""
+    global _SOURCES
+    if _SOURCES is None:
+        from orch_plugins import remote
+
+        _SOURCES = (Path(supervisor.__file__).read_bytes(), Path(remote.__file__).read_bytes())
+    return _SOURCES
+
+
+def _classify(stderr: bytes) -> tuple[str, str]:
+    """ssh's own failure (exit 255) -> (kind, last meaningful line)."""
+    text = stderr.decode("utf-8", "replace")
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("Warning: Permanently added")
+    ]
+    last = lines[-1] if lines else "ssh failed without a message"
+    if "Host key verification failed" in text or "HOST IDENTIFICATION HAS CHANGED" in text:
+        return "hostkey", last
+    if "Permission denied" in text or "Too many authentication failures" in text:
+        return "auth", last
+    if any(
+        s in text
+        for s in (
+            "Could not resolve hostname",
+            "Connection refused",
+            "Connection timed out",
+            "No route to host",
+            "Network is unreachable",
+            "Operation timed out",
+        )
+    ):
+        return "unreachable", last
+    if any(
+        s in text
+        for s in (
+            "mux_client",
+            "Control socket",
+            "ControlSocket",
+            "session request failed",
+            "Broken pipe",
+            "Connection closed",
+            "Connection reset",
+            "closed by remote host",
+        )
+    ):
+        return "transient", last
+    return "ssh", last
+
+
+def _explain(host: Host, kind: str, last: str) -> str:
+    dest = host.destination
+    if kind == "hostkey":
+        return (
+            f"the host key of {dest} is unknown or has changed ({last}). Host-key checking stays "
+            f"as your ssh configuration has it: verify the key and add it to known_hosts "
+            f"(for example by running 'ssh {dest}' once)"
+        )
+    if kind == "auth":
+        return (
+            f"{dest} refused the key ({last}). ssh runs with BatchMode=yes (no password "
+            "prompts): load the key into ssh-agent or set IdentityFile in your ssh config"
+        )
+    if kind == "unreachable":
+        return f"cannot reach {dest}: {last}"
+    return f"ssh failed: {last}"
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+def _handle_of(run: dict[str, Any]) -> Handle | None:
+    try:
+        return json.loads(run["handle"]) if run.get("handle") else None
+    except ValueError:
+        return None
+
+
+class SshBackend(Backend):
+    name = "ssh"
+    description = "agents on remote hosts over your OpenSSH client (--host, [hosts.*] pools)"
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self._hosts: dict[str, Host] | None = None
+        self._control_dir: Path | None = None
+        #: Liveness learnt by :meth:`collect`, reused by :meth:`statuses` in the same refresh.
+        self._alive: dict[tuple[str, str], bool] = {}
+
+    # -- settings -------------------------------------------------------------------------------
+
+    @property
+    def ssh_bin(self) -> str:
+        return str(self.config.get("ssh", "ssh"))
+
+    @property
+    def poll_interval(self) -> float:
+        """Within one process, ask a host at most this often (``orch wait`` loops fast)."""
+        return float(self.config.get("poll_interval", 1.0))
+
+    @property
+    def max_sessions(self) -> int:
+        # sshd's MaxSessions defaults to 10 per connection; leave room for the user's own.
+        return max(1, int(self.config.get("max_sessions", 8)))
+
+    def host_defaults(self) -> dict[str, Any]:
+        """Host keys set in ``[backends.ssh]``: defaults for every host (``ssh_config`` once)."""
+        return {k: v for k, v in self.config.items() if k in HOST_KEYS and k != "ssh"}
+
+    def hosts(self) -> dict[str, Host]:
+        """``[hosts.*]`` from config.toml, validated, in file order."""
+        if self._hosts is None:
+            from orch_plugins.config import load_config
+
+            defaults = self.host_defaults()
+            self._hosts = {
+                name: Host.from_table(
+                    name, {**defaults, **table} if isinstance(table, dict) else table
+                )
+                for name, table in load_config().hosts.items()
+            }
+        return self._hosts
+
+    def host(self, name: str, destination: str | None = None) -> Host:
+        """A configured host, or an ssh destination used as is (``--host myserver`` works with
+        nothing but ``~/.ssh/config``)."""
+        configured = self.hosts().get(name)
+        if configured is not None:
+            return configured
+        return Host.from_table(name, {**self.host_defaults(), "ssh": destination or name})
+
+    def control_dir(self) -> Path:
+        """Where multiplexing sockets live: private, and short enough for a unix socket."""
+        if self._control_dir is None:
+            configured = self.config.get("control_dir")
+            if configured:
+                path = Path(str(configured)).expanduser()
+                if len(str(path)) > MAX_CONTROL_DIR:
+                    raise OrchError(
+                        f"[backends.ssh] control_dir {path} is too long for a unix socket "
+                        f"(at most {MAX_CONTROL_DIR} characters)"
+                    )
+            else:
+                runtime = os.environ.get("XDG_RUNTIME_DIR")
+                if runtime:
+                    path = Path(runtime) / "orch-plugins"
+                else:
+                    import platformdirs
+
+                    path = platformdirs.user_cache_path("orch-plugins") / "ssh"
+                if len(str(path)) > MAX_CONTROL_DIR:
+                    path = Path(tempfile.gettempdir()) / f"orch-ssh-{os.getuid()}"
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = path.stat()
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                raise OrchError(f"ssh control directory {path} must be private (mode 700, yours)")
+            self._control_dir = path
+        return self._control_dir
+
+    def ssh_argv(self, host: Host, command: str) -> list[str]:
+        """The ssh command line. The user's ``ssh_options`` come first: ssh takes the first
+        value it sees, so they override our defaults. StrictHostKeyChecking is never set."""
+        argv = [self.ssh_bin]
+        if host.ssh_config:
+            argv += ["-F", os.path.expanduser(host.ssh_config)]
+        options = [
+            *host.ssh_options,
+            "BatchMode=yes",
+            "ControlMaster=auto",
+            f"ControlPath={self.control_dir()}/%C",
+            f"ControlPersist={int(self.config.get('control_persist', 60))}",
+            f"ConnectTimeout={int(self.config.get('connect_timeout', 10))}",
+            "ServerAliveInterval=15",
+            "ServerAliveCountMax=4",
+        ]
+        for option in options:
+            argv += ["-o", option]
+        return [*argv, "-T", "--", host.destination, command]
+
+    @staticmethod
+    def remote_command(host: Host) -> str:
+        """The only text the remote shell parses: the interpreter and a constant program."""
+        import shlex
+
+        from orch_plugins import remote
+
+        return f"exec {shlex.quote(host.python)} -S -c {shlex.quote(remote.BOOTSTRAP)}"
+
+    # -- one call -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _session_slot(self, host: Host) -> Iterator[None]:
+        """Hold one of ``max_sessions`` lock files per host while a session is open, across
+        processes, so concurrent calls never exceed sshd's sessions per connection."""
+        import hashlib
+
+        key = hashlib.sha1(
+            repr((host.destination, host.ssh_config, host.ssh_options)).encode()
+        ).hexdigest()[:12]
+        ctl = self.control_dir()
+        while True:
+            for i in range(self.max_sessions):
+                fd = os.open(ctl / f"slot-{key}-{i}", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    continue
+                try:
+                    yield
+                finally:
+                    os.close(fd)
+                return
+            time.sleep(0.01)
+
+    def call(
+        self,
+        host: Host,
+        request: dict[str, Any],
+        payload: bytes = b"",
+        *,
+        timeout: float | None = None,
+        retry: bool = True,
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """One round trip: run the remote helper with ``request``; return its reply and blobs.
+
+        Retried once when the multiplexed connection broke under us (every request is
+        idempotent: a launch that already happened answers with what it started)."""
+        from orch_plugins import remote
+
+        if shutil.which(self.ssh_bin) is None:
+            raise OrchError(f"the OpenSSH client {self.ssh_bin!r} is not installed")
+        sup_src, rem_src = _sources()
+        data = b"".join(
+            [
+                b"%d %d\n" % (len(sup_src), len(rem_src)),
+                sup_src,
+                rem_src,
+                json.dumps(request).encode(),
+                b"\n",
+                payload,
+            ]
+        )
+        argv = self.ssh_argv(host, self.remote_command(host))
+        timeout = timeout or float(self.config.get("timeout", 60))
+        for attempt in (1, 2):
+            rc, out, err = self._run(argv, data, timeout, host)
+            if rc == 255 and remote.MARKER not in out:
+                kind, last = _classify(err)
+                if kind == "transient" and retry and attempt == 1:
+                    continue
+                raise SshError(host, kind, _explain(host, kind, last))
+            return self._parse(host, rc, out, err)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run(
+        self, argv: list[str], data: bytes, timeout: float, host: Host
+    ) -> tuple[int, bytes, bytes]:
+        # stderr goes to a file, not a pipe: a ControlPersist master forked from this ssh keeps
+        # its stderr open for minutes, and reading a pipe to EOF would wait for it. A new
+        # session keeps that master alive after this command (and its terminal) is gone.
+        with self._session_slot(host), tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+            try:
+                out, _ = proc.communicate(data, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise SshError(host, "timeout", f"no answer within {timeout:.0f} s") from None
+            err.seek(0)
+            return proc.returncode, out, err.read()
+
+    @staticmethod
+    def _parse(host: Host, rc: int, out: bytes, err: bytes) -> tuple[dict[str, Any], list[bytes]]:
+        from orch_plugins import remote
+
+        start = out.find(remote.MARKER)
+        if start < 0:
+            msg = err.decode("utf-8", "replace").strip().splitlines()
+            last = msg[-1] if msg else f"exit status {rc}"
+            if rc == 127 or "not found" in last:
+                raise SshError(
+                    host,
+                    "no_python",
+                    f"{host.python!r} not found on the host ({last}); install python3 there "
+                    "or set 'python' in its [hosts.NAME] table",
+                )
+            raise SshError(host, "remote", f"unexpected answer from the host: {last}")
+        end = out.index(b"\n", start)
+        reply = json.loads(out[start + len(remote.MARKER) : end])
+        blobs, pos = [], end + 1
+        for size in reply.get("blobs", []):
+            blobs.append(out[pos : pos + size])
+            pos += size
+        if pos > len(out):
+            raise SshError(host, "transient", "the answer was cut short")
+        if not reply.get("ok"):
+            raise SshError(host, reply.get("kind", "remote"), reply.get("error", "failed"))
+        return reply, blobs
+
+    # -- placement ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _placement_lock(self, state_dir: str) -> Iterator[None]:
+        fd = os.open(Path(state_dir) / "ssh-placement.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _read_placement(run_dir: str) -> Handle | None:
+        try:
+            return json.loads((Path(run_dir) / "ssh-handle.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _write_placement(run_dir: str, handle: Handle | None) -> None:
+        path = Path(run_dir) / "ssh-handle.json"
+        if handle is None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        else:
+            atomic_write(path, json.dumps(handle))
+
+    def loads(self, state_dir: str) -> dict[str, int]:
+        """Running agents per host, from the local store and the placement notes beside it
+        (a placement made a moment ago, not yet recorded, is counted too)."""
+        from orch_plugins.store import Store
+
+        store = Store(Path(state_dir), create=False)
+        try:
+            runs = [
+                r
+                for r in store.runs(statuses=(RUNNING,), latest_only=False, include_archived=True)
+                if r["backend"] == self.name
+            ]
+        finally:
+            store.close()
+        counts: dict[str, int] = {}
+        for run in runs:
+            handle = self._read_placement(run["run_dir"]) or _handle_of(run)
+            if not handle or handle.get("deferred") or not handle.get("host"):
+                continue
+            if handle.get("reserved") and not self._reservation_live(handle):
+                continue
+            counts[handle["host"]] = counts.get(handle["host"], 0) + 1
+        return counts
+
+    @staticmethod
+    def _reservation_live(handle: Handle) -> bool:
+        return time.time() - float(handle.get("at", 0)) < RESERVATION_TTL or supervisor.pid_alive(
+            handle.get("pid"), None
+        )
+
+    def _choose(self, state_dir: str, wanted: str | None) -> tuple[Host | None, str]:
+        """The host to start on (None: all full) and, when none, a note saying why."""
+        if wanted:
+            candidates = [self.host(wanted)]
+        else:
+            candidates = list(self.hosts().values())
+            if not candidates:
+                raise OrchError(
+                    "no remote hosts: pass --host HOST, or add [hosts.NAME] tables to "
+                    "config.toml (see the README's \"Remote hosts over ssh\")"
+                )
+        loads = self.loads(state_dir)
+        free = [h for h in candidates if loads.get(h.name, 0) < h.max_parallel]
+        if not free:
+            busy = ", ".join(
+                f"{h.name} {loads.get(h.name, 0)}/{h.max_parallel}" for h in candidates
+            )
+            return None, f"{WAITING}every host is busy ({busy})"
+        order = {h.name: i for i, h in enumerate(candidates)}
+        best = min(
+            free,
+            key=lambda h: (
+                loads.get(h.name, 0),
+                -(h.max_parallel - loads.get(h.name, 0)),
+                order[h.name],
+            ),
+        )
+        return best, ""
+
+    def _place(self, spec: LaunchSpec, wanted: str | None, cwd: str | None) -> Handle:
+        with self._placement_lock(spec.state_dir):
+            host, _note = self._choose(spec.state_dir, wanted)
+            if host is None:
+                handle: Handle = {"deferred": True, "host": wanted, "cwd": cwd}
+                self._write_placement(spec.run_dir, handle)
+                return handle
+            self._reserve(spec.run_dir, host)
+        return self._start_reserved(spec, host, cwd)
+
+    def _reserve(self, run_dir: str, host: Host) -> None:
+        self._write_placement(
+            run_dir, {"host": host.name, "reserved": True, "pid": os.getpid(), "at": time.time()}
+        )
+
+    def _start_reserved(self, spec: LaunchSpec, host: Host, cwd: str | None) -> Handle:
+        try:
+            handle = self._start(spec, host, cwd)
+        except BaseException:
+            self._write_placement(spec.run_dir, None)
+            raise
+        self._write_placement(spec.run_dir, handle)
+        return handle
+
+    def _start(self, spec: LaunchSpec, host: Host, cwd: str | None) -> Handle:
+        """Ship spec, prompt and supervisor in one call; the host starts it detached."""
+        import secrets
+
+        project = project_id(spec.state_dir)
+        base = host.base_dir.rstrip("/") or "/"
+        env = {k: v for k, v in spec.env.items() if k != "ORCH_STATE_DIR"}  # a local path
+        env.update(host.env)
+        env.update({k: os.environ[k] for k in host.forward_env if k in os.environ})
+        data = spec.to_json()
+        data["env"] = env
+        data["options"] = {**spec.options, "report": "file", "host": host.name}
+        spec_bytes = json.dumps(data).encode()
+        prompt = Path(spec.prompt_path).read_bytes()
+        request = {
+            "cmd": "launch",
+            "run_dir": f"{base}/{project}/runs/{spec.run_id}-{spec.name}-{secrets.token_hex(3)}",
+            "claude": host.claude,
+            "workdir": cwd or host.workdir,
+            "default_workdir": f"{base}/{project}/work",
+            "files": [["spec.json", len(spec_bytes)], ["prompt.txt", len(prompt)]],
+        }
+        reply, _ = self.call(host, request, spec_bytes + prompt)
+        return {
+            "host": host.name,
+            "destination": host.destination,
+            "remote_dir": reply["remote_dir"],
+            "pid": reply["pid"],
+            "start_time": reply["start_time"],
+            "boot_id": reply["boot_id"],
+            "cwd": reply["cwd"],
+        }
+
+    # -- the Backend interface ------------------------------------------------------------------
+
+    def launch(self, spec: LaunchSpec) -> Handle:
+        if spec.options.get("interactive"):
+            raise OrchError("the ssh backend runs agents with -p; --interactive needs tmux")
+        return self._place(spec, spec.options.get("host"), None)
+
+    def resume(self, spec: LaunchSpec, source: Handle) -> Handle:
+        """Go back to the host (and directory) that holds the session's transcript."""
+        host = (source or {}).get("host")
+        if not host:
+            raise OrchError(
+                "that session was not recorded on a remote host, so it cannot continue over ssh"
+            )
+        wanted = spec.options.get("host")
+        if wanted and wanted != host:
+            raise OrchError(f"that session lives on host {host!r}, not {wanted!r}")
+        return self._place(spec, host, source.get("cwd"))
+
+    def is_alive(self, handle: Handle) -> bool:
+        return self.statuses([handle])[0]
+
+    def statuses(self, handles: list[Handle]) -> list[bool]:
+        """Liveness; from :meth:`collect`'s answer when it has just asked, else one call per
+        host. An unreachable host counts as alive: we cannot tell, and must not call its agents
+        lost because a network is down."""
+        out: dict[int, bool] = {}
+        ask: dict[str, list[tuple[int, Handle]]] = {}
+        for i, handle in enumerate(handles):
+            key = (str(handle.get("host")), str(handle.get("remote_dir")))
+            if handle.get("deferred") or not handle.get("remote_dir"):
+                out[i] = bool(handle.get("deferred"))
+            elif key in self._alive:
+                out[i] = self._alive[key]
+            else:
+                ask.setdefault(str(handle["host"]), []).append((i, handle))
+        if ask:
+            jobs = {
+                name: [{"run_id": i, "handle": h} for i, h in pairs] for name, pairs in ask.items()
+            }
+            for name, result in self._status_calls(jobs, files=False).items():
+                for i, _handle in ask[name]:
+                    if isinstance(result, SshError):
+                        out[i] = True
+                    else:
+                        entry = result[0]["runs"].get(str(i), {})
+                        out[i] = bool(entry.get("alive")) or _final(entry)
+        return [out[i] for i in range(len(handles))]
+
+    def collect(self, runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """One call per host for all its running agents: progress, endings, and the files of
+        those that ended. Deferred runs are placed when a slot has freed."""
+        news: dict[int, dict[str, Any]] = {}
+        jobs: dict[str, list[dict[str, Any]]] = {}
+        deferred = []
+        for run in runs:
+            handle = _handle_of(run)
+            if not handle:
+                continue
+            if handle.get("deferred"):
+                deferred.append((run, handle))
+            elif handle.get("remote_dir"):
+                jobs.setdefault(str(handle["host"]), []).append({"run": run, "handle": handle})
+        now = time.monotonic()
+        for name in list(jobs):
+            if now - _LAST_POLL.get(name, -1e9) < self.poll_interval:
+                # Asked a moment ago by this process (orch wait polls fast): nothing new yet.
+                for job in jobs.pop(name):
+                    self._alive[(name, str(job["handle"]["remote_dir"]))] = True
+            else:
+                _LAST_POLL[name] = now
+        for name, result in self._status_calls(jobs, files=False).items():
+            for job in jobs[name]:
+                run, handle = job["run"], job["handle"]
+                key = (name, str(handle["remote_dir"]))
+                if isinstance(result, SshError):
+                    self._alive[key] = True
+                    note = f"{UNREACHABLE}{result}"
+                    if run.get("error") != note:
+                        news[run["run_id"]] = {"error": note}
+                    continue
+                reply, blobs = result
+                entry = reply["runs"].get(str(run["run_id"]), {})
+                self._alive[key] = bool(entry.get("alive"))
+                self._store_files(run, job, entry, blobs)
+                fields = self._news(run, entry)
+                if fields:
+                    news[run["run_id"]] = fields
+                    if fields.get("status") in FINAL:  # its files came home in this answer
+                        (Path(run["run_dir"]) / SYNCED).touch()
+        for run, handle in deferred:
+            fields = self._place_deferred(run, handle)
+            if fields:
+                news[run["run_id"]] = fields
+        return news
+
+    def sync(self, run: dict[str, Any]) -> None:
+        """Bring the run's log (from where the local copy ends) and output home."""
+        handle = _handle_of(run)
+        if not handle or not handle.get("remote_dir"):
+            return
+        marker = Path(run["run_dir"]) / SYNCED
+        if run["status"] in FINAL and marker.exists():
+            return
+        now = time.monotonic()
+        if run["status"] not in FINAL:  # orch logs -f asks every 0.2 s
+            if now - _LAST_SYNC.get(run["run_id"], -1e9) < self.poll_interval:
+                return
+            _LAST_SYNC[run["run_id"]] = now
+        name = str(handle["host"])
+        job = {"run": run, "handle": handle}
+        result = self._status_calls({name: [job]}, files=True)[name]
+        if isinstance(result, SshError):
+            log.warning("cannot fetch %s's files: %s", run["name"], result)
+            return
+        reply, blobs = result
+        self._store_files(run, job, reply["runs"].get(str(run["run_id"]), {}), blobs)
+        if run["status"] in FINAL:
+            marker.touch()
+
+    def cancel(self, handle: Handle, grace: float) -> None:
+        if handle.get("deferred") or not handle.get("remote_dir"):
+            return  # never started anywhere
+        host = self.host(str(handle["host"]), handle.get("destination"))
+        request = {"cmd": "cancel", "run": _remote_run(handle), "grace": grace}
+        try:
+            self.call(host, request, timeout=grace + 60)
+        except SshError as exc:
+            log.warning(
+                "could not stop the agent in %s: %s (it may still run there)",
+                handle["remote_dir"],
+                exc,
+            )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _status_calls(
+        self, jobs: dict[str, list[dict[str, Any]]], *, files: bool
+    ) -> dict[str, tuple[dict[str, Any], list[bytes]] | SshError]:
+        """One status call per host, hosts in parallel; a failing host is reported, not raised."""
+        results: dict[str, tuple[dict[str, Any], list[bytes]] | SshError] = {}
+
+        def ask(name: str) -> None:
+            entries = []
+            for job in jobs[name]:
+                run, handle = job.get("run"), job["handle"]
+                entry = {"id": run["run_id"] if run else job["run_id"], **_remote_run(handle)}
+                if run:
+                    job["log_size"] = max(0, _size(run["log_path"]))
+                    entry.update(
+                        log_size=job["log_size"], out_size=_size(run["output_path"]), files=files
+                    )
+                entries.append(entry)
+            try:
+                first = jobs[name][0]["handle"]
+                host = self.host(name, first.get("destination"))
+                results[name] = self.call(host, {"cmd": "status", "runs": entries})
+            except SshError as exc:
+                log.warning("%s", exc)
+                results[name] = exc
+            except OrchError as exc:  # a host removed from the config, or made invalid
+                results[name] = SshError(Host(name, name), "ssh", str(exc))
+
+        if len(jobs) == 1:
+            ask(next(iter(jobs)))
+        else:
+            threads = [threading.Thread(target=ask, args=(name,)) for name in jobs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return results
+
+    @staticmethod
+    def _store_files(
+        run: dict[str, Any], job: dict[str, Any], entry: dict[str, Any], blobs: list[bytes]
+    ) -> None:
+        """Write what came home. The remote log is append-only, so bytes are written at their
+        own offset: two processes syncing at once write the same bytes, never twice."""
+        if "log" in entry:
+            offset = 0 if entry.get("log_reset") else int(job.get("log_size", 0))
+            fd = os.open(run["log_path"], os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                if entry.get("log_reset"):
+                    os.ftruncate(fd, 0)
+                os.pwrite(fd, blobs[entry["log"]], offset)
+            finally:
+                os.close(fd)
+        if "output" in entry:
+            atomic_write(Path(run["output_path"]), blobs[entry["output"]])
+
+    @staticmethod
+    def _news(run: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
+        state = entry.get("state") if isinstance(entry.get("state"), dict) else {}
+        if state.get("status") in FINAL:
+            fields = {k: state[k] for k in STATE_FIELDS if k in state}
+            fields["status"] = state["status"]
+            return fields
+        if not entry.get("alive"):
+            tail = (entry.get("supervisor_log") or "").strip().splitlines()
+            if tail:
+                log.warning(
+                    "remote supervisor of %s ended without a result: %s", run["name"], tail[-1]
+                )
+            return None  # the core sees it dead and records it lost
+        fields = {k: state[k] for k in PROGRESS_FIELDS if k in state and state[k] != run.get(k)}
+        if run.get("error") and str(run["error"]).startswith((WAITING, UNREACHABLE)):
+            fields["error"] = None
+        return fields or None
+
+    def _place_deferred(self, run: dict[str, Any], handle: Handle) -> dict[str, Any] | None:
+        """Start a waiting run if a slot has freed; fields for the store, or None."""
+        try:
+            spec = LaunchSpec(**json.loads(Path(run["run_dir"], "spec.json").read_text()))
+            with self._placement_lock(spec.state_dir):
+                placed = self._read_placement(run["run_dir"])
+                if placed and not placed.get("deferred"):
+                    if not placed.get("reserved"):  # placed by another process: record it
+                        return {"handle": json.dumps(placed), "error": None}
+                    if self._reservation_live(placed):
+                        return None  # another process is starting it right now
+                if not self._still_running(spec):
+                    return None  # cancelled meanwhile
+                host, note = self._choose(spec.state_dir, handle.get("host"))
+                if host is None:
+                    return {"error": note} if run.get("error") != note else None
+                self._reserve(run["run_dir"], host)
+            new = self._start_reserved(spec, host, handle.get("cwd"))
+        except (OrchError, OSError, ValueError, TypeError) as exc:
+            return {"status": "failed", "error": f"launch failed: {exc}"}
+        if not self._still_running(spec):  # cancelled while it started: stop it there
+            self.cancel(new, spec.kill_grace)
+            return None
+        return {"handle": json.dumps(new), "error": None}
+
+    @staticmethod
+    def _still_running(spec: LaunchSpec) -> bool:
+        from orch_plugins.store import Store
+
+        store = Store(Path(spec.state_dir), create=False)
+        try:
+            return store.get_run(spec.run_id)["status"] == RUNNING
+        finally:
+            store.close()
+
+
+def _remote_run(handle: Handle) -> dict[str, Any]:
+    return {
+        "dir": handle["remote_dir"],
+        "pid": handle.get("pid"),
+        "start_time": handle.get("start_time"),
+        "boot_id": handle.get("boot_id"),
+    }
+
+
+def _final(entry: dict[str, Any]) -> bool:
+    state = entry.get("state")
+    return isinstance(state, dict) and state.get("status") in FINAL
+
+
+def check_host(name: str, backend: SshBackend | None = None) -> list[tuple[str, bool, str]]:
+    """``orch doctor --host``: can agents run there? (ssh, python3, claude, base dir)."""
+    backend = backend or SshBackend()
+    try:
+        host = backend.host(name)
+    except OrchError as exc:
+        return [("config", False, str(exc))]
+    if shutil.which(backend.ssh_bin) is None:
+        return [("ssh", False, f"the OpenSSH client {backend.ssh_bin!r} is not installed")]
+    started = time.monotonic()
+    request = {
+        "cmd": "doctor",
+        "claude": host.claude,
+        "base_dir": host.base_dir,
+        "workdir": host.workdir,
+    }
+    try:
+        reply, _ = backend.call(host, request, timeout=120)
+    except SshError as exc:
+        kind = "python" if exc.kind == "no_python" else "ssh"
+        return [(kind, False, str(exc))]
+    ms = (time.monotonic() - started) * 1000
+    checks = [("ssh", True, f"reached {host.destination} with BatchMode ({ms:.0f} ms)")]
+    return checks + [(c, bool(ok), str(detail)) for c, ok, detail in reply["checks"]]
+
+
+@hookimpl
+def orch_register_backends(registry: BackendRegistry) -> None:
+    registry.add(SshBackend)

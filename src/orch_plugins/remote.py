@@ -1,0 +1,367 @@
+"""The remote half of the ssh backend: fixed code shipped over the connection on every call.
+
+Nothing is installed on a remote host. Each ``ssh`` call runs one constant command,
+``python3 -S -c BOOTSTRAP``, and sends on its stdin the supervisor's source, this module's
+source, a JSON request line and the request's files. :data:`BOOTSTRAP` keeps the supervisor's
+source (written into each run directory; its process helpers are the one implementation of
+"alive" and "stop the tree", see :func:`sup`) and runs this module, which answers with one
+marked JSON line followed by raw blobs. No task text, path or name is ever part of a command
+line, so nothing here meets a shell.
+
+Standard library only. Runs on python3 3.8+, so that an older host hears why it cannot run the
+supervisor (3.10+) instead of failing obscurely.
+
+stdin::
+
+    b"<len supervisor.py> <len remote.py>\\n" supervisor.py remote.py
+    JSON request line, then the request's files back to back (lengths in the request)
+
+stdout::
+
+    (anything a login script printed) MARKER JSON reply line, then blobs (lengths in the reply)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from types import SimpleNamespace
+
+#: What ssh runs remotely, after the interpreter name: constant, so the remote shell only ever
+#: parses fixed text. It keeps the supervisor's source as ``orch_supervisor.SOURCE`` and runs
+#: this module.
+BOOTSTRAP = (
+    "import sys,types;i=sys.stdin.buffer;a,b=map(int,i.readline().split());"
+    "m=types.ModuleType('orch_supervisor');m.SOURCE=i.read(a);sys.modules[m.__name__]=m;"
+    "exec(compile(i.read(b),'orch_remote.py','exec'),{'__name__':'__orch_remote__'})"
+)
+_sup = None
+
+
+def sup():
+    """The supervisor's process helpers (pid_alive, terminate_tree, ...): one implementation,
+    here and in every backend. Only its "processes" section is compiled when it can be cut out:
+    running the whole module (its imports) would cost more than the rest of a status read."""
+    global _sup
+    if _sup is None:
+        shipped = sys.modules.get("orch_supervisor")
+        if shipped is None:  # run locally (tests, the doctor): the package's own module
+            from orch_plugins import supervisor
+
+            _sup = supervisor
+        else:
+            src = shipped.SOURCE
+            start, end = src.find(b"\n# -- processes"), src.find(b"\n# -- reporting")
+            if 0 <= start < end:
+                head = b"from __future__ import annotations\nimport contextlib, os, signal, time\n"
+                src = head + src[start:end]
+            namespace: dict = {"__name__": "orch_supervisor"}
+            exec(compile(src, "supervisor.py", "exec"), namespace)
+            _sup = SimpleNamespace(**namespace)
+    return _sup
+
+
+#: Starts the reply line, so output of the user's shell start-up files is skipped, not parsed.
+MARKER = b"\x00ORCH-REMOTE-1 "
+FINAL = ("completed", "failed", "cancelled", "timed_out", "lost")
+#: The supervisor's oldest python (this module itself runs on 3.8, to say so clearly).
+MIN_PYTHON = (3, 10)
+
+
+class RemoteError(Exception):
+    """A request the remote side refuses; ``kind`` lets the local side phrase it."""
+
+    def __init__(self, message: str, kind: str = "remote") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _expand(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _read_files(inp, entries: list) -> dict:
+    files = {}
+    for name, size in entries:
+        data = inp.read(size)
+        if len(data) != size:
+            raise RemoteError("request truncated in transit")
+        files[name] = data
+    return files
+
+
+def _write(path: str, data: bytes, mode: int = 0o600) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _alive(run: dict, boot: str | None) -> bool:
+    if run.get("boot_id") and boot and run["boot_id"] != boot:
+        return False  # the host restarted: that PID is someone else now
+    return sup().pid_alive(run.get("pid"), run.get("start_time"))
+
+
+def _check_python() -> None:
+    if sys.version_info < MIN_PYTHON:
+        raise RemoteError(
+            f"python {sys.version.split()[0]} at {sys.executable} is too old for the supervisor "
+            f"(needs {'.'.join(map(str, MIN_PYTHON))}+): set 'python' in the host's table",
+            "no_python",
+        )
+
+
+def _resolve_claude(claude: str) -> str:
+    import shutil
+
+    found = shutil.which(os.path.expanduser(claude))
+    if not found:
+        raise RemoteError(
+            f"claude not found on the remote host (looked for {claude!r}, "
+            f"PATH={os.environ.get('PATH', '')}): install Claude Code there or set "
+            "'claude' in the host's [hosts.NAME] table",
+            "no_claude",
+        )
+    return os.path.abspath(found)
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+def do_launch(req: dict, inp) -> tuple[dict, list]:
+    """Write the run directory and start the supervisor detached (new session, no stdio tied to
+    the connection), so it outlives this ssh session and the orchestrator."""
+    import subprocess
+
+    files = _read_files(inp, req["files"])
+    _check_python()
+    run_dir = _expand(req["run_dir"])
+    claude = _resolve_claude(req["claude"])
+    if req.get("workdir"):
+        cwd = _expand(req["workdir"])
+        if not os.path.isdir(cwd):
+            raise RemoteError(f"working directory {cwd} does not exist on the remote host")
+    else:
+        cwd = _expand(req["default_workdir"])
+        os.makedirs(cwd, exist_ok=True)
+    os.makedirs(os.path.dirname(run_dir), mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(run_dir, 0o700)  # the run's name holds a random token: only a retry finds it
+    except FileExistsError:
+        return _earlier_launch(run_dir), []
+    spec = json.loads(files["spec.json"])
+    spec["argv"][0] = claude
+    spec.update(
+        cwd=cwd,
+        run_dir=run_dir,
+        state_dir=os.path.dirname(os.path.dirname(run_dir)),
+        prompt_path=os.path.join(run_dir, "prompt.txt"),
+        output_path=os.path.join(run_dir, "output.md"),
+        log_path=os.path.join(run_dir, "events.jsonl"),
+    )
+    spec.setdefault("options", {})["report"] = "file"
+    spec_path = os.path.join(run_dir, "spec.json")
+    script = os.path.join(run_dir, "supervisor.py")
+    _write(os.path.join(run_dir, "prompt.txt"), files["prompt.txt"])
+    _write(spec_path, json.dumps(spec).encode())  # 0600: may hold forwarded variables
+    _write(script, sys.modules["orch_supervisor"].SOURCE)
+    with open(os.path.join(run_dir, "supervisor.log"), "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-S", script, spec_path],
+            cwd=run_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    answer = {
+        "pid": proc.pid,
+        "start_time": sup().proc_start_time(proc.pid),
+        "boot_id": _boot_id(),
+        "remote_dir": run_dir,
+        "cwd": cwd,
+        "claude": claude,
+    }
+    _write(os.path.join(run_dir, "launched.json"), json.dumps(answer).encode())
+    return answer, []
+
+
+def _earlier_launch(run_dir: str) -> dict:
+    """A retried launch (the connection dropped before the answer came back): the same answer,
+    never a second agent."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(os.path.join(run_dir, "launched.json")) as fh:
+                return json.load(fh)
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    raise RemoteError(f"an earlier attempt to start {run_dir} did not finish")
+
+
+def _tail_from(path: str, offset: int) -> tuple[bytes | None, bool]:
+    """Bytes of ``path`` from ``offset`` (all of it if the file is shorter: a reset)."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            reset = size < offset
+            fh.seek(0 if reset else offset)
+            return fh.read(), reset
+    except OSError:
+        return None, False
+
+
+def do_status(req: dict, inp) -> tuple[dict, list]:
+    """Liveness and state.json of many runs in one answer; the log's new bytes and the output
+    of runs that ended (or of every run with ``files``), so they come home in the same trip."""
+    boot = _boot_id()
+    blobs: list = []
+    out = {}
+    for run in req["runs"]:
+        d = run["dir"]
+        alive = _alive(run, boot)  # before reading the state: a run that ends in between
+        state = None  # is then either still alive or already final in state.json
+        try:
+            with open(os.path.join(d, "state.json"), "rb") as fh:
+                state = json.loads(fh.read())
+        except (OSError, ValueError):
+            pass
+        entry: dict = {"alive": alive, "state": state, "exists": os.path.isdir(d)}
+        ended = not alive or (isinstance(state, dict) and state.get("status") in FINAL)
+        if run.get("files") or ended:
+            data, reset = _tail_from(os.path.join(d, "events.jsonl"), int(run.get("log_size", 0)))
+            if data:
+                entry["log"], entry["log_reset"] = len(blobs), reset
+                blobs.append(data)
+            try:
+                with open(os.path.join(d, "output.md"), "rb") as fh:
+                    output = fh.read()
+            except OSError:
+                output = None
+            if output is not None and len(output) != run.get("out_size", -1):
+                entry["output"] = len(blobs)
+                blobs.append(output)
+            if ended and not alive:
+                data, _ = _tail_from(os.path.join(d, "supervisor.log"), 0)
+                if data:
+                    entry["supervisor_log"] = data[-2000:].decode("utf-8", "replace")
+        out[str(run["id"])] = entry
+    return {"runs": out}, blobs
+
+
+def do_cancel(req: dict, inp) -> tuple[dict, list]:
+    """Ask the supervisor to stop (it records ``cancelled``); kill the tree if it will not.
+
+    A supervisor that is already gone may have left claude running in its process group,
+    whose id is the supervisor's PID (not reusable while the group exists)."""
+    run = req["run"]
+    boot = _boot_id()
+    with contextlib.suppress(OSError), open(os.path.join(run["dir"], "cancel_requested"), "w"):
+        pass
+    pid = run.get("pid")
+    if not _alive(run, boot):
+        if pid and not (run.get("boot_id") and boot and run["boot_id"] != boot):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGTERM)
+        return {"was_alive": False}, []
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + float(req.get("grace", 5.0)) + 2.0
+    while time.monotonic() < deadline:
+        if not _alive(run, boot):
+            return {"was_alive": True, "stopped": True}, []
+        time.sleep(0.05)
+    sup().terminate_tree(pid, 0.5)  # a stuck supervisor: take the whole tree down
+    return {"was_alive": True, "stopped": not _alive(run, boot)}, []
+
+
+def do_doctor(req: dict, inp) -> tuple[dict, list]:
+    """What a remote host needs: python3 (running this), claude, a writable base directory."""
+    import subprocess
+
+    try:
+        _check_python()
+        checks = [["python", True, f"python {sys.version.split()[0]} at {sys.executable}"]]
+    except RemoteError as exc:
+        checks = [["python", False, str(exc)]]
+    try:
+        claude = _resolve_claude(req["claude"])
+        env = dict(os.environ, DISABLE_AUTOUPDATER="1")
+        try:
+            proc = subprocess.run(
+                [claude, "--version"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+                env=env,
+            )
+            version = (proc.stdout.decode("utf-8", "replace").strip().splitlines() or [""])[0]
+            ok = proc.returncode == 0
+            detail = (
+                f"{version or 'no version'} at {claude}"
+                if ok
+                else (
+                    f"{claude} --version exited {proc.returncode}: "
+                    + proc.stderr.decode("utf-8", "replace").strip()[-300:]
+                )
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            ok, detail = False, f"{claude} --version failed: {exc}"
+        checks.append(["claude", ok, detail])
+    except RemoteError as exc:
+        checks.append(["claude", False, str(exc)])
+    base = _expand(req["base_dir"])
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        probe = os.path.join(base, f".probe.{os.getpid()}")
+        _write(probe, b"ok")
+        os.unlink(probe)
+        checks.append(["base_dir", True, f"{base} is writable"])
+    except OSError as exc:
+        checks.append(["base_dir", False, f"{base} is not writable: {exc}"])
+    if req.get("workdir"):
+        wd = _expand(req["workdir"])
+        ok = os.path.isdir(wd) and os.access(wd, os.W_OK | os.X_OK)
+        checks.append(["workdir", ok, f"{wd} {'is' if ok else 'is not'} a writable directory"])
+    return {"checks": checks}, []
+
+
+COMMANDS = {"launch": do_launch, "status": do_status, "cancel": do_cancel, "doctor": do_doctor}
+
+
+def main() -> int:
+    inp = sys.stdin.buffer
+    blobs: list = []
+    try:
+        req = json.loads(inp.readline())
+        reply, blobs = COMMANDS[req["cmd"]](req, inp)
+        reply["ok"] = True
+    except RemoteError as exc:
+        reply = {"ok": False, "error": str(exc), "kind": exc.kind}
+    except Exception as exc:  # report, never a bare traceback the local side cannot parse
+        reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "kind": "remote"}
+    reply["blobs"] = [len(b) for b in blobs]
+    out = sys.stdout.buffer
+    out.write(MARKER + json.dumps(reply).encode() + b"\n")
+    for blob in blobs:
+        out.write(blob)
+    out.flush()
+    return 0
+
+
+if __name__ == "__orch_remote__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The ssh backend with the real Claude Code CLI on two loopback "hosts" (sshd), against the
+Messages API stand-in that each host reaches with its own settings (sshd's SetEnv)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orch_plugins.supervisor import descendants
+from orch_plugins.testing.api import MessagesStandIn, Reply
+from tests.helpers import orch, pid_gone, status_json, wait_for
+from tests.ssh.conftest import drop_masters, handle
+from tests.ssh.sshd import Hosts
+
+pytestmark = pytest.mark.e2e
+
+HOSTILE = 'ALPHA it\'s "q" $(touch /tmp/orch-ssh-pwned) `id` ; | & > x\n\tünï 🚀 {task} %s\\'
+
+
+def test_two_hosts_placement_output_and_resume_on_the_right_host(
+    ssh_project: Path, two_hosts: Hosts, messages_api: MessagesStandIn
+) -> None:
+    messages_api.on("ALPHA", Reply.text("alpha result"))
+    messages_api.on("BETA", Reply.text("beta result"))
+    messages_api.on("SECOND TURN", Reply.text("second answer"))
+    orch("parallel", HOSTILE, "BETA task", "--backend", "ssh", check=True)
+    project = ssh_project
+    assert [handle(project, n)["host"] for n in ("agent1", "agent2")] == ["h1", "h2"]
+    orch("wait", "--timeout", "120", check=True, timeout=150)
+    assert orch("output", "agent1", check=True).stdout == "alpha result\n"
+    assert orch("output", "agent2", check=True).stdout == "beta result\n"
+    assert "[done]" in orch("logs", "agent2", check=True).stdout
+    prompts = {req.prompt_text for req in messages_api.conversation_requests()}
+    assert HOSTILE in prompts  # byte for byte: stdin and files, never a shell
+    assert not Path("/tmp/orch-ssh-pwned").exists()
+    first = {r["name"]: r for r in status_json()}
+    for name, host in (("agent1", "h1"), ("agent2", "h2")):
+        sid = first[name]["session_id"]
+        assert sid and first[name]["cost_usd"] > 0
+        # The transcript is on the host that ran the agent, under that host's HOME.
+        assert list(two_hosts[host].home.glob(f".claude/projects/*/{sid}.jsonl"))
+
+    orch("resume", "agent2", "SECOND TURN now", check=True)
+    assert handle(project, "agent2")["host"] == "h2"
+    orch("wait", "agent2", check=True, timeout=120)
+    second = status_json("agent2")[0]
+    assert second["session_id"] == first["agent2"]["session_id"]
+    assert orch("output", "agent2", check=True).stdout == "second answer\n"
+    req = next(r for r in messages_api.conversation_requests() if "SECOND TURN" in r.prompt_text)
+    assert any("BETA" in t for t in req.all_user_texts)  # the model saw the earlier turn
+    assert len(two_hosts["h2"].runs()) == 2 and len(two_hosts["h1"].runs()) == 1
+
+
+def test_agent_survives_a_dropped_connection_and_cancels(
+    ssh_project: Path, two_hosts: Hosts, messages_api: MessagesStandIn
+) -> None:
+    messages_api.on("SLOW", Reply.text("too late", delay=60))
+    orch("launch", "slow", "SLOW job", "--host", "h2", check=True)
+    wait_for(lambda: status_json("slow")[0]["session_id"], timeout=60, interval=0.2)
+    h = handle(ssh_project, "slow")
+    children = wait_for(lambda: descendants(h["pid"]))  # claude runs under the supervisor
+    assert drop_masters(two_hosts)  # the orchestrator's connection is gone mid-run
+    [run] = status_json("slow")
+    assert run["status"] == "running" and run["error"] is None
+    assert not pid_gone(h["pid"])
+    assert "[start] session" in orch("logs", "slow", check=True).stdout
+    assert "slow: cancelled" in orch("cancel", "slow", check=True).stdout
+    assert all(pid_gone(p) for p in [h["pid"], *children])
+    state = json.loads((Path(h["remote_dir"]) / "state.json").read_text())
+    assert state["status"] == "cancelled"

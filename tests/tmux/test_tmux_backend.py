@@ -1,0 +1,318 @@
+"""The tmux backend against a real (private) tmux server, with the fast fake claude."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orch_plugins.backend import LaunchSpec
+from orch_plugins.backends import tmux as tmux_mod
+from orch_plugins.backends.tmux import TmuxBackend, format_literal, session_name, tmux_arg
+from orch_plugins.store import Store
+from orch_plugins.supervisor import descendants
+from tests.helpers import FAKE_CLAUDE, orch, pid_gone, status_json, wait_for
+from tests.tmux.helpers import HERE, Tm, handle, wrapper
+
+HOSTILE = 'it\'s "q" $(touch /tmp/pwned-tmux) `id` ; | & > x\n\tünï 🚀 {task} %s\\ #{pane_id};'
+
+
+@pytest.fixture
+def fast_claude(tmux_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake claude behind a wrapper that also dumps the agent's environment."""
+    dump = tmp_path / "envs"
+    dump.mkdir()
+    script = tmp_path / "claude"
+    script.write_text(
+        "#!/bin/sh\n"
+        'env > "$ENV_DUMP_DIR/$ORCH_AGENT.env"\n'
+        f'exec "{sys.executable}" "{FAKE_CLAUDE}" "$@"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("ORCH_CLAUDE_BIN", str(script))
+    monkeypatch.setenv("ENV_DUMP_DIR", str(dump))
+    return dump
+
+
+def _env(dump: Path, name: str) -> dict[str, str]:
+    text = (dump / f"{name}.env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def _agent_panes(tm: Tm, session: str = "orch-proj") -> dict[str, dict[str, str]]:
+    return {p["name"]: p for p in tm.panes() if p["session"] == session}
+
+
+def test_argument_and_name_helpers() -> None:
+    assert tmux_arg("a;") == "a\\;" and tmux_arg("a\\;") == "a\\\\;" and tmux_arg("a") == "a"
+    assert format_literal("/x/#{pane_id}/#(id)") == "/x/##{pane_id}/##(id)"
+    assert session_name("/p/my.proj/.orchestrate", {}) == "orch-my-proj"
+    assert session_name("/p/state", {}) == "orch-state"
+    assert session_name("/p/x/.orchestrate", {"session": "agents"}) == "agents"
+
+
+def test_three_agents_progress_records_and_environment(
+    tmux_project: Path, tmux_server: Tm, fast_claude: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server exists already, with a variable of its own that agents must not see.
+    tmux_server("new-session", "-d", "-s", "keep", "sleep 600")
+    tmux_server("set-environment", "-g", "SERVER_ONLY", "1")
+    monkeypatch.setenv("LAUNCHER_ONLY", "yes")
+    monkeypatch.setenv("CLAUDECODE", "1")  # in unset_env: a nested claude refuses to start
+    r = orch("parallel", "SLEEP=0.3 one", HOSTILE, "EXIT=3", "--json", check=True)
+    runs = json.loads(r.stdout)
+    assert [x["backend"] for x in runs] == ["tmux"] * 3
+    assert orch("wait", "agent1", "agent2", "agent3", timeout=60).returncode == 1
+    a1, a2, a3 = status_json("agent1", "agent2", "agent3")
+    assert a1["status"] == "completed" and a1["exit_code"] == 0 and a1["session_id"]
+    assert a1["num_turns"] == 2 and a1["tool_calls"] == 1 and a1["cost_usd"] > 0
+    digest = hashlib.sha256(HOSTILE.encode()).hexdigest()
+    assert f"sha256={digest}" in orch("output", "agent2", check=True).stdout
+    assert not Path("/tmp/pwned-tmux").exists()
+    # The exit status is the supervisor's record, not tmux's.
+    assert a3["status"] == "failed" and a3["exit_code"] == 3
+    assert a3["error"] == "claude exited with code 3"
+
+    panes = _agent_panes(tmux_server)
+    assert set(panes) == {"agent1", "agent2", "agent3"}
+    for run in (a1, a2, a3):
+        h = handle(tmux_project, run["run_id"])
+        assert (
+            panes[run["name"]]["pane"] == h["pane"] and int(panes[run["name"]]["pid"]) == h["pid"]
+        )
+        assert not (Path(run["output_path"]).parent / ".launcher-env.json").exists()
+    start_cmds = tmux_server("list-panes", "-a", "-F", "#{pane_start_command}")
+    assert "one" not in start_cmds and "ünï" not in start_cmds  # task text never in argv
+    text = tmux_server.capture(panes["agent1"]["pane"])
+    assert "== orch agent agent1 (run 1) ==" in text
+    assert "[tool] Bash: true" in text and "[done] 2 turns" in text
+    assert "== completed" in text and '{"type"' not in text  # readable, not raw JSON
+    assert "error: claude exited with code 3" in tmux_server.capture(panes["agent3"]["pane"])
+
+    env = _env(fast_claude, "agent1")
+    assert env["LAUNCHER_ONLY"] == "yes" and "SERVER_ONLY" not in env
+    assert "CLAUDECODE" not in env and env["ORCH_RUN_ID"] == "1"
+    assert env["TMUX_PANE"] == panes["agent1"]["pane"]  # the pane's own terminal variables
+
+
+def test_odd_working_directory(tmux_project: Path, tmux_server: Tm, fast_claude: Path) -> None:
+    odd = tmux_project / "we ird #{pane_id} #(touch pwned-dir) x;"
+    odd.mkdir()
+    run = json.loads(orch("launch", "odd", "SLEEP=1", "--cwd", str(odd), "--json").stdout)
+    pid = handle(tmux_project, run["run_id"])["pid"]
+    assert os.readlink(f"/proc/{pid}/cwd") == str(odd)  # tmux took -c literally
+    orch("wait", "odd", check=True, timeout=60)
+    assert not list(tmux_project.rglob("pwned-dir"))
+
+
+def test_cancel_timeout_ctrl_c_and_kill9(
+    tmux_project: Path, tmux_server: Tm, fast_claude: Path
+) -> None:
+    orch("launch", "stopme", "SLEEP=30 a", check=True)
+    orch("launch", "slow", "SLEEP=30 b", "--timeout", "1", check=True)
+    orch("launch", "ctrlc", "SLEEP=30 c", check=True)
+    orch("launch", "victim", "SLEEP=30 d", check=True)
+    started = lambda n: status_json(n)[0]["session_id"] and status_json(n)[0]  # noqa: E731
+    stopme = wait_for(lambda: started("stopme"))
+    h = handle(tmux_project, stopme["run_id"])
+    children = descendants(h["pid"])
+    assert children
+    assert "stopme: cancelled" in orch("cancel", "stopme", check=True).stdout
+    assert all(pid_gone(p) for p in [h["pid"], *children])
+    assert "== cancelled" in tmux_server.capture(h["pane"])
+
+    r = orch("wait", "slow", timeout=60)
+    assert r.returncode == 1 and "slow: timed_out" in r.stdout
+
+    ctrlc = wait_for(lambda: started("ctrlc"))
+    tmux_server("send-keys", "-t", handle(tmux_project, ctrlc["run_id"])["pane"], "C-c")
+    wait_for(lambda: status_json("ctrlc")[0]["status"] == "cancelled", timeout=20)
+
+    victim = wait_for(lambda: started("victim"))
+    h = handle(tmux_project, victim["run_id"])
+    children = descendants(h["pid"])
+    os.kill(h["pid"], signal.SIGKILL)
+    wait_for(lambda: pid_gone(h["pid"]))
+    run = status_json("victim")[0]
+    assert run["status"] == "lost"
+    wait_for(lambda: all(pid_gone(p) for p in children), timeout=15)  # no orphaned claude
+
+
+def test_killed_tmux_server_loses_the_view_not_the_agent(
+    tmux_project: Path, tmux_server: Tm, fast_claude: Path
+) -> None:
+    orch("launch", "survivor", "SLEEP=2 keep going", check=True)
+    run = wait_for(lambda: status_json("survivor")[0]["session_id"] and status_json("survivor")[0])
+    tmux_server("kill-server")
+    assert not tmux_server.running()
+    assert status_json("survivor")[0]["status"] == "running"
+    orch("wait", "survivor", check=True, timeout=60)
+    run = status_json("survivor")[0]
+    assert run["status"] == "completed" and run["exit_code"] == 0
+    assert "sha256=" in orch("output", "survivor", check=True).stdout
+
+
+def test_retries_queue_and_resume(
+    tmux_project: Path, tmux_server: Tm, fast_claude: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FAKE_API_FAIL_FILE reaches the agent only through the launcher's environment.
+    monkeypatch.setenv("FAKE_API_FAIL_FILE", str(tmux_project / "fails"))
+    orch("launch", "flaky", "API=529 API_FAILS=1", "--retries", "2", check=True)
+    orch("wait", "flaky", check=True, timeout=60)
+    run = status_json("flaky")[0]
+    assert run["status"] == "completed" and run["attempt"] == 2
+    assert "[orch retry] attempt 2/3" in tmux_server.capture(
+        handle(tmux_project, run["run_id"])["pane"]
+    )
+
+    # The queue is pumped by ending supervisors, from inside their panes.
+    r = orch("parallel", "SLEEP=0.3 q1", "q2", "q3", "--max-parallel", "1", "--json", check=True)
+    assert [x["status"] for x in json.loads(r.stdout)] == ["running", "queued", "queued"]
+    orch("wait", check=True, timeout=90)
+    runs = [r for r in status_json() if r["name"].startswith("agent")]
+    assert [x["status"] for x in runs] == ["completed"] * 3
+    spans = sorted((x["started_at"], x["ended_at"]) for x in runs)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+    first = status_json("flaky")[0]
+    orch("resume", "flaky", "more please", check=True)
+    orch("wait", "flaky", check=True, timeout=60)
+    second = status_json("flaky")[0]
+    assert second["session_id"] == first["session_id"] and second["run_id"] != first["run_id"]
+    assert "--resume" in orch("output", "flaky", check=True).stdout
+    windows = [p for p in tmux_server.panes() if p["name"] == "flaky"]
+    assert len(windows) == 2  # the ended run's window stays until tidied
+
+
+def _specs(store: Store, n: int, argv: list[str]) -> list[LaunchSpec]:
+    specs = []
+    state_dir = str(store.state_dir.resolve())
+    for i in range(n):
+        with store.transaction():
+            run = store.insert_run(
+                name=f"many{i}", task="t", backend="tmux", cwd=os.getcwd(), status="running"
+            )
+        run_dir = Path(run["run_dir"])
+        run_dir.mkdir(parents=True)
+        (run_dir / "prompt.txt").write_text("t")
+        spec = LaunchSpec(
+            run_id=run["run_id"],
+            name=run["name"],
+            argv=argv,
+            env={},
+            cwd=os.getcwd(),
+            run_dir=str(run_dir),
+            state_dir=state_dir,
+            prompt_path=str(run_dir / "prompt.txt"),
+            output_path=run["output_path"],
+            log_path=run["log_path"],
+        )
+        spec.spec_path.write_text(json.dumps(spec.to_json()))
+        specs.append(spec)
+    return specs
+
+
+def test_fifty_windows_in_one_call_and_status_without_tmux(
+    tmux_project: Path, tmux_server: Tm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.open()
+    specs = _specs(store, 50, ["/bin/sleep", "60"])
+    backend = TmuxBackend({})
+    calls = []
+    real_run = tmux_mod.Tmux.run
+    monkeypatch.setattr(
+        tmux_mod.Tmux, "run", lambda self, *c, **k: calls.append(c) or real_run(self, *c, **k)
+    )
+    t0 = time.perf_counter()
+    handles = backend.launch_many(specs)
+    elapsed = time.perf_counter() - t0
+    try:
+        # No server yet: one failed batch, the session made with the first window, then 50
+        # windows in a few batched calls (a call holds 16 KiB at most).
+        assert len(calls) <= 5, [c[0][0] for c in calls]
+        indexes = tmux_server("list-windows", "-t", "=orch-proj", "-F", "#{window_index}")
+        assert indexes.split() == ["0", *(str(s.run_id) for s in specs[1:])]
+        # tmux alone makes 50 windows in ~0.2 s (benchmarks/bench_tmux.py); here 50 Python
+        # supervisors start meanwhile and compete with the tmux server for two cores.
+        assert elapsed < 2.5, f"50 windows took {elapsed:.2f} s"
+        assert len({h["window"] for h in handles}) == 50
+        calls.clear()
+        assert backend.statuses(handles) == [True] * 50
+        assert calls == []  # liveness is read from /proc
+        panes = backend.windows(store.state_dir)
+        assert len(calls) == 1 and len([p for p in panes if p["name"].startswith("many")]) == 50
+    finally:
+        threads = [threading.Thread(target=backend.cancel, args=(h, 1.0)) for h in handles]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not any(backend.statuses(handles))
+
+
+# -- interactive, with a fake interactive claude that runs the --settings hooks -----------------
+
+
+@pytest.fixture
+def fake_interactive(tmux_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    claude = wrapper(tmp_path / "iclaude", HERE / "fake_interactive_claude.py")
+    monkeypatch.setenv("ORCH_CLAUDE_BIN", str(claude))
+
+
+def _type(tm: Tm, pane: str, text: str) -> None:
+    tm("send-keys", "-t", pane, "-l", text)
+    tm("send-keys", "-t", pane, "Enter")
+
+
+def test_interactive_session_id_completion_and_later_turns(
+    tmux_project: Path, tmux_server: Tm, fake_interactive: None
+) -> None:
+    orch("launch", "ia", "first task", "--interactive", check=True)
+    orch("wait", "ia", check=True, timeout=60)
+    run = status_json("ia")[0]
+    assert run["backend"] == "tmux" and run["status"] == "completed"
+    transcripts = list((Path(os.environ["HOME"]) / ".claude" / "projects").rglob("*.jsonl"))
+    assert [t.stem for t in transcripts] == [run["session_id"]]  # from the SessionStart hook
+    assert orch("output", "ia", check=True).stdout == "answer: first task\n"
+    assert run["num_turns"] == 1 and run["tool_calls"] == 1 and run["exit_code"] is None
+    pane = handle(tmux_project, run["run_id"])["pane"]
+    assert handle(tmux_project, run["run_id"])["interactive"] is True
+    # The person takes over: later turns keep the output current; the run stays completed.
+    _type(tmux_server, pane, "NOLAST second question")  # output from the transcript then
+    wait_for(lambda: orch("output", "ia").stdout == "answer: NOLAST second question\n")
+    assert status_json("ia")[0]["num_turns"] == 2
+    _type(tmux_server, pane, "/exit")
+    wait_for(lambda: status_json("ia")[0]["exit_code"] == 0)
+    assert status_json("ia")[0]["status"] == "completed"
+
+
+def test_interactive_timeout_cancel_closed_pane_and_early_exit(
+    tmux_project: Path, tmux_server: Tm, fake_interactive: None
+) -> None:
+    orch("launch", "slow", "SLEEP=30 x", "--interactive", "--timeout", "1", check=True)
+    orch("launch", "stopme", "SLEEP=30 y", "--interactive", check=True)
+    orch("launch", "closed", "SLEEP=30 z", "--interactive", check=True)
+    orch("launch", "quitter", "NOSTOP", "--interactive", check=True)
+    for name in ("stopme", "closed", "quitter"):
+        wait_for(lambda n=name: status_json(n)[0]["session_id"])
+    assert "stopme: cancelled" in orch("cancel", "stopme", check=True).stdout
+    tmux_server(
+        "kill-window", "-t", handle(tmux_project, status_json("closed")[0]["run_id"])["window"]
+    )
+    _type(tmux_server, handle(tmux_project, status_json("quitter")[0]["run_id"])["pane"], "/exit")
+    orch("wait", timeout=60)
+    slow, stopme, closed, quitter = status_json("slow", "stopme", "closed", "quitter")
+    assert slow["status"] == "timed_out" and slow["error"] == "timed out after 1.0 s"
+    assert stopme["status"] == "cancelled"
+    assert closed["status"] == "lost" and "tmux pane closed" in closed["error"]
+    assert quitter["status"] == "failed" and "before its first turn ended" in quitter["error"]
+    for run in (slow, stopme, closed):
+        wait_for(lambda r=run: pid_gone(handle(tmux_project, r["run_id"])["pid"]))

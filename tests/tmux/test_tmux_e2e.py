@@ -1,0 +1,134 @@
+"""The tmux backend with the real Claude Code CLI against the Messages API stand-in.
+
+Lean on purpose (each claude costs ~0.75 CPU-s): ten claude processes in all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from orch_plugins.supervisor import descendants
+from orch_plugins.testing.api import MessagesStandIn, Reply
+from orch_plugins.testing.pytest_plugin import trust_project
+from tests.helpers import orch, pid_gone, status_json, wait_for
+from tests.tmux.helpers import Tm, handle
+
+pytestmark = pytest.mark.e2e
+
+
+def _init_session(run: dict) -> str:
+    for line in Path(run["log_path"]).read_text().splitlines():
+        event = json.loads(line)
+        if event.get("type") == "system" and event.get("subtype") == "init":
+            return event["session_id"]
+    raise AssertionError("no init event")
+
+
+def _started(name: str) -> dict | None:
+    run = status_json(name)[0]
+    return run if run["session_id"] else None
+
+
+def test_three_agents_status_output_and_readable_panes(
+    real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn
+) -> None:
+    messages_api.on("ALPHA", Reply.text("alpha result"))
+    messages_api.on("BETA", Reply.bash("echo made > made.txt"), Reply.text("beta made it"))
+    messages_api.on("GAMMA", Reply.text("gamma result"))
+    tasks = ("ALPHA task", "BETA task", "GAMMA task")
+    r = orch("parallel", *tasks, "--role", "implementer", "--json", check=True)
+    assert [x["backend"] for x in json.loads(r.stdout)] == ["tmux"] * 3
+    orch("wait", "agent1", "agent2", "agent3", check=True, timeout=150)
+    for name, text in (
+        ("agent1", "alpha result"),
+        ("agent2", "beta made it"),
+        ("agent3", "gamma result"),
+    ):
+        assert orch("output", name, check=True).stdout == f"{text}\n"
+    runs = status_json()
+    for run in runs:
+        assert run["status"] == "completed" and run["exit_code"] == 0
+        assert run["session_id"] == _init_session(run)
+        assert run["cost_usd"] > 0 and run["num_turns"] >= 1
+    assert (real_tmux_project / "made.txt").read_text() == "made\n"
+    assert runs[1]["tool_calls"] == 1
+    pane = tmux_server.capture(handle(real_tmux_project, runs[1]["run_id"])["pane"])
+    assert "[tool] Bash: echo made > made.txt" in pane and "[result] beta made it" in pane
+    assert "== completed" in pane and '"type":' not in pane  # readable, not stream-json
+
+
+def test_cancel_timeout_and_resume(
+    real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn
+) -> None:
+    messages_api.on("SLOW", Reply.text("too late", delay=60))
+    messages_api.on("FIRST", Reply.text("first answer"))
+    messages_api.on("SECOND", Reply.text("second answer"))
+    orch("launch", "slow", "SLOW one", "--timeout", "3", check=True)
+    orch("launch", "stopme", "SLOW two", check=True)
+    run = wait_for(lambda: _started("stopme"), timeout=60)
+    h = handle(real_tmux_project, run["run_id"])
+    children = descendants(h["pid"])
+    assert children  # claude runs under the pane's supervisor
+    assert "stopme: cancelled" in orch("cancel", "stopme", check=True).stdout
+    assert all(pid_gone(p) for p in [h["pid"], *children])
+    r = orch("wait", "slow", timeout=60)
+    assert r.returncode == 1 and "slow: timed_out" in r.stdout
+    assert status_json("slow")[0]["error"] == "timed out after 3.0 s"
+
+    orch("launch", "talk", "FIRST question", check=True)
+    orch("wait", "talk", check=True, timeout=120)
+    first = status_json("talk")[0]
+    orch("resume", "talk", "SECOND question", check=True)
+    orch("wait", "talk", check=True, timeout=120)
+    second = status_json("talk")[0]
+    assert second["session_id"] == first["session_id"] and second["run_id"] != first["run_id"]
+    assert orch("output", "talk", check=True).stdout == "second answer\n"
+    req = next(r for r in messages_api.conversation_requests() if "SECOND" in r.prompt_text)
+    assert any("FIRST question" in t for t in req.all_user_texts)
+
+
+def test_interactive_records_session_id_from_the_hook(
+    real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn
+) -> None:
+    home = Path(os.environ["HOME"])
+    trust_project(home, real_tmux_project)
+    messages_api.on("INTERACTIVE", Reply.text("interactive answer"))
+    orch("launch", "ia", "INTERACTIVE task", "--interactive", check=True)
+    orch("wait", "ia", check=True, timeout=120)
+    run = status_json("ia")[0]
+    assert run["status"] == "completed" and run["exit_code"] is None  # claude stays open
+    transcripts = list((home / ".claude" / "projects").glob(f"*/{run['session_id']}.jsonl"))
+    assert transcripts, "the recorded session id is the one Claude Code wrote its transcript for"
+    assert orch("output", "ia", check=True).stdout == "interactive answer\n"
+    wait_for(lambda: status_json("ia")[0]["num_turns"] == 1)  # counted from the transcript
+    h = handle(real_tmux_project, run["run_id"])
+    assert "interactive answer" in tmux_server.capture(h["pane"])
+    children = descendants(h["pid"])
+    assert children  # the interactive claude, waiting for the person
+    tmux_server("kill-window", "-t", h["window"])  # closing it ends claude; the record stays
+    wait_for(lambda: all(pid_gone(p) for p in [h["pid"], *children]), timeout=20)
+    assert status_json("ia")[0]["status"] == "completed"
+
+
+def test_killed_tmux_server(
+    real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn
+) -> None:
+    """Documented behaviour: a non-interactive agent survives (the pane was a view); an
+    interactive one, which needs its terminal, is recorded ``lost``."""
+    trust_project(Path(os.environ["HOME"]), real_tmux_project)
+    messages_api.on("HOLD ON", Reply.text("held answer", delay=4))
+    messages_api.on("HOLD INTERACTIVE", Reply.text("never seen", delay=60))
+    orch("launch", "keeper", "HOLD ON please", check=True)
+    orch("launch", "ix", "HOLD INTERACTIVE please", "--interactive", check=True)
+    wait_for(lambda: _started("keeper") and _started("ix"), timeout=60)
+    ix = handle(real_tmux_project, status_json("ix")[0]["run_id"])
+    tmux_server("kill-server")
+    orch("wait", "keeper", check=True, timeout=120)
+    assert orch("output", "keeper", check=True).stdout == "held answer\n"
+    wait_for(lambda: status_json("ix")[0]["status"] == "lost", timeout=30)
+    assert "tmux pane closed" in status_json("ix")[0]["error"]
+    wait_for(lambda: pid_gone(ix["pid"]), timeout=20)
