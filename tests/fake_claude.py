@@ -2,9 +2,10 @@
 """A fast stand-in for ``claude -p`` in unit tests (the e2e tests use the real CLI).
 
 Reads the prompt from stdin and prints stream-json events. Directives in the prompt:
-``SLEEP=N`` sleeps N seconds first, ``EXIT=N`` exits with N and no result, ``API=529`` reports
-an API error (``FAKE_API_FAIL_FILE`` counts attempts: fail only while it holds fewer than
-``API_FAILS=K`` lines), ``TASKFAIL`` reports a task error. The result echoes the prompt's sha256.
+``SLEEP=N`` sleeps N seconds first, ``PAUSE=N`` after the first tool call, ``EXIT=N`` exits
+with N and no result, ``API=529`` reports an API error (``FAKE_API_FAIL_FILE`` counts
+attempts: fail only while it holds fewer than ``API_FAILS=K`` lines), ``TASKFAIL`` reports a
+task error. The result echoes the prompt's sha256.
 """
 
 import hashlib
@@ -47,6 +48,9 @@ emit(
         },
     }
 )
+m = re.search(r"PAUSE=([0-9.]+)", prompt)
+if m:  # mid-turn, as during a long tool call
+    time.sleep(float(m.group(1)))
 digest = hashlib.sha256(data).hexdigest()
 m = re.search(r"API=(\d+)", prompt)
 fails = int((re.search(r"API_FAILS=(\d+)", prompt) or [0, 99])[1])

@@ -128,7 +128,7 @@ class Orchestrator:
             fork=fork,
             resume_handle=json.loads(src["handle"]) if src["handle"] else {},
             parent=f"{name}#{src['run_id']}",
-            options=None,
+            options=_carried_options(src),
         )
 
     def _fork_name(self, name: str) -> str:
@@ -432,6 +432,15 @@ class Orchestrator:
             if candidate not in taken:
                 out.append(validate_name(candidate))
         return out
+
+
+def _carried_options(run: dict[str, Any]) -> dict[str, Any] | None:
+    """Launch options a resumed run keeps: an interactive agent stays interactive."""
+    try:
+        options = json.loads(Path(run["run_dir"], "spec.json").read_text())["options"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"interactive": True} if options.get("interactive") else None
 
 
 def check_task(task: str) -> str:

@@ -195,6 +195,8 @@ class Supervisor:
         self.turns = 0
         self.tool_calls = 0
         self.last_flush = 0.0
+        self.flush_lock = threading.Lock()
+        self.flush_timer: threading.Timer | None = None
         self.stderr_tail = ""
 
     # Stopping: called from a signal handler or the timeout timer; never blocks the caller.
@@ -378,12 +380,29 @@ class Supervisor:
         self.flush_progress()
 
     def flush_progress(self, force: bool = False) -> None:
-        now = time.time()
-        if force or now - self.last_flush >= PROGRESS_INTERVAL:
+        """Record turns and tool calls at most every PROGRESS_INTERVAL; what a throttled call
+        skipped is written by a trailing timer, so a long tool call never leaves stale counts."""
+        with self.flush_lock:
+            now = time.time()
+            wait = self.last_flush + PROGRESS_INTERVAL - now
+            if not force and wait > 0:
+                if self.flush_timer is None:
+                    self.flush_timer = threading.Timer(wait, self._trailing_flush)
+                    self.flush_timer.daemon = True
+                    self.flush_timer.start()
+                return
             self.last_flush = now
             self.rep.update(num_turns=self.turns, tool_calls=self.tool_calls, last_activity=now)
 
+    def _trailing_flush(self) -> None:
+        with self.flush_lock:
+            self.flush_timer = None
+        self.flush_progress(force=True)
+
     def finish(self, rc: int | None, attempts: int, elapsed: float) -> None:
+        with self.flush_lock:
+            if self.flush_timer is not None:
+                self.flush_timer.cancel()
         res = self.result or {}
         text = res.get("result")
         fields: dict[str, Any] = {

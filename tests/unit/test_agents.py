@@ -355,3 +355,12 @@ def test_a_backend_that_cannot_start_the_agent_fails_the_launch(project: Path) -
     assert status_json("b")[0]["status"] == "failed"
     r = CliRunner().invoke(app, ["parallel", "x", "y", "--backend", "broken", "--json"])
     assert r.exit_code == 1 and r.output.count("launch failed: host says no") == 4  # JSON + error
+
+
+def test_progress_is_recorded_during_a_long_tool_call(project: Path) -> None:
+    # The init event and the tool call arrive within the throttle interval; the counts must
+    # still reach the store while the agent sits in its tool call.
+    orch("launch", "busy", "PAUSE=4", check=True)
+    run = wait_for(lambda: (r := status_json("busy")[0])["tool_calls"] == 1 and r, timeout=3)
+    assert run["status"] == "running" and run["num_turns"] == 1
+    orch("cancel", "busy", check=True)

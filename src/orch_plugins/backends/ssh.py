@@ -559,7 +559,7 @@ class SshBackend(Backend):
             if not candidates:
                 raise OrchError(
                     "no remote hosts: pass --host HOST, or add [hosts.NAME] tables to "
-                    "config.toml (see the README's \"Remote hosts over ssh\")"
+                    'config.toml (see the README\'s "Remote hosts over ssh")'
                 )
         loads = self.loads(state_dir)
         free = [h for h in candidates if loads.get(h.name, 0) < h.max_parallel]
