@@ -254,6 +254,8 @@ def test_parallel_names_roles_and_prefix(project: Path) -> None:
     r = orch("parallel", "x", "y", "--roles", "bug-hunter")
     assert r.returncode == 1 and "2 tasks" in r.stderr
     orch("wait", check=True)
+    both = orch("output", "agent1", "agent2", check=True).stdout.splitlines()
+    assert both[0] == "== agent1 (completed) ==" and both[3] == "== agent2 (completed) =="
     out = orch("output", "agent3", check=True).stdout
     argv = json.loads(out.split("argv=", 1)[1])
     assert argv[argv.index("--allowedTools") + 1].startswith("Read,")

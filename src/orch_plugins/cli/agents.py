@@ -284,28 +284,50 @@ def wait(
 
 @app.command()
 def output(
-    name: str = typer.Argument(..., help="Agent name."),
-    path: bool = typer.Option(False, "--path", help="Print the output file's path only."),
+    names: list[str] = typer.Argument(..., help="Agent name(s)."),
+    path: bool = typer.Option(False, "--path", help="Print the output files' paths only."),
 ) -> None:
-    """Print an agent's final result (its latest run)."""
+    """Print agents' final results (their newest runs); several get a '== NAME ==' header."""
     orch = _orch()
-    run = orch.status([name])[0]
+    runs = orch.status(names)
     if path:
-        typer.echo(run["output_path"])
+        for run in runs:
+            typer.echo(run["output_path"])
         return
-    orch.sync(run)
-    out = Path(run["output_path"])
+    if len(runs) == 1:
+        if not _print_output(orch, runs[0]):
+            raise typer.Exit(1)
+        return
+    ok = True
+    for run in runs:
+        typer.echo(f"== {run['name']} ({run['status']}) ==")
+        try:
+            ok = _print_output(orch, run) and ok
+        except OrchError as exc:
+            print(f"orch: error: {exc}", file=sys.stderr)
+            ok = False
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _print_output(orch: Any, run: dict[str, Any]) -> bool:
+    """Print one run's result; False (and the reason on stderr) unless it completed."""
+    name = run["name"]
     if run["status"] in ("queued", "running"):
         raise OrchError(
             f"agent {name!r} is still {run['status']}; no output yet (orch wait {name})"
         )
+    orch.sync(run)
+    out = Path(run["output_path"])
     if not out.exists():
         raise OrchError(f"agent {name!r} {run['status']} without output: {run['error'] or '-'}")
     text = out.read_text(encoding="utf-8")
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
     if run["status"] != "completed":
         print(f"orch: agent {name!r} {run['status']}: {run['error'] or '-'}", file=sys.stderr)
-        raise typer.Exit(1)
+        return False
+    return True
 
 
 @app.command()
