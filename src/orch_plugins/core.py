@@ -24,6 +24,7 @@ from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.store import (
     CANCELLED,
+    ENDED_MARKER,
     FINAL,
     LOST,
     NAME_RE,
@@ -350,21 +351,39 @@ class Orchestrator:
         *,
         any_: bool = False,
         timeout: float | None = None,
-        poll: float = 0.1,
+        poll: float = 0.05,
+        recheck: float = 0.5,
     ) -> list[dict[str, Any]]:
-        """Block until the awaited agents (default: all active ones) end; return their runs."""
+        """Block until the awaited agents (default: all active ones) end; return their runs.
+
+        Every ``poll`` seconds it only stats the store's ``ended`` marker (appended to whenever
+        a run ends), and reads the store when that changed or ``recheck`` seconds passed (to
+        notice lost agents, remote news and freed slots): quick to notice, cheap to keep
+        waiting beside agents that need the CPU.
+        """
         names = list(names)
         if names:
             ids = [self.store.require(n)["run_id"] for n in names]
         else:
             ids = [r["run_id"] for r in self.store.runs(statuses=(QUEUED, RUNNING))]
         deadline = None if timeout is None else time.monotonic() + timeout
+        marker = self.store.state_dir / ENDED_MARKER
+        seen: tuple[int, int] | None = None
+        next_check = 0.0
         while True:
-            runs = self.refresh([self.store.get_run(i) for i in ids])
-            done = [r for r in runs if r["status"] in FINAL]
-            if len(done) == len(runs) or (any_ and done):
-                return runs
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            try:
+                st = marker.stat()
+                stamp = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                stamp = None
+            if stamp != seen or now >= next_check:
+                seen, next_check = stamp, now + recheck
+                runs = self.refresh([self.store.get_run(i) for i in ids])
+                done = [r for r in runs if r["status"] in FINAL]
+                if len(done) == len(runs) or (any_ and done):
+                    return runs
+            if deadline is not None and now >= deadline:
                 pending = ", ".join(r["name"] for r in runs if r["status"] not in FINAL)
                 raise WaitTimeout(f"timed out waiting for: {pending}")
             time.sleep(poll)

@@ -19,9 +19,14 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from orch_plugins.errors import OrchError
+
+# Not ``from typing import TYPE_CHECKING``: importing typing costs ~2.5 ms at start-up, paid by
+# every agent and every hook.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = 1
 DB_NAME = "state.db"
