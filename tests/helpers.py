@@ -55,3 +55,23 @@ def pid_gone(pid: int) -> bool:
         return True
     stat = Path(f"/proc/{pid}/stat")
     return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def use_real_claude(monkeypatch: Any, claude_env: dict[str, str], claude_bin: str) -> None:
+    """Point agents started by ``orch`` at the real ``claude`` and the Messages API stand-in."""
+    for key in list(os.environ):
+        if key not in claude_env and key.startswith(("ANTHROPIC_", "CLAUDE")):
+            monkeypatch.delenv(key)
+    for key, value in claude_env.items():
+        if key.startswith(("ANTHROPIC_", "CLAUDE", "DISABLE_", "HOME")):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ORCH_CLAUDE_BIN", claude_bin)
+
+
+def init_session(run: dict[str, Any]) -> str:
+    """The session id Claude Code itself reported (its init event) for a run."""
+    for line in Path(run["log_path"]).read_text().splitlines():
+        event = json.loads(line)
+        if event.get("type") == "system" and event.get("subtype") == "init":
+            return event["session_id"]
+    raise AssertionError("no init event")

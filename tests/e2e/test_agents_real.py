@@ -13,7 +13,7 @@ import pytest
 
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
-from tests.helpers import orch, pid_gone, status_json, wait_for
+from tests.helpers import init_session, orch, pid_gone, status_json, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +29,6 @@ def _handle(project: Path, run_id: int) -> dict:
         con.close()
 
 
-def _init_session(run: dict) -> str:
-    for line in Path(run["log_path"]).read_text().splitlines():
-        event = json.loads(line)
-        if event.get("type") == "system" and event.get("subtype") == "init":
-            return event["session_id"]
-    raise AssertionError("no init event")
-
-
 def test_three_parallel_agents(real_project: Path, messages_api: MessagesStandIn) -> None:
     messages_api.on("ALPHA", Reply.text("alpha result"))
     messages_api.on("BETA", Reply.text("beta result"))
@@ -49,7 +41,7 @@ def test_three_parallel_agents(real_project: Path, messages_api: MessagesStandIn
     runs = status_json()
     assert all(r["status"] == "completed" and r["exit_code"] == 0 for r in runs)
     for run in runs:
-        assert run["session_id"] == _init_session(run)  # recorded = what Claude Code reported
+        assert run["session_id"] == init_session(run)  # recorded = what Claude Code reported
         assert run["cost_usd"] > 0 and run["num_turns"] >= 1
     prompts = {req.prompt_text for req in messages_api.conversation_requests()}
     assert HOSTILE in prompts  # byte for byte, through stdin

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import use_real_claude
 from tests.tmux.helpers import Tm
 
 
@@ -54,11 +54,5 @@ def real_tmux_project(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
     """``tmux_project`` with agents running the real ``claude`` against ``messages_api``."""
-    for key in list(os.environ):
-        if key not in claude_env and key.startswith(("ANTHROPIC_", "CLAUDE")):
-            monkeypatch.delenv(key)
-    for key, value in claude_env.items():
-        if key.startswith(("ANTHROPIC_", "CLAUDE", "DISABLE_", "HOME")):
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("ORCH_CLAUDE_BIN", claude_bin)
+    use_real_claude(monkeypatch, claude_env, claude_bin)
     return tmux_project

@@ -14,18 +14,10 @@ import pytest
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
 from orch_plugins.testing.pytest_plugin import trust_project
-from tests.helpers import orch, pid_gone, status_json, wait_for
+from tests.helpers import init_session, orch, pid_gone, status_json, wait_for
 from tests.tmux.helpers import Tm, handle
 
 pytestmark = pytest.mark.e2e
-
-
-def _init_session(run: dict) -> str:
-    for line in Path(run["log_path"]).read_text().splitlines():
-        event = json.loads(line)
-        if event.get("type") == "system" and event.get("subtype") == "init":
-            return event["session_id"]
-    raise AssertionError("no init event")
 
 
 def _started(name: str) -> dict | None:
@@ -52,7 +44,7 @@ def test_three_agents_status_output_and_readable_panes(
     runs = status_json()
     for run in runs:
         assert run["status"] == "completed" and run["exit_code"] == 0
-        assert run["session_id"] == _init_session(run)
+        assert run["session_id"] == init_session(run)
         assert run["cost_usd"] > 0 and run["num_turns"] >= 1
     assert (real_tmux_project / "made.txt").read_text() == "made\n"
     assert runs[1]["tool_calls"] == 1

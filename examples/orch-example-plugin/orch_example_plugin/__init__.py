@@ -7,15 +7,13 @@ the module itself as the plugin, so the ``@hookimpl`` functions below are all th
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 from orch_plugins import hookimpl
 from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec
-from orch_plugins.backends.subprocess import SubprocessBackend, supervisor_argv
+from orch_plugins.backends.subprocess import SubprocessBackend, spawn_supervisor
 from orch_plugins.roles import Role, RoleRegistry
-from orch_plugins.supervisor import pid_alive, proc_start_time
+from orch_plugins.supervisor import pid_alive
 
 
 class ExampleInlineBackend(Backend):
@@ -29,20 +27,9 @@ class ExampleInlineBackend(Backend):
     description = "example plugin: detached local supervisor, handle tagged via=example"
 
     def launch(self, spec: LaunchSpec) -> Handle:
-        # Detached (new session, no inherited stdin or descriptors) so it outlives `orch launch`.
-        with open(Path(spec.run_dir) / "supervisor.log", "ab") as errlog:
-            proc = subprocess.Popen(
-                supervisor_argv(spec),
-                stdin=subprocess.DEVNULL,
-                stdout=errlog,
-                stderr=errlog,
-                cwd=spec.cwd,
-                start_new_session=True,
-                close_fds=True,
-            )
-        # The handle is stored as JSON; any later process finds the agent again from it.
-        # The start time keeps a reused PID from passing for ours.
-        return {"pid": proc.pid, "start_time": proc_start_time(proc.pid), "via": "example"}
+        # Detached, so it outlives `orch launch`. The handle is stored as JSON; any later
+        # process finds the agent again from it (the start time keeps a reused PID out).
+        return {**spawn_supervisor(spec), "via": "example"}
 
     def is_alive(self, handle: Handle) -> bool:
         return pid_alive(handle.get("pid"), handle.get("start_time"))

@@ -28,22 +28,29 @@ def supervisor_argv(spec: LaunchSpec) -> list[str]:
     return [sys.executable, "-S", supervisor.__file__, str(spec.spec_path)]
 
 
+def spawn_supervisor(spec: LaunchSpec) -> Handle:
+    """Start a spec's supervisor detached (new session, no inherited stdin or descriptors), so
+    it outlives ``orch launch``; the handle's start time keeps a reused PID from passing for it.
+    """
+    with open(Path(spec.run_dir) / "supervisor.log", "ab") as errlog:
+        proc = subprocess.Popen(
+            supervisor_argv(spec),
+            stdin=subprocess.DEVNULL,
+            stdout=errlog,
+            stderr=errlog,
+            cwd=spec.cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return {"pid": proc.pid, "start_time": proc_start_time(proc.pid)}
+
+
 class SubprocessBackend(Backend):
     name = "subprocess"
     description = "detached local process per agent (default; needs only claude)"
 
     def launch(self, spec: LaunchSpec) -> Handle:
-        with open(Path(spec.run_dir) / "supervisor.log", "ab") as errlog:
-            proc = subprocess.Popen(
-                supervisor_argv(spec),
-                stdin=subprocess.DEVNULL,
-                stdout=errlog,
-                stderr=errlog,
-                cwd=spec.cwd,
-                start_new_session=True,
-                close_fds=True,
-            )
-        return {"pid": proc.pid, "start_time": proc_start_time(proc.pid)}
+        return spawn_supervisor(spec)
 
     def is_alive(self, handle: Handle) -> bool:
         return pid_alive(handle.get("pid"), handle.get("start_time"))
