@@ -366,3 +366,21 @@ def test_progress_is_recorded_during_a_long_tool_call(project: Path) -> None:
     run = wait_for(lambda: (r := status_json("busy")[0])["tool_calls"] == 1 and r, timeout=3)
     assert run["status"] == "running" and run["num_turns"] == 1
     orch("cancel", "busy", check=True)
+
+
+def test_wait_any_timeout_and_cancel_all(project: Path) -> None:
+    orch("launch", "quick", "SLEEP=0.3", check=True)
+    orch("launch", "long1", "SLEEP=60", check=True)
+    orch("launch", "long2", "SLEEP=60", check=True)
+    r = orch("wait", "quick", "long1", "--any", check=True)
+    assert "quick: completed" in r.stdout and "long1: running" in r.stdout
+    r = orch("wait", "long1", "--timeout", "0.5")
+    assert r.returncode == 124 and "timed out waiting for: long1" in r.stderr
+    r = orch("cancel", "--all", check=True)
+    assert sorted(r.stdout.splitlines()) == ["long1: cancelled", "long2: cancelled"]
+    assert {x["name"]: x["status"] for x in status_json()} == {
+        "quick": "completed",
+        "long1": "cancelled",
+        "long2": "cancelled",
+    }
+    assert orch("wait", check=True).stdout == "nothing to wait for\n"
