@@ -229,6 +229,9 @@ class Orchestrator:
                 retries=retries,
                 max_parallel=max_parallel or self.config.max_parallel,
                 parent=parent,
+                # Claude Code puts its session id in its Bash tool's environment: the
+                # UserPromptSubmit notice goes to the session that launched the agent.
+                launched_by=os.environ.get("CLAUDE_CODE_SESSION_ID") or None,
             )
             run_dir = Path(run["run_dir"])
             run_dir.mkdir(parents=True, exist_ok=True)

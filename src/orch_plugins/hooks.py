@@ -325,7 +325,11 @@ def collect_notice(
         fresh = [
             run
             for run in store.ended_since(base - OVERLAP)
-            if run["run_id"] not in recent and run["ended_at"] > first_seen
+            if run["run_id"] not in recent
+            and run["ended_at"] > first_seen
+            # Agents launched by another Claude Code session are that session's news; ones
+            # launched from a plain terminal are everyone's.
+            and run.get("launched_by") in (None, sid)
         ]
         watermark = max([base, *(r["ended_at"] for r in fresh)])
         if fresh:

@@ -74,6 +74,7 @@ STATUS_FIELDS = (
     "usage",
     "log_path",
     "parent",
+    "launched_by",
     "archived",
 )
 _TIME_FIELDS = ("created_at", "started_at", "ended_at", "last_activity")
@@ -96,6 +97,7 @@ CREATE TABLE IF NOT EXISTS runs (
     max_parallel INTEGER NOT NULL DEFAULT 8,
     session_id TEXT,
     parent TEXT,
+    launched_by TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
     ended_at REAL,

@@ -384,3 +384,16 @@ def test_wait_any_timeout_and_cancel_all(project: Path) -> None:
         "long2": "cancelled",
     }
     assert orch("wait", check=True).stdout == "nothing to wait for\n"
+
+
+def test_the_launching_claude_code_session_is_recorded(project: Path) -> None:
+    os.environ["CLAUDE_CODE_SESSION_ID"] = "11111111-2222-3333-4444-555555555555"
+    try:
+        run = json.loads(orch("launch", "by", "t", "--json", check=True).stdout)
+    finally:
+        del os.environ["CLAUDE_CODE_SESSION_ID"]
+    assert run["launched_by"] == "11111111-2222-3333-4444-555555555555"
+    assert (
+        json.loads(orch("launch", "free", "t", "--json", check=True).stdout)["launched_by"] is None
+    )
+    orch("wait", check=True)

@@ -345,3 +345,23 @@ def test_two_installs_firing_at_once_give_one_notice(env, monkeypatch, capsys) -
     outs = [p.communicate(json.dumps(start_payload(env)).encode(), timeout=30)[0] for p in procs]
     assert sorted(bool(o) for o in outs) == [False, False, False, True]
     assert "once: completed — done" in notice_of(next(o for o in outs if o).decode())
+
+
+def test_the_notice_goes_to_the_session_that_launched_the_agent(env, monkeypatch, capsys) -> None:
+    store = Store(env["state"])
+    other = str(uuid.uuid4())
+    for sid in (env["sid"], other):
+        fire(monkeypatch, capsys, "SessionStart", start_payload(env, sid=sid))
+    mine = ended_run(store, "mine", output="for me")
+    theirs = ended_run(store, "theirs", output="for the other session")
+    anyone = ended_run(store, "anyone", output="from a terminal")
+    store.update(mine["run_id"], launched_by=env["sid"])
+    store.update(theirs["run_id"], launched_by=other)
+    notice = notice_of(fire(monkeypatch, capsys, "UserPromptSubmit", start_payload(env)))
+    assert "- mine: completed" in notice and "- anyone: completed" in notice
+    assert "theirs" not in notice
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ID", other)  # as Claude Code sets it per session
+    notice = notice_of(fire(monkeypatch, capsys, "UserPromptSubmit", start_payload(env, sid=other)))
+    assert "- theirs: completed" in notice and "- anyone: completed" in notice
+    assert "mine" not in notice
+    assert anyone["launched_by"] is None
