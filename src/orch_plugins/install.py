@@ -430,14 +430,7 @@ def plan_install(
             plan.backups.append(target.settings_path)
         verb = "create" if text is None else "update"
         plan.lines.append(f"{verb}  {target.show(target.settings_path)}: {', '.join(notes)}")
-        plan.settings_diff = "".join(
-            difflib.unified_diff(
-                (text or "").splitlines(keepends=True),
-                new_text.splitlines(keepends=True),
-                fromfile=f"{target.show(target.settings_path)} (now)",
-                tofile=f"{target.show(target.settings_path)} (after install)",
-            )
-        )
+        plan.settings_diff = _settings_diff(target, text, new_text, "after install")
 
     if target.state_dir is not None and not target.state_dir.exists():
         plan.create_state_dir = True
@@ -501,14 +494,7 @@ def plan_uninstall(target: Target) -> Plan:
                 new_text = render_settings(new, text)
             plan.writes[target.settings_path] = new_text.encode("utf-8")
             plan.lines.append(f"update  {target.show(target.settings_path)}: {', '.join(notes)}")
-            plan.settings_diff = "".join(
-                difflib.unified_diff(
-                    (text or "").splitlines(keepends=True),
-                    new_text.splitlines(keepends=True),
-                    fromfile=f"{target.show(target.settings_path)} (now)",
-                    tofile=f"{target.show(target.settings_path)} (after uninstall)",
-                )
-            )
+            plan.settings_diff = _settings_diff(target, text, new_text, "after uninstall")
 
     if manifest is None:
         # Without a manifest only our hooks are recognisable; our files are those matching
@@ -706,3 +692,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _settings_diff(target: Target, before: str | None, after: str, label: str) -> str:
+    """The ``--dry-run`` diff of settings.json, as install and uninstall show it."""
+    name = target.show(target.settings_path)
+    return "".join(
+        difflib.unified_diff(
+            (before or "").splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"{name} (now)",
+            tofile=f"{name} ({label})",
+        )
+    )
