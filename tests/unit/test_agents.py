@@ -397,3 +397,17 @@ def test_the_launching_claude_code_session_is_recorded(project: Path) -> None:
         json.loads(orch("launch", "free", "t", "--json", check=True).stdout)["launched_by"] is None
     )
     orch("wait", check=True)
+
+
+def test_a_task_over_the_limit_is_refused_and_nothing_recorded(project: Path) -> None:
+    from orch_plugins.core import MAX_TASK_BYTES
+
+    r = orch("launch", "huge", "-", input=b"x" * (MAX_TASK_BYTES + 1))
+    assert r.returncode == 1
+    assert (
+        r.stderr
+        == f"orch: error: the task is {MAX_TASK_BYTES + 1} bytes; the limit is {MAX_TASK_BYTES}\n"
+    )
+    r = orch("launch", "bad", "-", input=b"\xff\xfe not utf-8")
+    assert r.returncode == 1 and "not valid UTF-8" in r.stderr
+    assert status_json() == []
