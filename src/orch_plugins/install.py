@@ -690,10 +690,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _settings_diff(target: Target, before: str | None, after: str, label: str) -> str:
     """The ``--dry-run`` diff of settings.json, as install and uninstall show it."""
     name = target.show(target.settings_path)
@@ -705,3 +701,7 @@ def _settings_diff(target: Target, before: str | None, after: str, label: str) -
             tofile=f"{name} ({label})",
         )
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
