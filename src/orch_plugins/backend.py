@@ -82,6 +82,16 @@ class Backend(abc.ABC):
         The supervisor records ``cancelled`` itself when it can; the core records it otherwise.
         """
 
+    def launch_many(self, specs: list[LaunchSpec]) -> list[Handle]:
+        """Start several agents; one handle per spec, in order. Override when one call can
+        start many (tmux batches its windows); the core calls it only for backends that do,
+        and launches one by one otherwise.
+
+        Raise only when none was started: the core then fails them all, and never retries
+        them one by one (that could run an agent twice).
+        """
+        return [self.launch(spec) for spec in specs]
+
     def resume(self, spec: LaunchSpec, source: Handle) -> Handle:
         """Start a run that continues (or forks) the session of the run behind ``source``.
 

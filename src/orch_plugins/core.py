@@ -80,8 +80,13 @@ class Orchestrator:
         from_: str | None = None,
         max_parallel: int | None = None,
         options: dict[str, Any] | None = None,
+        start: bool = True,
     ) -> dict[str, Any]:
-        """Record a new agent and start it if a slot is free; never waits for the agent."""
+        """Record a new agent and start it if a slot is free; never waits for the agent.
+
+        ``start=False`` only queues it: a caller launching many calls :meth:`start_queued`
+        once afterwards, so a backend that can batch (tmux) starts them in few calls.
+        """
         validate_name(name)
         source = self.resolve_source(from_) if from_ else None
         if source:
@@ -102,6 +107,7 @@ class Orchestrator:
             resume_handle=source.get("handle") if source else None,
             parent=from_,
             options=options,
+            start=start,
         )
 
     def resume(
@@ -187,6 +193,7 @@ class Orchestrator:
         resume_handle: dict[str, Any] | None,
         parent: str | None,
         options: dict[str, Any] | None,
+        start: bool = True,
     ) -> dict[str, Any]:
         prompt = check_task(task)
         if timeout is not None and timeout <= 0:
@@ -257,8 +264,13 @@ class Orchestrator:
                 options=options or {},
             )
             atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
-        admission.pump(self.store, self.plugins)
+        if start:
+            self.start_queued()
         return self.store.get_run(run["run_id"])
+
+    def start_queued(self) -> int:
+        """Start queued agents while slots are free; returns how many started."""
+        return admission.pump(self.store, self.plugins)
 
     # -- reading ----------------------------------------------------------------------------
 

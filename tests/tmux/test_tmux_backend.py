@@ -316,3 +316,23 @@ def test_interactive_timeout_cancel_closed_pane_and_early_exit(
     assert quitter["status"] == "failed" and "before its first turn ended" in quitter["error"]
     for run in (slow, stopme, closed):
         wait_for(lambda r=run: pid_gone(handle(tmux_project, r["run_id"])["pid"]))
+
+
+def test_orch_parallel_creates_the_windows_in_one_tmux_call(
+    tmux_project: Path, tmux_server: Tm, fast_claude: Path, tmp_path: Path
+) -> None:
+    calls = tmp_path / "tmux-calls"
+    spy = tmp_path / "tmux-spy"
+    spy.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{tmux_server.binary}" "$@"\n')
+    spy.chmod(0o755)
+    (tmp_path / "config.toml").write_text(f'[backends.tmux]\ntmux = "{spy}"\n')
+    tasks = [f"batch task {i}" for i in range(10)]
+    r = orch("parallel", *tasks, "--max-parallel", "10", "--json", check=True)
+    assert {x["status"] for x in json.loads(r.stdout)} == {"running"}
+    # One batched call for all ten (plus one that found no session yet on this fresh server,
+    # after which the first window creates it), not ten.
+    new_window_calls = [c for c in calls.read_text().splitlines() if "new-window" in c]
+    assert len(new_window_calls) <= 2, new_window_calls
+    assert new_window_calls[-1].count("new-window") >= 9
+    orch("wait", check=True, timeout=120)
+    assert {x["status"] for x in status_json()} == {"completed"}

@@ -179,9 +179,12 @@ def parallel(
             model=model,
             cwd=cwd,
             max_parallel=max_parallel,
+            start=False,
         )
         for name, text, r in zip(names, texts, role_list)
     ]
+    orch.start_queued()  # all at once: a backend that can batch starts them in few calls
+    runs = [orch.store.get_run(r["run_id"]) for r in runs]
     _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)
 
 
