@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orch_plugins.backend import Backend, LaunchSpec
+from orch_plugins.config import Config, load_config
 from orch_plugins.store import FAILED, QUEUED, RUNNING, Store, public
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,15 @@ def _claim(store: Store) -> list[dict[str, Any]]:
     return [store.get_run(run_id) for run_id in claimed]
 
 
-def start(store: Store, runs: list[dict[str, Any]], plugins: Any = None) -> None:
+def start(
+    store: Store, runs: list[dict[str, Any]], plugins: Any = None, config: Config | None = None
+) -> None:
     """Hand claimed runs to their backends, many at once where a backend can batch (tmux);
     a run its backend cannot start fails, with the reason."""
-    from orch_plugins.config import load_config
     from orch_plugins.plugins import get_plugins
 
     plugins = plugins or get_plugins()
-    config = load_config()
+    config = config or load_config()
     by_backend: dict[str, list[tuple[dict[str, Any], LaunchSpec]]] = {}
     for run in runs:
         try:
@@ -96,11 +98,11 @@ def start(store: Store, runs: list[dict[str, Any]], plugins: Any = None) -> None
             plugins.notify("orch_agent_launched", run=public(store.get_run(run["run_id"])))
 
 
-def pump(store: Store, plugins: Any = None) -> int:
+def pump(store: Store, plugins: Any = None, config: Config | None = None) -> int:
     """Start queued runs while slots are free; returns how many were started."""
     started = 0
     while runs := _claim(store):
-        start(store, runs, plugins)
+        start(store, runs, plugins, config)
         started += len(runs)
     return started
 

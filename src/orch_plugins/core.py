@@ -270,7 +270,11 @@ class Orchestrator:
 
     def start_queued(self) -> int:
         """Start queued agents while slots are free; returns how many started."""
-        return admission.pump(self.store, self.plugins)
+        return admission.pump(self.store, self.plugins, self.config)
+
+    def _backend(self, name: str) -> Any:
+        """The backend ``name``, built with its ``[backends.NAME]`` table from config.toml."""
+        return self.plugins.backend(name, self.config.backends.get(name))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -289,10 +293,11 @@ class Orchestrator:
         changed = False
         for name, pairs in by_backend.items():
             try:
-                backend = self.plugins.backend(name, self.config.backends.get(name))
+                backend = self._backend(name)
                 news = backend.collect([run for run, _ in pairs])
                 if news:
-                    changed = self._record_news(news) or changed
+                    self._record_news(news)
+                    changed = True
                     pairs = [
                         (r, h)
                         for r, h in pairs
@@ -322,7 +327,7 @@ class Orchestrator:
         if (changed or running or any(r["status"] == QUEUED for r in runs)) and self.store.count(
             QUEUED
         ):
-            admission.pump(self.store, self.plugins)
+            self.start_queued()
             changed = True
         if not changed:
             return runs
@@ -331,9 +336,9 @@ class Orchestrator:
     def sync(self, run: dict[str, Any]) -> None:
         """Have the run's backend bring its files home (remote backends) before we read them."""
         with contextlib.suppress(OrchError):
-            self.plugins.backend(run["backend"], self.config.backends.get(run["backend"])).sync(run)
+            self._backend(run["backend"]).sync(run)
 
-    def _record_news(self, news: dict[int, dict[str, Any]]) -> bool:
+    def _record_news(self, news: dict[int, dict[str, Any]]) -> None:
         for run_id, fields in news.items():
             fields = dict(fields)
             status = fields.pop("status", None)
@@ -341,12 +346,11 @@ class Orchestrator:
                 self.store.finish(run_id, status, **fields)
             elif fields:
                 self.store.update(run_id, **fields)
-        return True
 
     def _stop_leftovers(self, backend: str, handle: dict[str, Any]) -> None:
         # Best effort: the run is already recorded as lost.
         with contextlib.suppress(Exception):
-            self.plugins.backend(backend, self.config.backends.get(backend)).cancel(handle, 0.5)
+            self._backend(backend).cancel(handle, 0.5)
 
     def status(
         self, names: Iterable[str] = (), *, include_all: bool = False
@@ -427,9 +431,7 @@ class Orchestrator:
             run = self.store.get_run(run["run_id"])  # it may have just been started
             handle = json.loads(run["handle"]) if run["handle"] else None
             if handle:
-                backend = self.plugins.backend(
-                    run["backend"], self.config.backends.get(run["backend"])
-                )
+                backend = self._backend(run["backend"])
                 t = threading.Thread(target=backend.cancel, args=(handle, grace))
                 t.start()
                 threads.append(t)
@@ -441,7 +443,7 @@ class Orchestrator:
             self.store.finish(run["run_id"], CANCELLED, error="cancelled")
             out.append(self.store.get_run(run["run_id"]))
         if self.store.count(QUEUED):
-            admission.pump(self.store, self.plugins)
+            self.start_queued()
         return out
 
     def clear(self, *, archive: bool = False) -> int:

@@ -316,6 +316,7 @@ def test_bad_config_is_a_clear_error(project: Path, tmp_path: Path) -> None:
 def test_launch_wait_prints_output_and_logs_follow(project: Path) -> None:
     r = orch("launch", "w", "SLEEP=0.5 hi", "--wait", check=True)
     assert r.stdout.startswith("sha256=")
+    assert r.stdout == orch("output", "w", check=True).stdout
     orch("launch", "f", "SLEEP=1 follow me", check=True)
     r = orch("logs", "f", "-f", check=True)
     assert r.stdout.splitlines()[-1] == "[completed]"

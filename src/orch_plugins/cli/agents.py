@@ -238,17 +238,22 @@ def status(
         typer.echo("no agents")
 
 
+def _ended_line(run: dict[str, Any]) -> str:
+    """``NAME: STATUS`` and, unless it completed, ``: ERROR``."""
+    tail = f": {run['error']}" if run.get("error") and run["status"] != "completed" else ""
+    return f"{run['name']}: {run['status']}{tail}"
+
+
 def _finish_wait(orch: Any, names: list[str], *, as_json: bool, print_output: bool) -> None:
     runs = orch.wait(names)
     ok = all(r["status"] == "completed" for r in runs)
     if as_json:
         _echo_json([_public(r) for r in runs])
     elif print_output and len(runs) == 1 and ok:
-        typer.echo(Path(runs[0]["output_path"]).read_text(encoding="utf-8"))
+        _print_output(orch, runs[0])  # as 'orch output' does: remote files synced first
     else:
         for r in runs:
-            tail = f": {r['error']}" if r.get("error") and r["status"] != "completed" else ""
-            typer.echo(f"{r['name']}: {r['status']}{tail}")
+            typer.echo(_ended_line(r))
     if not ok:
         raise typer.Exit(1)
 
@@ -278,8 +283,7 @@ def wait(
         if not runs:
             typer.echo("nothing to wait for")
         for r in runs:
-            tail = f": {r['error']}" if r.get("error") and r["status"] != "completed" else ""
-            typer.echo(f"{r['name']}: {r['status']}{tail}")
+            typer.echo(_ended_line(r))
     judged = ended if any_ else runs
     if not all(r["status"] == "completed" for r in judged):
         raise typer.Exit(1)
