@@ -161,9 +161,7 @@ class FileReporter:
         self._flush()
 
     def _flush(self) -> None:
-        tmp = self.path.with_name(f".state.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.state))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.state))
 
     def update(self, **fields: Any) -> None:
         self.state.update(fields)
@@ -421,10 +419,7 @@ class Supervisor:
         if res.get("session_id"):
             fields["session_id"] = res["session_id"]
         if isinstance(text, str):
-            out = Path(self.spec["output_path"])
-            tmp = out.with_name(f".{out.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, out)
+            write_atomic(Path(self.spec["output_path"]), text)
         if self.stop_reason == "cancelled" or (
             self.stop_reason is None and rc is not None and rc < 0 and self.rep.cancel_requested()
         ):
@@ -555,10 +550,7 @@ class InteractiveSupervisor(Supervisor):
         if not isinstance(text, str):  # a Claude Code without last_assistant_message
             text = read_transcript(self.transcript, self.started_at)[0]
         if text is not None:
-            out = Path(self.spec["output_path"])
-            tmp = out.with_name(f".{out.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, out)
+            write_atomic(Path(self.spec["output_path"]), text)
         fields: dict[str, Any] = {"session_id": self.session_id, "last_activity": now}
         fields.update(self.counts())
         # The transcript may lag the hook by a moment: count again shortly.
@@ -734,6 +726,15 @@ def load_env_file(path: str) -> None:
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in env.items()})
     os.environ.update(keep)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary name and rename: a reader (``orch output``, a status read over
+    ssh) never sees half a file. (The supervisor cannot use the store's helper: it runs alone
+    on remote hosts.)"""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _first_line(text: Any) -> str:
