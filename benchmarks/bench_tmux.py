@@ -23,7 +23,7 @@ from pathlib import Path
 
 from orch_plugins.backend import LaunchSpec
 from orch_plugins.backends import tmux as tmux_mod
-from orch_plugins.backends.tmux import BATCH_BYTES, Tmux, TmuxBackend
+from orch_plugins.backends.tmux import BATCH_BYTES, Tmux, TmuxBackend, session_name
 from orch_plugins.store import RUNNING, Store
 
 
@@ -111,7 +111,8 @@ def main() -> None:
         print(f"tmux alone, {n} windows running sleep:")
         print(f"  batched      {batched * 1000:7.0f} ms")
         print(f"  one by one   {single * 1000:7.0f} ms")
-        tmux.run(["new-session", "-d", "-s", "orch-proj", "-x", "200", "-y", "50", "sleep 600"])
+        session = session_name(state, {})
+        tmux.run(["new-session", "-d", "-s", session, "-x", "200", "-y", "50", "sleep 600"])
         tmux.run(["kill-session", "-t", "=plain"])
 
         # 2. The backend, with real supervisors.

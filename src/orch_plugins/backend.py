@@ -20,6 +20,15 @@ from orch_plugins.errors import OrchError
 Handle = dict[str, Any]
 
 
+def project_name(state_dir: str | Path) -> str:
+    """The project's directory name, for readable names of per-project things (a tmux session,
+    a directory on a remote host): the parent of ``<project>/.orchestrate``, else the state
+    directory's own name (``ORCH_STATE_DIR=/x/state`` gives ``state``). Not unique: pair it
+    with a digest of the resolved state directory."""
+    path = Path(state_dir).resolve()
+    return path.parent.name if path.name == ".orchestrate" else path.name
+
+
 @dataclass
 class LaunchSpec:
     """Everything a supervisor needs to run one agent, written to ``<run_dir>/spec.json``."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orch_plugins.backends.tmux import session_name
 from tests.helpers import FAKE_CLAUDE, ORCH, orch, status_json, wait_for
 from tests.tmux.helpers import Tm, handle, wrapper
 
@@ -98,6 +99,7 @@ def test_attach_from_a_terminal_and_step_into_an_agent(
     tmux_project: Path, tmux_server: Tm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     orch("launch", "worker", "SLEEP=30 work", check=True)
+    session = session_name(tmux_project / ".orchestrate", {})
     pid, fd = pty.fork()
     if pid == 0:  # the child: a person typing 'orch dashboard' in a terminal outside tmux
         os.execv(sys.executable, [*ORCH, "dashboard", *ORCHESTRATOR])
@@ -107,7 +109,7 @@ def test_attach_from_a_terminal_and_step_into_an_agent(
         clients = wait_for(lambda: tmux_server("list-clients", "-F", "#{window_name}"), timeout=15)
         assert clients.split() == ["dashboard"]
         # From the orchestrator pane (inside tmux), step into the agent's window.
-        orchestrator = _pane(tmux_server, "=orch-proj:dashboard", "orchestrator")
+        orchestrator = _pane(tmux_server, f"={session}:dashboard", "orchestrator")
         socket, server = tmux_server("display-message", "-p", "#{socket_path} #{pid}").split()
         monkeypatch.setenv("TMUX", f"{socket},{server},0")
         monkeypatch.setenv("TMUX_PANE", orchestrator)
@@ -116,7 +118,7 @@ def test_attach_from_a_terminal_and_step_into_an_agent(
         monkeypatch.delenv("TMUX")
         monkeypatch.delenv("TMUX_PANE")
     finally:
-        tmux_server("detach-client", "-s", "orch-proj", check=False)
+        tmux_server("detach-client", "-s", session, check=False)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
     window = handle(tmux_project, 1)["window"]
@@ -131,3 +133,47 @@ def _drain(fd: int) -> None:
     with contextlib.suppress(OSError):
         while os.read(fd, 65536):
             pass
+
+
+def test_tidy_closes_only_this_projects_windows(
+    tmux_project: Path, tmux_server: Tm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checkouts both called ``proj`` on one tmux server, a window of the person's own in
+    the first one's session and a window from before the marks: ``--tidy`` in one project
+    closes that project's ended agents' windows and nothing else."""
+    other = tmp_path / "elsewhere" / "proj"
+    other.mkdir(parents=True)
+    first = {"ORCH_STATE_DIR": str(tmux_project / ".orchestrate")}
+    second = {"ORCH_STATE_DIR": str(other / ".orchestrate")}
+
+    def project(env: dict[str, str], cwd: Path) -> None:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.chdir(cwd)
+
+    orch("parallel", "quick one", "quick two", check=True)
+    orch("wait", check=True)
+    project(second, other)
+    orch("launch", "theirs", "quick three", check=True)
+    orch("wait", check=True)
+    sessions = {p["name"]: p["session"] for p in tmux_server.panes()}
+    assert sessions["agent1"] == sessions["agent2"] != sessions["theirs"]
+    assert sessions["agent1"].startswith("orch-proj-")
+    # The person's own window, ended, in the first project's session; and agent2's window as
+    # an older orch left it (no marks): its window id and process are in the store's handle.
+    mine = sessions["agent1"]
+    tmux_server(
+        "new-window", "-d", "-n", "mine", "-t", f"={mine}:", "true", ";",
+        "set-option", "-w", "-t", f"={mine}:mine", "remain-on-exit", "on",
+    )  # fmt: skip
+    old = handle(tmux_project, 2)["window"]
+    tmux_server("set-option", "-w", "-u", "-t", old, "@orch_project")
+    tmux_server("set-option", "-w", "-u", "-t", old, "@orch_run")
+    wait_for(lambda: all(p["dead"] == "1" for p in tmux_server.panes()), timeout=10)
+
+    project(first, tmux_project)
+    assert "closed 2 windows" in orch("dashboard", "--tidy", check=True).stdout
+    assert sorted(p["name"] for p in tmux_server.panes()) == ["mine", "theirs"]
+    project(second, other)
+    assert "closed 1 window of" in orch("dashboard", "--tidy", check=True).stdout
+    assert [p["name"] for p in tmux_server.panes()] == ["mine"]

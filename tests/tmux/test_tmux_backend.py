@@ -47,16 +47,29 @@ def _env(dump: Path, name: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def _agent_panes(tm: Tm, session: str = "orch-proj") -> dict[str, dict[str, str]]:
+def _agent_panes(tm: Tm) -> dict[str, dict[str, str]]:
+    session = session_name(Path.cwd() / ".orchestrate", {})
     return {p["name"]: p for p in tm.panes() if p["session"] == session}
 
 
 def test_argument_and_name_helpers() -> None:
     assert tmux_arg("a;") == "a\\;" and tmux_arg("a\\;") == "a\\\\;" and tmux_arg("a") == "a"
     assert format_literal("/x/#{pane_id}/#(id)") == "/x/##{pane_id}/##(id)"
-    assert session_name("/p/my.proj/.orchestrate", {}) == "orch-my-proj"
-    assert session_name("/p/state", {}) == "orch-state"
+    digest = hashlib.sha1(b"/p/my.proj/.orchestrate").hexdigest()[:6]
+    assert session_name("/p/my.proj/.orchestrate", {}) == f"orch-my-proj-{digest}"
+    assert session_name("/p/state", {}).startswith("orch-state-")
     assert session_name("/p/x/.orchestrate", {"session": "agents"}) == "agents"
+    # One session per project, however alike their directory names are.
+    names = {
+        session_name(p, {})
+        for p in (
+            "/a/repo/.orchestrate",
+            "/b/repo/.orchestrate",
+            "/c/demo.example.io/.orchestrate",
+            "/c/demo-example-io/.orchestrate",
+        )
+    }
+    assert len(names) == 4
 
 
 def test_three_agents_progress_records_and_environment(
@@ -238,7 +251,8 @@ def test_fifty_windows_in_one_call_and_status_without_tmux(
         # No server yet: one failed batch, the session made with the first window, then 50
         # windows in a few batched calls (a call holds 16 KiB at most).
         assert len(calls) <= 5, [c[0][0] for c in calls]
-        indexes = tmux_server("list-windows", "-t", "=orch-proj", "-F", "#{window_index}")
+        session = session_name(store.state_dir, {})
+        indexes = tmux_server("list-windows", "-t", f"={session}", "-F", "#{window_index}")
         assert indexes.split() == ["0", *(str(s.run_id) for s in specs[1:])]
         # tmux alone makes 50 windows in ~0.2 s (benchmarks/bench_tmux.py); here 50 Python
         # supervisors start meanwhile and compete with the tmux server for two cores.

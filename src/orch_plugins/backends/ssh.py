@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from orch_plugins import supervisor
-from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec
+from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec, project_name
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.store import FINAL, RUNNING, atomic_write
@@ -167,8 +167,7 @@ def project_id(state_dir: str) -> str:
     import socket
 
     path = Path(state_dir).resolve()
-    base = path.parent.name if path.name == ".orchestrate" else path.name
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", base)[:40].lstrip(".-") or "project"
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", project_name(path))[:40].lstrip(".-") or "project"
     digest = hashlib.sha1(f"{socket.gethostname()}:{path}".encode()).hexdigest()[:10]
     return f"{safe}-{digest}"
 

@@ -12,6 +12,12 @@ prints human-readable progress, and the store gets the same records. What tmux c
 * The supervisor is the pane's process: its PID and start time are the handle, so liveness is
   read from /proc (no tmux call at all) and the exit status is the supervisor's record, never
   tmux's ``pane_dead_status`` (tmux 3.3a sometimes loses it).
+* One session per project: ``orch-<project directory name>-<digest of the state directory>``,
+  so two checkouts both called ``repo`` never share one. Each agent window is marked with the
+  user options ``@orch_project`` (the resolved state directory) and ``@orch_run`` (the run id),
+  and orch only ever closes windows marked as its own project's (or, from before the marks,
+  whose window and process match a handle in its store): a session shared with other projects
+  or with the person's own windows is safe.
 * Windows stay open after the agent ends (``remain-on-exit``) to show the result; ``orch
   dashboard --tidy`` closes them. The window index is the run id when it is free.
 * Losing the pane (window killed, tmux server stopped) only loses the view: the supervisor
@@ -25,6 +31,7 @@ in its panes (see :class:`Dashboard`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -37,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orch_plugins.backend import BackendRegistry, Handle, LaunchSpec
+from orch_plugins.backend import BackendRegistry, Handle, LaunchSpec, project_name
 from orch_plugins.backends.subprocess import SubprocessBackend, supervisor_argv
 from orch_plugins.claude import UNSET_ENV
 from orch_plugins.errors import OrchError
@@ -52,9 +59,12 @@ SESSION_SIZE = ("200", "50")
 TERMINAL_ENV = ("TMUX", "TMUX_PANE", "TERM", "COLORTERM", "COLUMNS", "LINES")
 #: What ``new-window -P`` prints for each agent window; the run id is literal.
 _WINDOW_FMT = "#{window_id}\t#{pane_id}\t#{pane_pid}\t#{socket_path}"
-#: tmux refuses a command line over 16 KiB ("command too long"): batches are cut below this.
-BATCH_BYTES = 12_000
+#: tmux refuses a command line over 16 KiB ("command too long"): the commands of one call stay
+#: below this (the tmux binary and socket arguments come on top).
+BATCH_BYTES = 15_000
 DASHBOARD_NAME = "dashboard"
+#: Window user options that mark an agent window as a project's own (see the module docstring).
+PROJECT_OPTION, RUN_OPTION = "@orch_project", "@orch_run"
 REFRESH = 2.0
 
 
@@ -128,12 +138,27 @@ def server_for(config: dict[str, Any]) -> Tmux:
 
 
 def session_name(state_dir: str | Path, config: dict[str, Any]) -> str:
-    """``[backends.tmux] session``, else ``orch-<project directory name>``."""
+    """``[backends.tmux] session``, else ``orch-<project directory name>-<6 hex digits>``, the
+    digits from the SHA-1 of the resolved state directory: one session per project, even for
+    two checkouts called ``repo`` or ``demo.example.io`` beside ``demo-example-io`` (the name
+    keeps ``[A-Za-z0-9_-]``; tmux itself refuses ``.`` and ``:``)."""
     name = config.get("session")
     if not name:
-        sd = Path(state_dir)
-        name = f"orch-{sd.parent.name if sd.name == '.orchestrate' else sd.name}"
+        path = Path(state_dir).resolve()
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:6]
+        name = f"orch-{project_name(path)[:40]}-{digest}"
     return re.sub(r"[^A-Za-z0-9_-]", "-", str(name))
+
+
+def window_marks(target: str, spec: LaunchSpec) -> list[list[str]]:
+    """The tmux commands that set up an agent's window: keep it after the agent ends, and mark
+    it as this project's run (``@orch_project``, ``@orch_run``)."""
+    state_dir = str(Path(spec.state_dir).resolve())
+    return [
+        ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
+        ["set-option", "-w", "-t", target, PROJECT_OPTION, state_dir],
+        ["set-option", "-w", "-t", target, RUN_OPTION, str(spec.run_id)],
+    ]
 
 
 def launcher_env() -> dict[str, str]:
@@ -215,25 +240,31 @@ class TmuxBackend(SubprocessBackend):
         """One window per spec at index run id, in calls below :data:`BATCH_BYTES`; stops
         when the session is missing. Returns the handles made and tmux's complaints."""
         handles: dict[int, Handle] = {}
-        errors = ""
+        errors: list[str] = []
         batch: list[list[str]] = []
         size = 0
-        for i, spec in enumerate(specs):
+
+        def send() -> bool:
+            """Run the batch; False when the session is missing (nothing more can work)."""
+            proc = tmux.run(*batch, check=False)
+            handles.update(self._parse(proc.stdout, specs))
+            errors.append(proc.stderr)
+            batch.clear()
+            return proc.returncode == 0 or not _missing_session(proc.stderr)
+
+        for spec in specs:
             target = f"={session}:{spec.run_id}"
-            pair = [
-                self._new_window(spec, target),
-                ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
-            ]
-            batch += pair
-            size += sum(len(a.encode()) + 1 for cmd in pair for a in cmd) + 2
-            if i + 1 == len(specs) or size > BATCH_BYTES - 2_000:
-                proc = tmux.run(*batch, check=False)
-                handles.update(self._parse(proc.stdout, specs))
-                errors += proc.stderr
-                batch, size = [], 0
-                if proc.returncode != 0 and _missing_session(proc.stderr):
-                    break
-        return handles, errors
+            cmds = [self._new_window(spec, target), *window_marks(target, spec)]
+            cost = sum(len(tmux_arg(a).encode()) + 1 for cmd in cmds for a in cmd) + 2 * len(cmds)
+            if batch and size + cost > BATCH_BYTES:
+                if not send():
+                    return handles, "".join(errors)
+                size = 0
+            batch += cmds
+            size += cost
+        if batch:
+            send()
+        return handles, "".join(errors)
 
     def _command(self, spec: LaunchSpec) -> list[str]:
         env_file = _env_file(spec)
@@ -267,7 +298,7 @@ class TmuxBackend(SubprocessBackend):
         if _missing_session(why) or not tmux.has_session(session):
             proc = tmux.run(
                 self._new_window(spec, session, verb="new-session"),
-                ["set-option", "-w", "-t", f"={session}:", "remain-on-exit", "on"],
+                *window_marks(f"={session}:", spec),
                 check=False,
             )
             handle = self._parse(proc.stdout, [spec]).get(spec.run_id)
@@ -279,7 +310,7 @@ class TmuxBackend(SubprocessBackend):
         handle = self._parse(proc.stdout, [spec]).get(spec.run_id)
         if not handle:
             raise OrchError(f"tmux could not create a window for {spec.name!r}: {proc.stderr}")
-        tmux.run(["set-option", "-w", "-t", handle["window"], "remain-on-exit", "on"], check=False)
+        tmux.run(*window_marks(handle["window"], spec), check=False)
         return handle
 
     def _parse(self, out: str, specs: Sequence[LaunchSpec]) -> dict[int, Handle]:
@@ -308,23 +339,56 @@ class TmuxBackend(SubprocessBackend):
 
     # -- windows, for the dashboard and tidying ----------------------------------------------
 
-    def windows(self, state_dir: str | Path) -> list[dict[str, str]]:
-        """The project session's panes, in one tmux call (none when there is no session)."""
-        tmux = self.server()
+    def windows(
+        self, state_dir: str | Path, handles: Sequence[Handle] = ()
+    ) -> list[dict[str, str]]:
+        """This project's agent windows on the server, in one tmux call, wherever they are (a
+        window moved to another session is still the project's): those marked with its state
+        directory, and those from before the marks whose window id and pane process are those
+        of one of ``handles`` (the project's own records). Keys: window, name, pane, pid,
+        dead ("1" once the agent ended), run, session."""
+        keys = ("window", "name", "pane", "pid", "dead", "project", "run", "session")
         fmt = "\t".join(
             "#{" + k + "}"
-            for k in ("window_id", "window_name", "pane_id", "pane_pid", "pane_dead", "@orch_role")
+            for k in (
+                "window_id",
+                "window_name",
+                "pane_id",
+                "pane_pid",
+                "pane_dead",
+                PROJECT_OPTION,
+                RUN_OPTION,
+                "session_name",
+            )
         )
-        session = session_name(state_dir, self.config)
-        proc = tmux.run(["list-panes", "-s", "-t", f"={session}", "-F", fmt], check=False)
-        keys = ("window", "name", "pane", "pid", "dead", "role")
-        return [dict(zip(keys, line.split("\t"))) for line in proc.stdout.splitlines() if line]
+        proc = self.server().run(["list-panes", "-a", "-F", fmt], check=False)
+        mine = str(Path(state_dir).resolve())
+        legacy = {(str(h.get("window")), str(h.get("pid"))) for h in handles}
+        rows = [dict(zip(keys, line.split("\t"))) for line in proc.stdout.splitlines() if line]
+        return [
+            row
+            for row in rows
+            if row.get("project") == mine
+            or (not row.get("project") and (row.get("window"), row.get("pid")) in legacy)
+        ]
 
     def tidy(self, state_dir: str | Path) -> int:
-        """Close the windows whose agent has ended (their pane is dead); returns how many."""
-        dead = sorted(
-            {w["window"] for w in self.windows(state_dir) if w["dead"] == "1" and not w["role"]}
-        )
+        """Close this project's agent windows whose agent has ended (their pane is dead),
+        never another project's or anyone else's; returns how many."""
+        from orch_plugins.store import Store
+
+        store = Store(Path(state_dir), create=False)
+        try:
+            runs = store.runs(latest_only=False, include_archived=True)
+        finally:
+            store.close()
+        handles = []
+        for run in runs:
+            if run["backend"] == self.name and run["handle"]:
+                with contextlib.suppress(ValueError):
+                    handles.append(json.loads(run["handle"]))
+        windows = self.windows(state_dir, handles)
+        dead = sorted({w["window"] for w in windows if w["dead"] == "1"})
         if dead:
             self.server().run(*(["kill-window", "-t", w] for w in dead), check=False)
         return len(dead)
