@@ -27,9 +27,10 @@ UserPromptSubmit
     Inside an agent: records the session and attaches it to the run, replacing an older id (a
     resumed or forked run's own id is the one that counts). Elsewhere: adds a short notice of
     the agents that ended since the session's previous notice (name, status, one-line result,
-    output path); nothing when nothing ended. The quick "nothing new" check compares the mtime
-    and size of ``<state_dir>/ended`` (appended to when a run ends) with the value remembered in
-    ``<state_dir>/hooks/<session>.seen``, so it costs a stat and a small read.
+    output path) for the model, and one line on screen for the person (``systemMessage``:
+    names and statuses); nothing when nothing ended. The quick "nothing new" check compares
+    the mtime and size of ``<state_dir>/ended`` (appended to when a run ends) with the value
+    remembered in ``<state_dir>/hooks/<session>.seen``, so it costs a stat and a small read.
 Stop, SessionEnd
     Record the end of a turn / of the session.
 """
@@ -56,6 +57,8 @@ OVERLAP = 30.0
 #: At most this many agents are listed in one notice; the rest are counted.
 NOTICE_MAX = 12
 RESULT_CHARS = 160
+#: At most this many agents are named in the on-screen line.
+SCREEN_NAMES = 5
 
 
 # -- small helpers (os only) ----------------------------------------------------------------
@@ -272,12 +275,17 @@ def on_user_prompt_submit(event: _Event) -> None:
     seen_path = os.path.join(sd, SEEN_DIR, f"{sid}.seen")
     if mark is not None and _seen_mark(seen_path) == mark:
         return  # no run ended since this session last looked
-    notice = collect_notice(sd, sid, seen_path, mark, event)
-    if notice:
+    fresh = collect_notice(sd, sid, seen_path, mark, event)
+    if fresh:
         import json
 
         out = {
-            "hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": notice}
+            # On screen, for the person; the full notice below is for the model only.
+            "systemMessage": format_screen_note(fresh),
+            "hookSpecificOutput": {
+                "hookEventName": "UserPromptSubmit",
+                "additionalContext": format_notice(fresh),
+            },
         }
         sys.stdout.write(json.dumps(out, ensure_ascii=False))
         sys.stdout.flush()
@@ -294,11 +302,12 @@ def _lock(fh: object) -> None:
 
 def collect_notice(
     sd: str, sid: str, seen_path: str, mark: str | None, event: _Event | None = None
-) -> str:
-    """Claim the runs that ended since this session's watermark and describe them.
+) -> list[dict]:
+    """Claim the runs that ended since this session's watermark (store records, oldest end
+    first; ``[]`` when nothing ended).
 
     The watermark is ``sessions.notified_at`` (else the session's first sighting); runs that
-    ended before the session existed are not news. Returns "" when nothing ended.
+    ended before the session existed are not news.
     """
     import time
 
@@ -339,7 +348,7 @@ def collect_notice(
         fh.seek(0)
         fh.truncate()
         fh.write(f"{'' if mark is None else mark}\n{kept}\n")
-    return format_notice(fresh)
+    return fresh
 
 
 def _one_line(text: str | None) -> str:
@@ -375,6 +384,19 @@ def format_notice(runs: list[dict]) -> str:
         lines.append(f"- … and {n - NOTICE_MAX} more (orch status)")
     lines.append("Read a full result with `orch output NAME`; see all agents with `orch status`.")
     return "\n".join(lines)
+
+
+def format_screen_note(runs: list[dict]) -> str:
+    """The one line shown to the person (the hook's ``systemMessage``): who ended, how.
+
+    ``orch: 2 agents ended: parser completed, perf failed (orch status)``; at most
+    :data:`SCREEN_NAMES` names, the rest counted.
+    """
+    n = len(runs)
+    shown = [f"{run['name']} {run['status']}" for run in runs[:SCREEN_NAMES]]
+    if n > SCREEN_NAMES:
+        shown.append(f"{n - SCREEN_NAMES} more")
+    return f"orch: {n} agent{'s' * (n != 1)} ended: {', '.join(shown)} (orch status)"
 
 
 # -- entry point ------------------------------------------------------------------------------

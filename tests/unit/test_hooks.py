@@ -204,6 +204,27 @@ def test_notice_lists_agents_that_ended_since_the_previous_prompt(env, monkeypat
     assert store.session(env["sid"])["notified_at"] == pytest.approx(store.get_run(2)["ended_at"])
 
 
+def test_the_person_sees_one_line_on_screen(env, monkeypatch, capsys) -> None:
+    """The notice goes to the model; a one-line summary (systemMessage) to the screen."""
+    store = Store(env["state"])
+    fire(monkeypatch, capsys, "SessionStart", start_payload(env))
+    ended_run(store, "parser", output="Found 3 bugs")
+    ended_run(store, "perf", status=FAILED)
+    out = json.loads(fire(monkeypatch, capsys, "UserPromptSubmit", start_payload(env)))
+    screen = "orch: 2 agents ended: parser completed, perf failed (orch status)"
+    assert out["systemMessage"] == screen
+    assert "- parser: completed — Found 3 bugs" in out["hookSpecificOutput"]["additionalContext"]
+
+    for i in range(7):
+        ended_run(store, f"many{i}", output="x")
+    out = json.loads(fire(monkeypatch, capsys, "UserPromptSubmit", start_payload(env)))
+    assert out["systemMessage"] == (
+        "orch: 7 agents ended: many0 completed, many1 completed, many2 completed, "
+        "many3 completed, many4 completed, 2 more (orch status)"
+    )
+    assert "\n" not in out["systemMessage"]
+
+
 def test_agents_get_no_notice(env, monkeypatch, capsys) -> None:
     store = Store(env["state"])
     fire(monkeypatch, capsys, "SessionStart", start_payload(env))
