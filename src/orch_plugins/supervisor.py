@@ -439,9 +439,13 @@ class Supervisor:
             tries = f" after {attempts} attempt{'s' * (attempts > 1)}"
             return f"API error {res['api_error_status']}{tries}: {_first_line(res.get('result'))}"
         if res.get("is_error"):
-            return (
-                _first_line(res.get("result")) or f"claude reported an error ({res.get('subtype')})"
+            # A failure before the first turn (a resume whose transcript is gone: "No
+            # conversation found with session ID: …") has no result text, only ``errors``.
+            errors = res.get("errors")
+            said = _first_line(res.get("result")) or (
+                _first_line(str(errors[0])) if isinstance(errors, list) and errors else ""
             )
+            return said or f"claude reported an error ({res.get('subtype')})"
         tail = _last_line(self.run_dir / "stderr.log")
         if rc is None:
             return _first_line(res.get("result")) or "claude did not start"
@@ -584,12 +588,60 @@ class InteractiveSupervisor(Supervisor):
         else:
             status = "failed"
             error = f"interactive claude exited with code {rc} before its first turn ended"
+            said = self.last_words() if rc else ""
+            if said:
+                error += f": {said}"
         self.rep.finish(
             status,
             exit_code=rc,
             error=error,
             duration_ms=int((time.time() - self.started_at) * 1000),
         )
+
+    def last_words(self) -> str:
+        """What claude said last on its terminal, for the error of a failed start.
+
+        Claude Code prints such failures on the terminal, some on stdout ("No conversation
+        found with session ID: …"), some on stderr ("error: unknown option …"); both are in
+        the tmux pane this process runs in, whose text is kept in ``<run_dir>/screen.txt``.
+        Returns the last line that is not blank or box drawing, or "" outside tmux.
+        """
+        text = capture_own_pane()
+        if not text:
+            return ""
+        with contextlib.suppress(OSError):
+            write_atomic(self.run_dir / "screen.txt", text)
+        for line in reversed(text.splitlines()):
+            line = "".join(c for c in line if not "\u2500" <= c <= "\u257f").strip()
+            if any(c.isalnum() for c in line):
+                return line[:300]
+        return ""
+
+
+def capture_own_pane() -> str:
+    """The text of the tmux pane this process runs in, history included; "" outside tmux.
+
+    The tmux binary is the one running the pane (this process's parent, the tmux server),
+    else ``tmux`` on PATH; ``$TMUX`` names its server.
+    """
+    pane = os.environ.get("TMUX_PANE")
+    if not pane or not os.environ.get("TMUX"):
+        return ""
+    tmux = "tmux"
+    with contextlib.suppress(OSError):
+        parent = os.readlink(f"/proc/{os.getppid()}/exe")
+        if os.path.basename(parent).startswith("tmux"):
+            tmux = parent
+    try:
+        proc = subprocess.run(
+            [tmux, "capture-pane", "-p", "-J", "-S", "-", "-t", pane],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout.decode("utf-8", "replace").rstrip() if proc.returncode == 0 else ""
 
 
 def hook_settings(stop_file: str) -> dict[str, Any]:
