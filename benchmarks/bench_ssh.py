@@ -120,9 +120,7 @@ def main() -> None:
         print(f"status of {n} agents on one host, warm:  {median(warm)} (target < 100 ms)")
         cold = []
         for _ in range(3):
-            ctl = f"ControlPath={hosts.control_dir}/%C"
-            exit_master = ["ssh", "-F", str(hosts.ssh_config), "-o", ctl, "-O", "exit", "h1"]
-            subprocess.run(exit_master, capture_output=True)
+            hosts.exit_masters()
             cold.append(status_once())
         print(f"status of {n} agents on one host, cold:  {median(cold)}")
         whole = [run([*ORCH, "status", "--json"], env) for _ in range(5)]

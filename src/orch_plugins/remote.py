@@ -340,7 +340,23 @@ def do_doctor(req: dict, inp) -> tuple[dict, list]:
     return {"checks": checks}, []
 
 
-COMMANDS = {"launch": do_launch, "status": do_status, "cancel": do_cancel, "doctor": do_doctor}
+def do_hold(req: dict, inp) -> tuple[dict, list]:
+    """Keep this session open until stdin closes, answering first: ``orch doctor --host``
+    counts how many sessions one connection may hold open at once (sshd's MaxSessions)."""
+    out = sys.stdout.buffer
+    out.write(MARKER + json.dumps({"ok": True, "held": True, "blobs": []}).encode() + b"\n")
+    out.flush()
+    inp.read()
+    return {"held": True}, []
+
+
+COMMANDS = {
+    "launch": do_launch,
+    "status": do_status,
+    "cancel": do_cancel,
+    "doctor": do_doctor,
+    "hold": do_hold,
+}
 
 
 def main() -> int:

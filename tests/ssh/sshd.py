@@ -124,24 +124,26 @@ class Hosts:
             lines += [f'[hosts."{name}"]', *(f"{k} = {_toml(v)}" for k, v in host.items()), ""]
         return "\n".join(lines)
 
-    def stop(self) -> None:
-        """Close multiplexed masters, stop every server and whatever still runs below root."""
-        for alias in self.servers:
+    def exit_masters(self) -> None:
+        """Close the multiplexed masters: every socket in the control directory."""
+        for sock in self.control_dir.glob("*"):
+            if not sock.is_socket():
+                continue
             with contextlib.suppress(Exception):
                 subprocess.run(
-                    [
-                        "ssh",
-                        "-F",
-                        str(self.ssh_config),
-                        "-o",
-                        "ControlPath=" + str(self.control_dir / "%C"),
-                        "-O",
-                        "exit",
-                        alias,
-                    ],
+                    ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "master"],
                     capture_output=True,
                     timeout=10,
                 )
+
+    def logins(self, name: str) -> int:
+        """Full logins (authentications) server ``name`` has seen; needs ``LogLevel INFO``
+        among its ``sshd_options`` (a multiplexed session is not a login)."""
+        return (self[name].root / "sshd.log").read_text().count("Accepted publickey")
+
+    def stop(self) -> None:
+        """Close multiplexed masters, stop every server and whatever still runs below root."""
+        self.exit_masters()
         for server in self.servers.values():
             if server.proc is not None and server.proc.poll() is None:
                 server.proc.terminate()
@@ -207,9 +209,11 @@ def start_hosts(
     names: Sequence[str] = ("h1", "h2"),
     addresses: Sequence[str] = ("127.0.0.2", "127.0.0.3"),
     control_dir: Path | None = None,
+    sshd_options: Mapping[str, Sequence[str]] | None = None,
 ) -> Hosts:
     """Start one sshd per name; ``env`` is what each server's sessions get through ``SetEnv``
-    (``HOME`` is set per host)."""
+    (``HOME`` is set per host); ``sshd_options`` adds lines to a server's ``sshd_config``,
+    by name (before the defaults: sshd keeps the first value, e.g. ``"MaxSessions 4"``)."""
     if not os.path.exists(SSHD):
         raise SshdMissing(f"{SSHD} not found: apt-get install -y openssh-server")
     if os.geteuid() == 0:  # privilege separation directory (a non-root sshd serves only us)
@@ -241,6 +245,7 @@ def start_hosts(
         config.write_text(
             "\n".join(
                 [
+                    *(sshd_options or {}).get(name, ()),
                     f"ListenAddress {address}",
                     f"Port {server.port}",
                     f"HostKey {sroot / 'host_key'}",

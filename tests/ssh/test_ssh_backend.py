@@ -11,11 +11,13 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orch_plugins.backends.ssh import Host, SshBackend
+from orch_plugins.backends.ssh import NO_FALLBACK, Host, SshBackend
+from orch_plugins.config import load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.supervisor import descendants
 from tests.helpers import orch, pid_gone, status_json, wait_for
@@ -28,7 +30,7 @@ from tests.ssh.conftest import (
     handle,
     tree_gone,
 )
-from tests.ssh.sshd import Hosts
+from tests.ssh.sshd import Hosts, SshdMissing, start_hosts
 
 HOSTILE = (
     'it\'s "quoted" $(touch /tmp/orch-ssh-pwned) `id` $HOME; echo pwned | cat && exit 1\n'
@@ -168,6 +170,22 @@ def test_connection_drop_and_one_round_trip_per_host(
     assert wait_for(lambda: all(tree_gone(p) for p in pids))
 
 
+def slow_calls(backend: SshBackend, host: Host, slow: Path, base: Path, n: int) -> None:
+    """``n`` calls at once, from threads, each holding its session for the second that the
+    ``slow`` claude's ``--version`` takes; all must succeed."""
+    request = {"cmd": "doctor", "claude": str(slow), "base_dir": str(base)}
+    replies: list[dict] = []
+    threads = [
+        threading.Thread(target=lambda: replies.append(backend.call(host, request)[0]))
+        for _ in range(n)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(replies) == n and all(r["checks"][1][1] for r in replies)
+
+
 def test_concurrent_calls_stay_under_sshds_sessions_per_connection(
     two_hosts: Hosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,17 +212,7 @@ def test_concurrent_calls_stay_under_sshds_sessions_per_connection(
         )
         host = backend.host("h1")
         backend.call(host, {"cmd": "status", "runs": []})  # the master connection
-        request = {"cmd": "doctor", "claude": str(slow), "base_dir": str(tmp_path / "b")}
-        replies: list[dict] = []
-        threads = [
-            threading.Thread(target=lambda: replies.append(backend.call(host, request)[0]))
-            for _ in range(12)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len(replies) == 12 and all(r["checks"][1][1] for r in replies)
+        slow_calls(backend, host, slow, tmp_path / "b", 12)
         return log.read_text()
 
     assert "refused" not in burst(8)
@@ -241,8 +249,7 @@ def test_failures_are_clear_and_leave_other_agents_alone(
     assert shows("ok", "h1: claude") and shows("ok", "h1: base_dir"), r.stdout
     assert shows("FAIL", "unknown: ssh", "host key"), r.stdout
     assert shows("ok", "noclaude: ssh") and shows("FAIL", "noclaude: claude"), r.stdout
-    # ssh shares a master among aliases of one host, port and user (%C): start afresh, so the
-    # launches below each make their own connection.
+    # Start afresh, so the launches below each make their own connection.
     drop_masters(two_hosts)
 
     expected = {
@@ -292,7 +299,10 @@ def test_ssh_command_line_keeps_the_users_ssh_settings(tmp_path: Path) -> None:
     assert argv[:5] == ["ssh", "-F", os.path.expanduser("~/my_config"), "-o", "ProxyJump=bastion"]
     for opt in ("BatchMode=yes", "ControlMaster=auto", "ControlPersist=60"):
         assert opt in argv
-    assert f"ControlPath={short / 'c'}/%C" in argv
+    assert f"ControlPath={short / 'c'}/m-{backend.connection_key(host)}" in argv
+    assert NO_FALLBACK not in argv
+    guarded = backend.ssh_argv(host, "x", no_fallback=True)
+    assert guarded[3:7] == ["-o", NO_FALLBACK, "-o", "ProxyJump=bastion"]  # before the user's
     assert "StrictHostKeyChecking" not in joined and "UserKnownHostsFile" not in joined
     assert argv[-3:-1] == ["--", "me@box"]
     assert argv[-1].startswith("exec python3 -S -c 'import sys,types;")  # constant text only
@@ -342,3 +352,65 @@ def test_remote_helper_compiles_only_the_supervisors_process_helpers(
     assert not hasattr(helpers, "Supervisor")  # the cut worked (else: whole module, slower)
     assert helpers.pid_alive(os.getpid(), helpers.proc_start_time(os.getpid()))
     assert callable(helpers.terminate_tree)
+
+
+# -- a host that allows fewer sessions per connection -------------------------------------------
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Hosts]:
+    """One sshd that allows 4 sessions per connection (``MaxSessions 4``) and logs logins."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    try:
+        hosts = start_hosts(
+            tmp_path / "limited",
+            env,
+            names=("h1",),
+            addresses=("127.0.0.5",),
+            sshd_options={"h1": ["MaxSessions 4", "LogLevel INFO"]},
+        )
+    except SshdMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield hosts
+    finally:
+        hosts.stop()
+
+
+def test_a_host_allowing_fewer_sessions_is_learnt_not_turned_into_logins(
+    project: Path, limited: Hosts, tmp_path: Path
+) -> None:
+    """orch assumes 8 sessions per connection; this sshd allows 4. A refused session must not
+    quietly become a full login: the host's limit is lowered (for every later process too) and
+    the call asks the master again. ``orch doctor --host`` measures the limit."""
+    (tmp_path / "config.toml").write_text(limited.config_toml(hosts={"h1": FAKE}))
+    slow = tmp_path / "slow-claude"
+    slow.write_text("#!/bin/sh\nsleep 1\necho 1.0\n")
+    slow.chmod(0o755)
+    config = load_config().backends["ssh"]
+    host = SshBackend(config).host("h1")
+
+    def burst() -> None:
+        # A new backend, as a new process would have: only the file remembers.
+        slow_calls(SshBackend(config), host, slow, tmp_path / "b", 10)
+
+    SshBackend(config).call(host, {"cmd": "status", "runs": []})  # the master connection
+    assert limited.logins("h1") == 1
+    burst()
+    assert limited.logins("h1") == 1  # every session went through the one connection
+    learnt = SshBackend(config).session_limit(host)
+    assert 1 <= learnt <= 4
+    assert SshBackend(config).learnt_limits()[SshBackend.connection_key(host)]["how"] == "refused"
+
+    r = orch("doctor", "--host", "h1", check=True, timeout=120)
+    line = next(x for x in r.stdout.splitlines() if "h1: sessions" in x)
+    assert line.startswith("ok") and "4 per connection (sshd MaxSessions)" in line, r.stdout
+    assert "orch opens at most 4 at once" in line
+    assert SshBackend(config).session_limit(host) == 4  # measured and kept
+    burst()  # within the limit: never refused again
+    assert SshBackend(config).learnt_limits()[SshBackend.connection_key(host)]["how"] == "probed"
+    assert limited.logins("h1") == 1
+    drop_masters(limited)  # its socket stays behind: the next call must replace the master
+    assert SshBackend(config).control_path(host).is_socket()
+    SshBackend(config).call(host, {"cmd": "status", "runs": []})
+    assert limited.logins("h1") == 2
