@@ -30,19 +30,24 @@ def build_argv(
     interactive: bool = False,
 ) -> list[str]:
     """claude's argv. The prompt is never in it: it goes on stdin (``-p``), so task text never
-    meets a shell or an argv length limit."""
+    meets a shell or an argv length limit. A role adds its system prompt, its tool list
+    (``--tools`` limits what is offered, ``--allowedTools`` pre-approves) and its permission
+    mode; without a role Claude Code's own defaults and the user's settings apply."""
     argv = [claude_bin]
     if not interactive:
         argv += ["-p", "--output-format", "stream-json", "--verbose"]
     if role is not None:
         if role.system_prompt:
             argv += ["--append-system-prompt", role.system_prompt]
-        if role.allowed_tools:
+        offered = role.offered_tools()
+        if offered is not None:
+            # --allowedTools only pre-approves; --tools is what limits the tools on offer.
+            argv += ["--tools", ",".join(offered)]
             argv += ["--allowedTools", ",".join(role.allowed_tools)]
         if role.disallowed_tools:
             argv += ["--disallowedTools", ",".join(role.disallowed_tools)]
-        if role.permission_mode:
-            argv += ["--permission-mode", role.permission_mode]
+        # Always explicit: claude -p's own default mode changed in Claude Code 2.1.302.
+        argv += ["--permission-mode", role.permission_mode or "default"]
     model = model or (role.model if role else None)
     if model:
         argv += ["--model", model]

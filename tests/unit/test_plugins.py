@@ -423,7 +423,8 @@ def test_duplicate_backend_and_role_names_name_both_owners(scratch: Path) -> Non
 
 
 def test_agent_file_overrides_a_builtin_role_of_the_same_name(scratch: Path) -> None:
-    path = _agent(Path.home() / ".claude" / "agents", "tester", "---\nname: tester\n---\nmine\n")
+    text = "---\nname: tester\ndescription: my own\n---\nmine\n"
+    path = _agent(Path.home() / ".claude" / "agents", "tester", text)
     p, _ = fake_plugins()
     role = p.role("tester")
     assert role.system_prompt == "mine" and role.source == str(path)
@@ -488,7 +489,7 @@ def test_allow_and_block_lists(scratch: Path, monkeypatch: pytest.MonkeyPatch) -
     # Built-ins are never subject to the allow-list, but the block-list takes their short names.
     agents = scratch / ".claude" / "agents"
     agents.mkdir(parents=True)
-    (agents / "mine.md").write_text("---\nname: mine\n---\nbody\n")
+    (agents / "mine.md").write_text("---\nname: mine\ndescription: my own\n---\nbody\n")
     monkeypatch.setenv("ORCH_PLUGINS_ALLOW", "one")
     p, _ = fake_plugins(*eps())
     assert p.role("mine").name == "mine"
@@ -588,7 +589,11 @@ def test_claude_agent_files_become_roles(scratch: Path, caplog: pytest.LogCaptur
         "model: inherit\n---\nYou review things.\n\nCarefully.\n",
     )
     _agent(user_dir, "shared", "---\nname: shared\ndescription: user copy\nmodel: opus\n---\nx\n")
-    _agent(user_dir, "user-only", "---\ndescription: from home\nmodel: sonnet\n---\nHi.\n")
+    _agent(
+        user_dir,
+        "user-only",
+        "---\nname: user-only\ndescription: from home\nmodel: sonnet\n---\nHi.\n",
+    )
     _agent(proj_dir, "plain", "No front matter at all.\n")
     broken = _agent(proj_dir, "broken", "---\nname: broken\ndescription: never closed\n")
     (proj_dir / "latin1.md").write_bytes(b"---\nname: latin1\n---\ncaf\xe9\n")
@@ -606,7 +611,7 @@ def test_claude_agent_files_become_roles(scratch: Path, caplog: pytest.LogCaptur
     assert role.source == str(shared)
     user_only = roles.get("user-only")
     assert user_only and user_only.model == "sonnet" and user_only.allowed_tools == ()
-    assert roles.get("plain") and roles.get("plain").system_prompt == "No front matter at all."
+    assert roles.get("plain") is None  # no front matter: Claude Code ignores it too
     assert roles.get("broken") is None and roles.get("latin1") is None
     assert roles.get("notes") is None
     assert f"skipping agent file {broken}: front matter is not closed" in caplog.text
@@ -621,13 +626,14 @@ def test_roles_show_prints_one_role(project: Path) -> None:
         "Audit it.\n",
     )
     out = orch("roles", "--show", "auditor", check=True).stdout
-    assert out.splitlines()[:6] == [
+    assert out.splitlines()[:7] == [
         "name: auditor",
         "description: Audits",
         f"source: {path}",
         "model: -",
-        "permission_mode: -",
+        "permission_mode: default",
         "allowed_tools: Read, Grep",
+        "disallowed_tools: -",
     ]
     assert out.endswith("system_prompt:\nAudit it.\n")
     data = json.loads(orch("roles", "--show", "auditor", "--json", check=True).stdout)

@@ -44,23 +44,32 @@ def roles(
         for key in ("name", "description", "source", "model", "permission_mode"):
             typer.echo(f"{key}: {data[key] or '-'}")
         typer.echo(f"allowed_tools: {', '.join(data['allowed_tools']) or '-'}")
+        typer.echo(f"disallowed_tools: {', '.join(data['disallowed_tools']) or '-'}")
         typer.echo(f"task_template: {data['task_template']}")
         typer.echo(f"system_prompt:\n{data['system_prompt']}")
         return
     _, registry = plugins.everything()
-    rows = [
-        {
-            "name": n,
-            "description": registry.get(n).description,
-            "source": registry.get(n).source or registry.owner(n),
-        }
-        for n in registry.names()
-    ]
+    rows = []
+    for n in registry.names():
+        role = registry.get(n)
+        rows.append(
+            {
+                "name": n,
+                "description": role.description,
+                "source": role.source or registry.owner(n),
+                "allowed_tools": list(role.allowed_tools),
+                "disallowed_tools": list(role.disallowed_tools),
+                "model": role.model,
+                "permission_mode": role.permission_mode,
+            }
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        typer.echo(f"{row['name']:<18} {row['description']}  [{row['source']}]")
+        # A description may span lines (a YAML block scalar): the list shows its first.
+        first = row["description"].strip().split("\n", 1)[0]
+        typer.echo(f"{row['name']:<18} {first}  [{row['source']}]")
 
 
 @app.command()

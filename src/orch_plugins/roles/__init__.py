@@ -7,12 +7,22 @@ third-party plugin registers its own; ``.claude/agents/*.md`` files become roles
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from orch_plugins.errors import OrchError
 
-PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk")
+#: ``--permission-mode`` values that both the pinned Claude Code (2.1.197) and the newest tested
+#: one (2.1.332) accept. ``default`` is the mode Claude Code 2.1.200+ calls "manual" in its CLI;
+#: ``default`` stays its config value and is still accepted, while 2.1.197 refuses ``manual``.
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "auto", "dontAsk", "bypassPermissions")
+#: Other spellings a role (or an agent file) may use, and the mode each means.
+PERMISSION_MODE_ALIASES = {"manual": "default"}
+
+
+def tool_base_name(entry: str) -> str:
+    """``"Bash(git diff:*)"`` -> ``"Bash"``: the tool a permission rule is about."""
+    return entry.split("(", 1)[0].strip()
 
 
 @dataclass(frozen=True)
@@ -20,8 +30,11 @@ class Role:
     """One agent template.
 
     ``task_template`` frames the task: ``{task}`` is replaced by the task text (plain string
-    replacement, so braces in a task are safe). ``allowed_tools`` become ``--allowedTools``;
-    in ``claude -p`` a tool that is not allowed is refused rather than prompted for.
+    replacement, so braces in a task are safe). ``allowed_tools`` is the role's tool list: it
+    limits the built-in tools the agent is offered (``--tools``, base names: ``Bash(git log:*)``
+    offers ``Bash``) and pre-approves each entry as written (``--allowedTools``); empty means
+    Claude Code's default set, none pre-approved. ``permission_mode`` is always passed
+    (``--permission-mode``): ``None`` and ``"manual"`` mean ``"default"``.
     """
 
     name: str
@@ -29,19 +42,45 @@ class Role:
     system_prompt: str = ""
     allowed_tools: tuple[str, ...] = ()
     disallowed_tools: tuple[str, ...] = ()
-    permission_mode: str | None = None
+    permission_mode: str | None = "default"
     model: str | None = None
     task_template: str = "{task}"
     source: str = ""
 
+    def __post_init__(self) -> None:
+        mode = self.permission_mode or "default"
+        object.__setattr__(self, "permission_mode", PERMISSION_MODE_ALIASES.get(mode, mode))
+        object.__setattr__(self, "allowed_tools", tuple(self.allowed_tools))
+        object.__setattr__(self, "disallowed_tools", tuple(self.disallowed_tools))
+
     def frame(self, task: str) -> str:
         return self.task_template.replace("{task}", task)
+
+    def offered_tools(self) -> list[str] | None:
+        """The built-in tools to offer (``--tools``), or ``None`` for Claude Code's default set.
+
+        MCP tools (``mcp__…``) are left out: ``--tools`` covers built-in tools only, and the
+        project's MCP servers stay connected, so listed MCP tools are still offered (and
+        pre-approved). An empty list (every entry an MCP tool) offers no built-in tool.
+        """
+        if not self.allowed_tools:
+            return None
+        names = [tool_base_name(t) for t in self.allowed_tools]
+        return list(dict.fromkeys(n for n in names if n and not n.startswith("mcp__")))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["allowed_tools"] = list(self.allowed_tools)
         data["disallowed_tools"] = list(self.disallowed_tools)
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Role:
+        """The inverse of :meth:`to_json`; unknown keys (from a newer orch) are ignored.
+
+        Raises ``TypeError``/``ValueError`` for data that is not a role."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class RoleRegistry:
@@ -61,7 +100,7 @@ class RoleRegistry:
         order plugins run in. Two plugins, or two user files, with one name fail loudly."""
         if not isinstance(role, Role):
             raise OrchError(f"plugin {self.current_owner} registered {role!r}, not a Role")
-        if role.permission_mode and role.permission_mode not in PERMISSION_MODES:
+        if role.permission_mode not in PERMISSION_MODES:
             raise OrchError(
                 f"role {role.name!r} from {self.current_owner}: unknown permission mode "
                 f"{role.permission_mode!r}"

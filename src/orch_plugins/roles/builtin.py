@@ -1,11 +1,17 @@
-"""The built-in roles, registered like any third-party plugin's."""
+"""The built-in roles, registered like any third-party plugin's.
+
+Each states its permission mode: ``default`` for the read-only ones (in ``claude -p`` anything not
+pre-approved is refused, an interactive agent asks the person), ``acceptEdits`` for the ones that
+change files. Their tool lists limit what the agent is offered: a reviewer gets no Edit or Write,
+and Bash only for the git commands it lists.
+"""
 
 from __future__ import annotations
 
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.roles import Role, RoleRegistry
 
-_READ = ("Read", "Grep", "Glob", "LS")
+_READ = ("Read", "Grep", "Glob")
 _GIT_READ = ("Bash(git diff:*)", "Bash(git log:*)", "Bash(git show:*)", "Bash(git status:*)")
 _REPORT = (
     "\n\nEnd with a report: a short summary line first, then findings as a list, each with the "
@@ -22,6 +28,7 @@ ROLES = (
             "confirmed bugs with a reproduction over many guesses. Do not edit files." + _REPORT
         ),
         allowed_tools=(*_READ, *_GIT_READ),
+        permission_mode="default",
         task_template="Hunt for bugs. Scope: {task}",
     ),
     Role(
@@ -33,6 +40,7 @@ ROLES = (
             "linters. Do not edit files." + _REPORT
         ),
         allowed_tools=(*_READ, *_GIT_READ),
+        permission_mode="default",
         task_template="Review the style of: {task}",
     ),
     Role(
@@ -44,6 +52,7 @@ ROLES = (
             "numbers; estimate the gain of each suggestion." + _REPORT
         ),
         allowed_tools=(*_READ, *_GIT_READ, "Bash(python -m timeit:*)", "Bash(time:*)"),
+        permission_mode="default",
         task_template="Analyse the performance of: {task}",
     ),
     Role(
@@ -56,6 +65,7 @@ ROLES = (
             "files." + _REPORT
         ),
         allowed_tools=(*_READ, *_GIT_READ),
+        permission_mode="default",
         task_template="Security review of: {task}",
     ),
     Role(
@@ -67,6 +77,7 @@ ROLES = (
             "files."
         ),
         allowed_tools=(*_READ, "WebSearch", "WebFetch"),
+        permission_mode="default",
         task_template="Research question: {task}",
     ),
     Role(
@@ -77,7 +88,7 @@ ROLES = (
             "follow the codebase's conventions, run the relevant tests, and finish with a summary "
             "of what changed, which tests ran and anything left undone."
         ),
-        allowed_tools=(*_READ, "Edit", "Write", "MultiEdit", "Bash"),
+        allowed_tools=(*_READ, "Edit", "Write", "Bash"),
         permission_mode="acceptEdits",
         task_template="Implement: {task}",
     ),

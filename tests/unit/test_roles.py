@@ -1,0 +1,186 @@
+"""Roles: ``.claude/agents/*.md`` read as Claude Code reads them, the command line a role gives
+claude (``--tools`` limits, ``--allowedTools`` pre-approves, an explicit permission mode), and
+the role a run keeps for its resumes and forks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orch_plugins.claude import build_argv
+from orch_plugins.roles import Role
+from orch_plugins.roles.builtin import ROLES
+from orch_plugins.roles.claude_agents import parse_agent_file, split_tools
+from tests.helpers import orch
+
+
+def _file(tmp_path: Path, data: bytes, stem: str = "agent") -> Path:
+    path = tmp_path / f"{stem}.md"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("front", "tools"),
+    [
+        ("tools: [Read, Grep]", ("Read", "Grep")),
+        ("tools:\n  - Read\n  - Bash(git diff:*)", ("Read", "Bash(git diff:*)")),
+        ("tools: Read, Grep ,Bash(git log:*)", ("Read", "Grep", "Bash(git log:*)")),
+        ("tools: Read Grep", ("Read", "Grep")),  # Claude Code splits at spaces too
+        ('tools: "Read, Grep"', ("Read", "Grep")),
+        ("tools: []", ()),  # empty: every tool, as in Claude Code
+        ("tools:", ()),
+    ],
+)
+def test_tools_in_every_shape(tmp_path: Path, front: str, tools: tuple[str, ...]) -> None:
+    text = f"---\nname: r\ndescription: d\n{front}\n---\nBody.\n"
+    role = parse_agent_file(_file(tmp_path, text.encode()))
+    assert role is not None and role.allowed_tools == tools
+
+
+@pytest.mark.parametrize(
+    ("front", "description"),
+    [
+        ("description: >\n  folded one\n  folded two\n", "folded one folded two"),
+        ("description: |\n  literal one\n  literal two\n", "literal one\nliteral two"),
+        ("description: 'it''s: quoted'\n", "it's: quoted"),
+        ("description: valid # a comment\n", "valid"),
+        ("description: on\n", "on"),  # YAML 1.2, as Claude Code: not a boolean
+        # Not YAML: Claude Code quotes such values and parses again; so does orch.
+        ("description: Use when: the user asks #now\n", "Use when: the user asks #now"),
+        ('description: say "hi": now\n', 'say "hi": now'),
+    ],
+)
+def test_descriptions_in_every_shape(tmp_path: Path, front: str, description: str) -> None:
+    role = parse_agent_file(_file(tmp_path, f"---\nname: r\n{front}---\nBody.\n".encode()))
+    assert role is not None and role.description == description
+
+
+def test_bom_crlf_and_other_fields(tmp_path: Path) -> None:
+    data = (
+        b"\xef\xbb\xbf---\r\nname: crlf\r\ndescription: Reviews\r\ntools: [Read, Grep]\r\n"
+        b"disallowedTools: Write, Edit\r\nmodel: haiku\r\npermissionMode: manual\r\n---\r\n"
+        b"Line one.\r\n\r\nLine two.\r\n"
+    )
+    role = parse_agent_file(_file(tmp_path, data))
+    assert role == Role(
+        name="crlf",
+        description="Reviews",
+        system_prompt="Line one.\n\nLine two.",
+        allowed_tools=("Read", "Grep"),
+        disallowed_tools=("Write", "Edit"),
+        permission_mode="default",  # "manual" is 2.1.200+'s name; 2.1.197 refuses it
+        model="haiku",
+        source=str(tmp_path / "agent.md"),
+    )
+    broken = b"---\nname: x\ndescription: d\ntools: [Read, Grep\nmodel: inherit\n---\n"
+    role = parse_agent_file(_file(tmp_path, broken))
+    assert role is not None and role.allowed_tools == ("[Read", "Grep") and role.model is None
+
+
+def test_files_claude_code_ignores_are_no_roles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert parse_agent_file(_file(tmp_path, b"No front matter.\n")) is None
+    assert parse_agent_file(_file(tmp_path, b"\n---\nname: a\ndescription: b\n---\n")) is None
+    for data, why in (
+        (b"---\ndescription: no name\n---\nx\n", "no 'name'"),
+        (b"---\nname: nodesc\n---\nx\n", "no 'description'"),
+        (b"---\nname: 123\ndescription: numeric name\n---\nx\n", "no 'name'"),
+        (b"---\nname: x\ndescription: d\n  bad: [indent\n---\nx\n", "not YAML"),
+        (b"---\nname: x\ndescription: never closed\n", "not closed"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            parse_agent_file(_file(tmp_path, data))
+    with caplog.at_level(logging.WARNING):
+        role = parse_agent_file(_file(tmp_path, b"---\nname: l\ndescription: caf\xe9\n---\n"))
+        odd = parse_agent_file(
+            _file(tmp_path, b"---\nname: m\ndescription: d\npermissionMode: sometimes\n---\n")
+        )
+    assert role is not None and role.description == "caf\ufffd"  # as Claude Code reads it
+    assert "not UTF-8" in caplog.text
+    assert odd is not None and odd.permission_mode == "default"
+    assert "unknown permissionMode 'sometimes'" in caplog.text
+
+
+def test_split_tools_keeps_rules_whole() -> None:
+    assert split_tools("Bash(git diff:*), Read  Bash(npm run test:*)") == (
+        "Bash(git diff:*)",
+        "Read",
+        "Bash(npm run test:*)",
+    )
+    assert split_tools(["Read, Grep", 3, "Glob"]) == ("Read", "Grep", "Glob")
+    assert split_tools(None) == ()
+
+
+def _after(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def test_argv_limits_tools_and_states_the_mode() -> None:
+    reviewer = Role(name="r", allowed_tools=("Read", "Grep", "Bash(git diff:*)", "mcp__gh__x"))
+    argv = build_argv("claude", role=reviewer)
+    assert _after(argv, "--tools") == "Read,Grep,Bash"  # built-in base names only
+    assert _after(argv, "--allowedTools") == "Read,Grep,Bash(git diff:*),mcp__gh__x"
+    assert _after(argv, "--permission-mode") == "default"
+    only_mcp = build_argv("claude", role=Role(name="m", allowed_tools=("mcp__gh__x",)))
+    assert _after(only_mcp, "--tools") == ""  # no built-in tool; MCP tools stay
+    everything = build_argv("claude", role=Role(name="a", permission_mode=None))
+    assert "--tools" not in everything and "--allowedTools" not in everything
+    assert _after(everything, "--permission-mode") == "default"
+    assert "--permission-mode" not in build_argv("claude")  # no role: the user's settings
+    for role in ROLES:
+        argv = build_argv("claude", role=role)
+        assert _after(argv, "--permission-mode") in ("default", "acceptEdits"), role.name
+        offered = (_after(argv, "--tools") or "").split(",")
+        if role.permission_mode == "default":  # the read-only roles
+            assert not {"Edit", "Write", "NotebookEdit"} & set(offered), role.name
+
+
+def test_roles_json_lists_tools_model_and_mode(project: Path) -> None:
+    directory = project / ".claude" / "agents"
+    directory.mkdir(parents=True)
+    (directory / "rev.md").write_text(
+        "---\nname: rev\ndescription: >\n  Reviews\n  code\ntools: [Read, Grep]\n"
+        "model: sonnet\npermissionMode: plan\n---\nBody\n"
+    )
+    roles = {r["name"]: r for r in json.loads(orch("roles", "--json", check=True).stdout)}
+    assert roles["rev"] == {
+        "name": "rev",
+        "description": "Reviews code",
+        "source": str(directory / "rev.md"),
+        "allowed_tools": ["Read", "Grep"],
+        "disallowed_tools": [],
+        "model": "sonnet",
+        "permission_mode": "plan",
+    }
+    assert roles["implementer"]["permission_mode"] == "acceptEdits"
+    assert roles["bug-hunter"]["permission_mode"] == "default"
+
+
+def test_yaml_is_imported_only_to_read_agent_files(project: Path) -> None:
+    code = (
+        "import sys; from orch_plugins.cli import main\n"
+        "sys.argv[0] = 'orch'\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('YAML', 'yaml' in sys.modules, file=sys.stderr)"
+    )
+
+    def loads_yaml(*args: str) -> bool:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+        )
+        assert "YAML" in proc.stderr, proc.stderr
+        return "YAML True" in proc.stderr
+
+    assert not loads_yaml("status")
+    assert not loads_yaml("roles")  # no agent files to read
+    directory = project / ".claude" / "agents"
+    directory.mkdir(parents=True)
+    (directory / "rev.md").write_text("---\nname: rev\ndescription: d\n---\nBody\n")
+    assert loads_yaml("roles")
