@@ -254,7 +254,7 @@ class Supervisor:
     def show_end(self, status: str, fields: dict[str, Any]) -> None:
         cost = fields.get("cost_usd")
         secs = (fields.get("duration_ms") or 0) / 1000
-        detail = f" after {secs:.1f} s" + (f", ${cost:.4f}" if isinstance(cost, float) else "")
+        detail = f" after {secs:.1f} s" + (f", {_money(cost)}" if isinstance(cost, float) else "")
         lines = [f"== {status}{detail} =="]
         if fields.get("error"):
             lines.append(f"error: {fields['error']}")
@@ -744,6 +744,15 @@ def _describe(event: dict[str, Any]) -> list[str]:
         return _describe_impl(event)
     except Exception:  # a malformed event must not stop the agent
         return []
+
+
+def _money(usd: float) -> str:
+    """orch_plugins.progress.money when importable (the display is a local tmux pane)."""
+    try:
+        from orch_plugins.progress import money
+    except ImportError:
+        return f"${usd:.4f}"
+    return money(usd)
 
 
 def _describe_minimal(event: dict[str, Any]) -> list[str]:

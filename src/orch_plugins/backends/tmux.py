@@ -599,9 +599,11 @@ def _age(run: dict[str, Any]) -> str:
 
 def status_lines(runs: list[dict[str, Any]], width: int) -> list[str]:
     """The status pane's table: one line per agent, newest last."""
+    from orch_plugins.progress import money
+
     rows = [("NAME", "STATUS", "TIME", "TURNS", "TOOLS", "COST", "TASK / RESULT")]
     for r in runs:
-        cost = f"${r['cost_usd']:.3f}" if r.get("cost_usd") is not None else "-"
+        cost = money(r.get("cost_usd"))
         if r["status"] == "completed":
             detail = "→ " + _head(r["output_path"])
         elif r["status"] in ("running", "queued"):

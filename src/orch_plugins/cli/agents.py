@@ -14,16 +14,24 @@ from orch_plugins.errors import OrchError
 
 app = typer.Typer()
 
-ROLE_OPT = typer.Option(None, "--role", "-r", help="Role template (see 'orch roles').")
-BACKEND_OPT = typer.Option(None, "--backend", "-b", help="Backend (see 'orch backends').")
-TIMEOUT_OPT = typer.Option(None, "--timeout", help="Stop the agent after this many seconds.")
-RETRIES_OPT = typer.Option(0, "--retries", help="Retries after transient API errors.")
-MODEL_OPT = typer.Option(None, "--model", "-m", help="Claude model for the agent.")
-CWD_OPT = typer.Option(None, "--cwd", help="Working directory of the agent (default: here).")
-MAXPAR_OPT = typer.Option(None, "--max-parallel", help="Run at most N agents at once.")
+ROLE_OPT = typer.Option(
+    None, "--role", "-r", metavar="ROLE", help="Role template (see 'orch roles')."
+)
+BACKEND_OPT = typer.Option(
+    None, "--backend", "-b", metavar="BACKEND", help="Backend (see 'orch backends')."
+)
+TIMEOUT_OPT = typer.Option(
+    None, "--timeout", metavar="SECONDS", help="Stop the agent after this many seconds."
+)
+RETRIES_OPT = typer.Option(0, "--retries", metavar="N", help="Retries after transient API errors.")
+MODEL_OPT = typer.Option(None, "--model", "-m", metavar="MODEL", help="Claude model for the agent.")
+CWD_OPT = typer.Option(
+    None, "--cwd", metavar="DIR", help="Working directory of the agent (default: here)."
+)
+MAXPAR_OPT = typer.Option(None, "--max-parallel", metavar="N", help="Run at most N agents at once.")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
 HOST_OPT = typer.Option(
-    None, "--host", help="Remote host for the ssh backend (implies --backend ssh)."
+    None, "--host", metavar="HOST", help="Remote host for the ssh backend (implies --backend ssh)."
 )
 INTERACTIVE_OPT = typer.Option(
     False, "--interactive", help="tmux backend: an interactive session you can attach to."
@@ -82,8 +90,10 @@ def _launched_line(run: dict[str, Any]) -> str:
 
 @app.command()
 def launch(
-    name: str = typer.Argument(..., help="Agent name: letters, digits, '.', '_', '-'."),
-    task: str = typer.Argument(..., help="The task; '-' reads it from stdin."),
+    name: str = typer.Argument(
+        ..., metavar="NAME", help="Agent name: letters, digits, '.', '_', '-'."
+    ),
+    task: str = typer.Argument(..., metavar="TASK", help="The task; '-' reads it from stdin."),
     role: str | None = ROLE_OPT,
     backend: str | None = BACKEND_OPT,
     timeout: float | None = TIMEOUT_OPT,
@@ -91,7 +101,10 @@ def launch(
     model: str | None = MODEL_OPT,
     cwd: Path | None = CWD_OPT,
     from_: str | None = typer.Option(
-        None, "--from", help="Start from a fork of this agent's (or session id's) context."
+        None,
+        "--from",
+        metavar="SOURCE",
+        help="Start from a fork of this agent's (or session id's) context.",
     ),
     max_parallel: int | None = MAXPAR_OPT,
     host: str | None = HOST_OPT,
@@ -123,7 +136,7 @@ def _report_launched(
     """Print what was launched; a run its backend could not even start fails the command."""
     failed = [r for r in runs if r["status"] == "failed"]
     if wait and not failed:
-        _finish_wait(orch, [r["name"] for r in runs], as_json=as_json, print_output=single)
+        _finish_wait(orch, [r["name"] for r in runs], as_json=as_json, single=single)
         return
     if as_json:
         data = [_public(r) for r in runs]
@@ -139,12 +152,16 @@ def _report_launched(
 
 @app.command()
 def parallel(
-    tasks: list[str] = typer.Argument(..., help="One agent per task; '-' reads one from stdin."),
+    tasks: list[str] = typer.Argument(
+        ..., metavar="TASK...", help="One agent per task; '-' reads one from stdin."
+    ),
     role: str | None = ROLE_OPT,
     roles: str | None = typer.Option(
-        None, "--roles", help="Comma-separated roles, one per task, in order."
+        None, "--roles", metavar="ROLE,...", help="Comma-separated roles, one per task, in order."
     ),
-    prefix: str = typer.Option("agent", "--prefix", help="Names are PREFIX1, PREFIX2, …"),
+    prefix: str = typer.Option(
+        "agent", "--prefix", metavar="PREFIX", help="Names are PREFIX1, PREFIX2, …"
+    ),
     backend: str | None = BACKEND_OPT,
     timeout: float | None = TIMEOUT_OPT,
     retries: int = RETRIES_OPT,
@@ -196,9 +213,11 @@ def _age(run: dict[str, Any]) -> str:
 
 
 def _table(runs: list[dict[str, Any]]) -> str:
+    from orch_plugins.progress import money
+
     rows = [("NAME", "STATUS", "ROLE", "BACKEND", "TIME", "TURNS", "COST", "TASK / ERROR")]
     for r in runs:
-        cost = f"${r['cost_usd']:.3f}" if r.get("cost_usd") is not None else "-"
+        cost = money(r.get("cost_usd"))
         detail = r["error"] if r.get("error") and r["status"] != "completed" else r["task"]
         detail = " ".join(str(detail).split())
         rows.append(
@@ -222,13 +241,15 @@ def _table(runs: list[dict[str, Any]]) -> str:
 
 @app.command()
 def status(
-    names: list[str] | None = typer.Argument(None, help="Agents to show (default: all)."),
+    names: list[str] | None = typer.Argument(
+        None, metavar="NAME...", help="Agents to show (default: all)."
+    ),
     show_all: bool = typer.Option(
         False, "--all", "-a", help="Include archived runs and earlier runs of each name."
     ),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Show agents: one line each, or one JSON object each with --json."""
+    """Show agents: one line each, or with --json one JSON array of an object each."""
     runs = _orch().status(names or [], include_all=show_all)
     if as_json:
         _echo_json([_public(r) for r in runs])
@@ -244,12 +265,17 @@ def _ended_line(run: dict[str, Any]) -> str:
     return f"{run['name']}: {run['status']}{tail}"
 
 
-def _finish_wait(orch: Any, names: list[str], *, as_json: bool, print_output: bool) -> None:
+def _finish_wait(orch: Any, names: list[str], *, as_json: bool, single: bool) -> None:
+    """``--wait`` of launch/resume (``single``) and parallel: with ``--json`` the ended run
+    records, shaped as without ``--wait`` (one object for one agent, an array for parallel);
+    else one agent's output, or a ``NAME: STATUS`` line per agent (parallel, or an agent that
+    did not complete)."""
     runs = orch.wait(names)
     ok = all(r["status"] == "completed" for r in runs)
     if as_json:
-        _echo_json([_public(r) for r in runs])
-    elif print_output and len(runs) == 1 and ok:
+        data = [_public(r) for r in runs]
+        _echo_json(data[0] if single and len(data) == 1 else data)
+    elif single and len(runs) == 1 and ok:
         _print_output(orch, runs[0])  # as 'orch output' does: remote files synced first
     else:
         for r in runs:
@@ -261,10 +287,12 @@ def _finish_wait(orch: Any, names: list[str], *, as_json: bool, print_output: bo
 @app.command()
 def wait(
     names: list[str] | None = typer.Argument(
-        None, help="Agents to wait for (default: all queued and running)."
+        None, metavar="NAME...", help="Agents to wait for (default: all queued and running)."
     ),
     any_: bool = typer.Option(False, "--any", help="Return when the first one ends."),
-    timeout: float | None = typer.Option(None, "--timeout", help="Give up after S seconds."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", metavar="SECONDS", help="Give up after this many seconds (exit 124)."
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Wait for agents to end. Exit 0 only if every awaited agent completed (124: timed out)."""
@@ -291,7 +319,7 @@ def wait(
 
 @app.command()
 def output(
-    names: list[str] = typer.Argument(..., help="Agent name(s)."),
+    names: list[str] = typer.Argument(..., metavar="NAME...", help="Agent name(s)."),
     path: bool = typer.Option(False, "--path", help="Print the output files' paths only."),
 ) -> None:
     """Print agents' final results (their newest runs); several get a '== NAME ==' header."""
@@ -339,7 +367,7 @@ def _print_output(orch: Any, run: dict[str, Any]) -> bool:
 
 @app.command()
 def logs(
-    name: str = typer.Argument(..., help="Agent name."),
+    name: str = typer.Argument(..., metavar="NAME", help="Agent name."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing while it runs."),
     raw: bool = typer.Option(False, "--raw", help="Print the raw stream-json events."),
 ) -> None:
@@ -380,11 +408,14 @@ def logs(
 
 @app.command()
 def resume(
-    name: str = typer.Argument(..., help="Agent whose session to continue."),
-    task: str = typer.Argument(..., help="The next prompt; '-' reads stdin."),
+    name: str = typer.Argument(..., metavar="NAME", help="Agent whose session to continue."),
+    task: str = typer.Argument(..., metavar="TASK", help="The next prompt; '-' reads stdin."),
     fork: bool = typer.Option(False, "--fork", help="Continue in a fork (a new session id)."),
     as_name: str | None = typer.Option(
-        None, "--as", help="Name of the new agent (default: NAME, or NAME-fork with --fork)."
+        None,
+        "--as",
+        metavar="NEWNAME",
+        help="Name of the new agent (default: NAME, or NAME-fork with --fork).",
     ),
     wait: bool = typer.Option(False, "--wait", help="Wait for it; print its output."),
     as_json: bool = JSON_OPT,
@@ -397,7 +428,7 @@ def resume(
 
 @app.command()
 def cancel(
-    names: list[str] | None = typer.Argument(None, help="Agents to stop."),
+    names: list[str] | None = typer.Argument(None, metavar="NAME...", help="Agents to stop."),
     all_: bool = typer.Option(False, "--all", help="Stop every queued and running agent."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -421,4 +452,6 @@ def clear(
 ) -> None:
     """Forget ended agents (running and queued ones are kept)."""
     n = _orch().clear(archive=archive)
-    typer.echo(f"{'archived' if archive else 'removed'} {n} ended run{'s' * (n != 1)}")
+    from orch_plugins.progress import plural
+
+    typer.echo(f"{'archived' if archive else 'removed'} {plural(n, 'ended run')}")

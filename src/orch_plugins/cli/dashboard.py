@@ -59,7 +59,11 @@ def _step_in(name: str, attach: bool) -> None:
 @app.command()
 def dashboard(
     max_agents: int = typer.Option(
-        6, "--max-agents", min=1, help="At most this many agent panes (one per running agent)."
+        6,
+        "--max-agents",
+        min=1,
+        metavar="N",
+        help="At most this many agent panes (one per running agent).",
     ),
     attach: bool = typer.Option(
         True, "--attach/--no-attach", help="Outside tmux, attach to it (else print how)."
@@ -67,10 +71,14 @@ def dashboard(
     orchestrator: str | None = typer.Option(
         None,
         "--orchestrator",
+        metavar="CMD",
         help="Outside tmux: the orchestrator pane's command (default: claude in the project).",
     ),
     agent: str | None = typer.Option(
-        None, "--agent", help="Step into this agent's own window (to take over an interactive one)."
+        None,
+        "--agent",
+        metavar="NAME",
+        help="Step into this agent's own window (to take over an interactive one).",
     ),
     close: bool = typer.Option(
         False, "--close", help="Close the dashboard's status and agent panes; agents keep running."
@@ -83,6 +91,7 @@ def dashboard(
     the project's tmux session (with a new orchestrator pane) is created and attached.
     """
     from orch_plugins.backends.tmux import Dashboard, TmuxBackend
+    from orch_plugins.progress import plural
     from orch_plugins.store import Store
 
     if agent:
@@ -94,10 +103,10 @@ def dashboard(
     if tidy or close:
         if tidy:
             n = TmuxBackend(config).tidy(store.state_dir)
-            typer.echo(f"closed {n} window{'s' * (n != 1)} of ended agents")
+            typer.echo(f"closed {plural(n, 'window')} of ended agents")
         if close:
             n = dash.close()
-            typer.echo(f"closed {n} dashboard pane{'s' * (n != 1)}; agents keep running")
+            typer.echo(f"closed {plural(n, 'dashboard pane')}; agents keep running")
         return
     argv = shlex.split(orchestrator) if orchestrator else None
     window, inside = dash.open(argv)

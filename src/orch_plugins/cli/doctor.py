@@ -80,7 +80,7 @@ def _host_checks(name: str) -> list[Check]:
 @app.command()
 def doctor(
     host: list[str] | None = typer.Option(
-        None, "--host", help="Also check this remote host (repeatable)."
+        None, "--host", metavar="HOST", help="Also check this remote host (repeatable)."
     ),
     all_hosts: bool = typer.Option(False, "--all-hosts", help="Check every [hosts.*] entry."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),

@@ -16,7 +16,10 @@ from orch_plugins.errors import OrchError
 app = typer.Typer()
 
 PROJECT_OPT = typer.Option(
-    None, "--project", help="Project whose .claude/ to use (default: the current one)."
+    None,
+    "--project",
+    metavar="DIR",
+    help="Project whose .claude/ to use (default: the current one).",
 )
 USER_OPT = typer.Option(False, "--user", help="Use the user's ~/.claude/ instead.")
 DRY_RUN_OPT = typer.Option(False, "--dry-run", help="Print what would change; change nothing.")

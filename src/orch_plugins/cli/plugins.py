@@ -28,7 +28,7 @@ def backends(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
 
 @app.command()
 def roles(
-    show: str | None = typer.Option(None, "--show", help="Print one role in full."),
+    show: str | None = typer.Option(None, "--show", metavar="ROLE", help="Print one role in full."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List agent roles (built-in, .claude/agents/*.md, plugins)."""
