@@ -22,6 +22,7 @@ from orch_plugins.backend import LaunchSpec
 from orch_plugins.claude import UNSET_ENV, agent_env, build_argv
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
+from orch_plugins.roles import Role
 from orch_plugins.store import (
     CANCELLED,
     ENDED_MARKER,
@@ -42,6 +43,9 @@ UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 START_GRACE = 60.0
 #: Tasks above this are refused: claude's context could not hold them anyway.
 MAX_TASK_BYTES = 16 * 1024 * 1024
+#: The role a run was launched with, as resolved then (``Role.to_json()``), in its run directory:
+#: resume and fork reuse it rather than looking the name up again where they are called from.
+ROLE_FILE = "role.json"
 
 
 class WaitTimeout(OrchError):
@@ -89,13 +93,20 @@ class Orchestrator:
         """
         validate_name(name)
         source = self.resolve_source(from_) if from_ else None
+        role_obj, keep_role = None, False
         if source:
             cwd = self._source_cwd(source, cwd)
             backend = backend or source.get("backend")
+            if role is None and source.get("run") is not None:
+                # A fork of an agent keeps the agent's role (or none) unless told otherwise.
+                role, role_obj = source["run"]["role"], self.run_role(source["run"])
+                keep_role = True
         return self._create(
             name,
             task,
             role=role,
+            role_obj=role_obj,
+            keep_role=keep_role,
             backend=backend,
             timeout=timeout,
             retries=retries,
@@ -125,6 +136,8 @@ class Orchestrator:
             new_name,
             task,
             role=src["role"],
+            role_obj=self.run_role(src),
+            keep_role=True,
             backend=src["backend"],
             timeout=src["timeout"],
             retries=src["retries"],
@@ -145,8 +158,28 @@ class Orchestrator:
                 return candidate
         raise OrchError(f"no free fork name for {name!r}; pass --as NEWNAME")
 
+    def run_role(self, run: dict[str, Any]) -> Role | None:
+        """The role ``run`` was launched with, as it was then (its ``role.json``), so a resume
+        or fork from any directory gets the same prompt, tools and mode. A run recorded before
+        roles were kept has no such file: its role is looked up by name (``OrchError`` when
+        unknown)."""
+        if not run["role"]:
+            return None
+        path = Path(run["run_dir"], ROLE_FILE)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return self.plugins.role(run["role"])
+        except (OSError, ValueError) as exc:
+            raise OrchError(f"cannot read the role agent {run['name']!r} ran with: {exc}") from None
+        try:
+            return Role.from_json(data)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise OrchError(f"{path} does not hold a role: {exc}") from None
+
     def resolve_source(self, ref: str) -> dict[str, Any]:
-        """An agent name or a Claude Code session id -> session id, cwd, backend, handle."""
+        """An agent name or a Claude Code session id -> session id, cwd, backend, handle and,
+        for an agent, its latest ``run``."""
         if NAME_RE.fullmatch(ref):
             run = self.store.latest(ref)
             if run is not None:
@@ -157,6 +190,7 @@ class Orchestrator:
                     "cwd": run["cwd"],
                     "backend": run["backend"],
                     "handle": json.loads(run["handle"]) if run["handle"] else {},
+                    "run": run,
                 }
         if UUID_RE.fullmatch(ref):
             known = self.store.session(ref)
@@ -182,6 +216,8 @@ class Orchestrator:
         task: str,
         *,
         role: str | None,
+        role_obj: Role | None = None,
+        keep_role: bool = False,
         backend: str | None,
         timeout: float | None,
         retries: int,
@@ -205,8 +241,11 @@ class Orchestrator:
         workdir = Path(cwd or os.getcwd()).expanduser().resolve()
         if not workdir.is_dir():
             raise OrchError(f"working directory {str(workdir)!r} does not exist")
-        role_name = role or self.config.default_role
-        role_obj = self.plugins.role(role_name) if role_name else None
+        # keep_role: a resume or fork has the role (or none) its source ran with, never the
+        # configured default_role.
+        role_name = role if keep_role else role or self.config.default_role
+        if role_obj is None and role_name:
+            role_obj = self.plugins.role(role_name)
         backend_name = backend or self.config.default_backend
         self.plugins.backend_class(backend_name)  # unknown backend: fail before recording
         argv = build_argv(
@@ -244,6 +283,8 @@ class Orchestrator:
             run_dir.mkdir(parents=True, exist_ok=True)
             prompt_path = run_dir / "prompt.txt"
             atomic_write(prompt_path, framed.encode("utf-8"))
+            if role_obj is not None:
+                atomic_write(run_dir / ROLE_FILE, json.dumps(role_obj.to_json(), indent=1))
             spec = LaunchSpec(
                 run_id=run["run_id"],
                 name=name,

@@ -145,3 +145,36 @@ def test_agent_files_read_as_claude_code_reads_them(
             assert tools == "All tools except " + ", ".join(role["disallowed_tools"]), name
         else:
             assert tools == "All tools", name
+
+
+def test_resume_and_fork_from_another_directory_keep_the_role(
+    real_project: Path,
+    messages_api: MessagesStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _write_agent(real_project, REVIEWER.format(prompt="PROMPT-OF-A: review only."))
+    other = tmp_path / "other-project"  # its own role of the same name: tools and prompt differ
+    _write_agent(other, "---\nname: reviewer\ndescription: B\ntools: Bash\n---\nPROMPT-OF-B\n")
+    plain = tmp_path / "plain"  # no such role at all
+    plain.mkdir()
+    for marker in ("FIRST", "SECOND", "FORKED"):
+        messages_api.on(marker, Reply.text(f"{marker.lower()} answer"))
+    orch("launch", "rev", "FIRST look", "--role", "reviewer", check=True)
+    orch("wait", "rev", check=True, timeout=120)
+    session = status_json("rev")[0]["session_id"]
+
+    monkeypatch.chdir(other)  # the store is found through ORCH_STATE_DIR, as from a script
+    orch("resume", "rev", "SECOND look", check=True)
+    orch("wait", "rev", check=True, timeout=120)
+    monkeypatch.chdir(plain)
+    orch("resume", "rev", "FORKED look", "--fork", "--as", "revfork", check=True)
+    orch("wait", "revfork", check=True, timeout=120)
+
+    assert status_json("rev")[0]["session_id"] == session
+    for marker in ("FIRST", "SECOND", "FORKED"):
+        request = _request(messages_api, marker)
+        assert "PROMPT-OF-A" in request.system_text and "PROMPT-OF-B" not in request.system_text
+        assert {"Read", "Grep"} <= set(request.tools), (marker, request.tools)
+        assert "Bash" not in request.tools, (marker, request.tools)
+    assert any("FIRST look" in t for t in _request(messages_api, "FORKED").all_user_texts)

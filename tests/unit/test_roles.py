@@ -16,7 +16,7 @@ from orch_plugins.claude import build_argv
 from orch_plugins.roles import Role
 from orch_plugins.roles.builtin import ROLES
 from orch_plugins.roles.claude_agents import parse_agent_file, split_tools
-from tests.helpers import orch
+from tests.helpers import orch, status_json
 
 
 def _file(tmp_path: Path, data: bytes, stem: str = "agent") -> Path:
@@ -184,3 +184,67 @@ def test_yaml_is_imported_only_to_read_agent_files(project: Path) -> None:
     directory.mkdir(parents=True)
     (directory / "rev.md").write_text("---\nname: rev\ndescription: d\n---\nBody\n")
     assert loads_yaml("roles")
+
+
+# -- a run keeps its role ---------------------------------------------------------------------
+
+
+def _agent_file(directory: Path, prompt: str, tools: str) -> None:
+    directory = directory / ".claude" / "agents"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "rev.md").write_text(
+        f"---\nname: rev\ndescription: d\ntools: {tools}\n---\n{prompt}\n", encoding="utf-8"
+    )
+
+
+def _argv(name: str) -> list[str]:
+    return json.loads(orch("output", name, check=True).stdout.split("argv=", 1)[1])
+
+
+def test_resume_and_fork_keep_the_role_from_any_directory(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _agent_file(project, "PROMPT OF PROJECT A", "Read, Grep")
+    orch("launch", "r", "first", "--role", "rev", check=True)
+    orch("wait", "r", check=True)
+    elsewhere = tmp_path / "other"  # another project with its own role of the same name
+    _agent_file(elsewhere, "PROMPT OF PROJECT B", "Bash")
+    outside = tmp_path / "plain"  # and a directory with no such role at all
+    outside.mkdir()
+
+    monkeypatch.chdir(elsewhere)
+    orch("resume", "r", "second", check=True)
+    orch("wait", "r", check=True)
+    monkeypatch.chdir(outside)
+    orch("resume", "r", "third", "--fork", "--as", "rf", check=True)
+    orch("launch", "from", "fourth", "--from", "r", check=True)
+    orch("wait", "rf", "from", check=True)
+    assert [r["role"] for r in status_json("r", "rf", "from")] == ["rev", "rev", "rev"]
+    for name in ("r", "rf", "from"):
+        argv = _argv(name)
+        assert _after(argv, "--append-system-prompt") == "PROMPT OF PROJECT A", name
+        assert _after(argv, "--tools") == "Read,Grep", name
+    # An explicit --role still wins over the source's (resolved here: outside has none).
+    r = orch("launch", "other", "fifth", "--from", "r", "--role", "rev")
+    assert r.returncode == 1 and "unknown role 'rev'" in r.stderr
+
+
+def test_runs_recorded_before_roles_were_kept_resolve_by_name(
+    project: Path, tmp_path: Path
+) -> None:
+    orch("launch", "old", "first", "--role", "researcher", check=True)
+    orch("launch", "none", "first", check=True)
+    orch("wait", check=True)
+    [old] = status_json("old")
+    (Path(old["output_path"]).parent / "role.json").unlink()  # as recorded by an earlier orch
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('default_role = "tester"\n')
+    orch("resume", "old", "again", check=True)
+    orch("resume", "none", "again", check=True)
+    orch("wait", check=True)
+    assert _after(_argv("old"), "--tools") == "Read,Grep,Glob,WebSearch,WebFetch"
+    # A run without a role is resumed without one, whatever default_role says now.
+    assert status_json("none")[0]["role"] is None and "--tools" not in _argv("none")
+    (Path(status_json("old")[0]["output_path"]).parent / "role.json").write_text("[1]")
+    r = orch("resume", "old", "broken")
+    assert r.returncode == 1 and r.stderr.startswith("orch: error: ") and "role" in r.stderr
