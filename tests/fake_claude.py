@@ -17,6 +17,9 @@ import time
 import uuid
 
 argv = sys.argv[1:]
+if argv == ["--version"]:  # as the pinned release answers (orch doctor reads it)
+    print("2.1.197 (Claude Code)")
+    sys.exit(0)
 data = sys.stdin.buffer.read()
 prompt = data.decode("utf-8", "replace")
 sid = str(uuid.uuid4())

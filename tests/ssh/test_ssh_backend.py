@@ -402,7 +402,7 @@ def test_a_host_allowing_fewer_sessions_is_learnt_not_turned_into_logins(
     assert 1 <= learnt <= 4
     assert SshBackend(config).learnt_limits()[SshBackend.connection_key(host)]["how"] == "refused"
 
-    r = orch("doctor", "--host", "h1", check=True, timeout=120)
+    r = orch("doctor", "--host", "h1", timeout=120)  # (no API key here: "local: api" fails)
     line = next(x for x in r.stdout.splitlines() if "h1: sessions" in x)
     assert line.startswith("ok") and "4 per connection (sshd MaxSessions)" in line, r.stdout
     assert "orch opens at most 4 at once" in line

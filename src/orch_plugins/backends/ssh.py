@@ -1119,8 +1119,9 @@ def _final(entry: dict[str, Any]) -> bool:
     return isinstance(state, dict) and state.get("status") in FINAL
 
 
-def check_host(name: str, backend: SshBackend | None = None) -> list[tuple[str, bool, str]]:
-    """``orch doctor --host``: can agents run there? (ssh, python3, claude, base dir)."""
+def check_host(name: str, backend: SshBackend | None = None) -> list[tuple[str, bool | None, str]]:
+    """``orch doctor --host``: can agents run there? (ssh, sessions per connection, python3,
+    claude and its version, base dir). ``(check, ok, detail)``; ok None is a warning."""
     backend = backend or SshBackend()
     try:
         host = backend.host(name)
@@ -1141,9 +1142,19 @@ def check_host(name: str, backend: SshBackend | None = None) -> list[tuple[str, 
         kind = "python" if exc.kind == "no_python" else "ssh"
         return [(kind, False, str(exc))]
     ms = (time.monotonic() - started) * 1000
-    checks = [("ssh", True, f"reached {host.destination} with BatchMode ({ms:.0f} ms)")]
+    checks: list[tuple[str, bool | None, str]] = [
+        ("ssh", True, f"reached {host.destination} with BatchMode ({ms:.0f} ms)")
+    ]
     checks.append(session_check(backend, host))
-    return checks + [(c, bool(ok), str(detail)) for c, ok, detail in reply["checks"]]
+    from orch_plugins.claude import tested_range_note
+
+    for what, ok, detail in reply["checks"]:
+        level: bool | None = bool(ok)
+        if what == "claude" and ok:
+            level, note = tested_range_note(str(detail))
+            detail = f"{detail}; {note}"
+        checks.append((what, level, str(detail)))
+    return checks
 
 
 def session_check(backend: SshBackend, host: Host) -> tuple[str, bool, str]:

@@ -1,7 +1,8 @@
 """``orch doctor``: can agents run here, and on the remote hosts?
 
-Each check prints one line (``ok`` or ``FAIL`` and what to do); the exit status is 1 when any
-check failed, so scripts and the orchestrator can gate on it before launching.
+Each check prints one line (``ok``, ``warn`` or ``FAIL`` and what to do); the exit status is 1
+when any check failed, so scripts and the orchestrator can gate on it before launching. A
+warning (a claude outside the tested range, a key that cannot be checked) does not fail it.
 """
 
 from __future__ import annotations
@@ -15,20 +16,29 @@ import typer
 
 app = typer.Typer()
 
-Check = tuple[str, str, bool, str]  # (where, what, ok, detail)
+Check = tuple[str, str, "bool | None", str]  # (where, what, ok (None: a warning), detail)
+LEVELS = {True: "ok", None: "warn", False: "fail"}
 
 
 def _local_checks() -> list[Check]:
+    from orch_plugins.claude import check_api, tested_range_note
     from orch_plugins.config import load_config
     from orch_plugins.errors import OrchError
+    from orch_plugins.progress import plural
     from orch_plugins.store import DB_NAME, Store, default_state_dir
 
     checks: list[Check] = []
     try:
         cfg = load_config()
-        checks.append(("local", "config", True, f"{cfg.path} ({len(cfg.hosts)} remote hosts)"))
     except OrchError as exc:
         return [("local", "config", False, str(exc))]
+    if cfg.path is not None and cfg.path.is_file():
+        hosts = plural(len(cfg.hosts), "remote host")
+        checks.append(("local", "config", True, f"{cfg.path} ({hosts})"))
+    else:
+        detail = f"no config file (defaults; looked for {cfg.path})"
+        checks.append(("local", "config", True, detail))
+    claude: str | None = None
     try:
         claude = cfg.resolve_claude()
         proc = subprocess.run(
@@ -39,12 +49,17 @@ def _local_checks() -> list[Check]:
             timeout=60,
             env=dict(os.environ, DISABLE_AUTOUPDATER="1"),
         )
-        ok = proc.returncode == 0
-        out = (proc.stdout if ok else proc.stderr).strip().splitlines()
-        detail = out[0] if out else f"exit {proc.returncode}"
-        checks.append(("local", "claude", ok, f"{detail} at {claude}"))
+        out = (proc.stdout if proc.returncode == 0 else proc.stderr).strip().splitlines()
+        detail = f"{out[0] if out else f'exit {proc.returncode}'} at {claude}"
+        if proc.returncode == 0:
+            level, note = tested_range_note(out[0] if out else "")
+            checks.append(("local", "claude", level, f"{detail}; {note}"))
+        else:
+            checks.append(("local", "claude", False, detail))
     except (OrchError, OSError, subprocess.TimeoutExpired) as exc:
         checks.append(("local", "claude", False, str(exc)))
+    level, detail = check_api(os.environ, claude)
+    checks.append(("local", "api", level, detail))
     state = default_state_dir()
     try:
         state.mkdir(parents=True, exist_ok=True)
@@ -85,7 +100,8 @@ def doctor(
     all_hosts: bool = typer.Option(False, "--all-hosts", help="Check every [hosts.*] entry."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Check claude, the state directory and, with --host, remote hosts (ssh, python3, claude)."""
+    """Check the config, claude (version, API access), the state directory and, with --host,
+    remote hosts (ssh, sessions per connection, python3, claude)."""
     checks = _local_checks()
     names = list(host or [])
     if all_hosts:
@@ -95,12 +111,15 @@ def doctor(
     for name in names:
         checks.extend(_host_checks(name))
     if as_json:
-        rows = [{"where": w, "check": c, "ok": ok, "detail": d} for w, c, ok, d in checks]
+        rows = [
+            {"where": w, "check": c, "ok": ok is not False, "level": LEVELS[ok], "detail": d}
+            for w, c, ok, d in checks
+        ]
         typer.echo(json.dumps(rows, indent=2))
     else:
         width = max(len(f"{w}: {c}") for w, c, _, _ in checks)
         for where, what, ok, detail in checks:
             label = f"{where}: {what}".ljust(width)
-            typer.echo(f"{'ok  ' if ok else 'FAIL'}  {label}  {detail}")
-    if not all(ok for _, _, ok, _ in checks):
+            typer.echo(f"{LEVELS[ok] if ok is not False else 'FAIL':4}  {label}  {detail}")
+    if any(ok is False for _, _, ok, _ in checks):
         raise typer.Exit(1)

@@ -21,6 +21,12 @@ Title requests
     ``output_config.format`` JSON schema ask for a ``title``). Those are answered with
     :attr:`MessagesStandIn.title_reply` and never reach the responder, so they cannot eat a script.
 
+Keys and models
+    By default any key is accepted. Set :attr:`MessagesStandIn.api_keys` to answer other keys
+    (``x-api-key``, or ``Authorization: Bearer``) with the API's 401 ``authentication_error``.
+    ``GET /v1/models`` lists :data:`MODELS`, as the real API does (a way to check a key without
+    spending tokens).
+
 Only the standard library is used so third-party plugin authors can ship tests with it.
 Run ``python -m orch_plugins.testing.api`` to serve the default responder to other processes.
 """
@@ -44,6 +50,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 __all__ = [
+    "MODELS",
     "ApiRequest",
     "ErrorReply",
     "MessagesStandIn",
@@ -66,6 +73,9 @@ SYSTEM_REMINDER_PREFIX = "<system-reminder>"
 ECHO_LIMIT = 2000
 
 _ids = itertools.count(1)
+
+#: What ``GET /v1/models`` lists (the real API's shape: ``data``, ``has_more``, ids).
+MODELS = ("claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001")
 
 
 def _next_id(prefix: str) -> str:
@@ -437,6 +447,15 @@ def _sse_events(
     yield _event("message_stop")
 
 
+def _models_page() -> dict[str, Any]:
+    """``GET /v1/models``'s answer, in the real API's shape."""
+    data = [
+        {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+        for m in MODELS
+    ]
+    return {"data": data, "has_more": False, "first_id": MODELS[0], "last_id": MODELS[-1]}
+
+
 def _error_body(error_type: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type, "message": message}}
 
@@ -484,6 +503,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._drain()
         self.server.standin._note_side_request(self.command, self.path)
+        if urlsplit(self.path).path.rstrip("/").endswith("/v1/models"):
+            if self._authorized():
+                self._send_json(200, _models_page())
+            return
         self._send_json(200, {})
 
     def do_POST(self) -> None:
@@ -504,6 +527,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("body is not a JSON object")
         except ValueError as exc:
             self._send_json(400, _error_body("invalid_request_error", f"bad JSON: {exc}"))
+            return
+        if not self._authorized():
             return
         request = ApiRequest(body=body, headers=dict(self.headers.items()), path=self.path)
         reply = standin._answer(request)
@@ -544,6 +569,19 @@ class _Handler(BaseHTTPRequestHandler):
         elif encoding == "deflate":
             raw = zlib.decompress(raw)
         return raw
+
+    def _authorized(self) -> bool:
+        """True when :attr:`MessagesStandIn.api_keys` is unset or holds the request's key;
+        else answers 401 as the API does and returns False."""
+        keys = self.server.standin.api_keys
+        if keys is None:
+            return True
+        bearer = self.headers.get("Authorization", "")
+        given = {self.headers.get("x-api-key"), bearer.removeprefix("Bearer ") or None}
+        if given & set(keys):
+            return True
+        self._send_json(401, _error_body("authentication_error", "invalid x-api-key"))
+        return False
 
     def _not_allowed(self) -> None:
         self._drain()
@@ -612,6 +650,8 @@ class MessagesStandIn:
         self.port = port
         #: Fallback responder for requests no rule matches; replace it freely.
         self.default: Responder = default_responder
+        #: The keys accepted (``x-api-key`` or ``Authorization: Bearer``); None: any key.
+        self.api_keys: set[str] | None = None
         self._responder: Responder = self._scripted
         self._rules: list[Rule] = []
         self._requests: list[ApiRequest] = []
