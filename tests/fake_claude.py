@@ -5,13 +5,15 @@ Reads the prompt from stdin and prints stream-json events. Directives in the pro
 ``SLEEP=N`` sleeps N seconds first, ``PAUSE=N`` after the first tool call, ``EXIT=N`` exits
 with N and no result, ``API=529`` reports an API error (``FAKE_API_FAIL_FILE`` counts
 attempts: fail only while it holds fewer than ``API_FAILS=K`` lines), ``TASKFAIL`` reports a
-task error. The result echoes the prompt's sha256.
+task error. The result echoes the prompt's sha256. After the result, ``LINGER=N`` stays N
+seconds more; ``HOLDOUT=N`` leaves a child (``sleep N``) holding stdout open and exits.
 """
 
 import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -104,3 +106,9 @@ emit(
         "usage": {"input_tokens": 3},
     }
 )
+m = re.search(r"HOLDOUT=([0-9.]+)", prompt)
+if m:  # a background child that inherited stdout, as a Bash tool's may
+    subprocess.Popen(["sleep", m.group(1)], stdin=subprocess.DEVNULL, start_new_session=True)
+m = re.search(r"LINGER=([0-9.]+)", prompt)
+if m:  # the result is out, the process stays (waiting for a background task, say)
+    time.sleep(float(m.group(1)))

@@ -75,3 +75,42 @@ def init_session(run: dict[str, Any]) -> str:
         if event.get("type") == "system" and event.get("subtype") == "init":
             return event["session_id"]
     raise AssertionError("no init event")
+
+
+def big_answer(size: int, tag: str) -> str:
+    """About ``size`` bytes of UTF-8 answer text with newlines, quotes, backslashes and
+    multi-byte characters (so a byte lost or re-encoded anywhere shows), unique per ``tag``."""
+    lines = []
+    total = 0
+    i = 0
+    while total < size:
+        line = f'{tag} {i:07d} ünï 🚀 "quoted" back\\slash\ttab <{tag}>\n'
+        lines.append(line)
+        total += len(line.encode("utf-8"))
+        i += 1
+    return "".join(lines)
+
+
+def output_bytes(run: dict[str, Any]) -> bytes:
+    """The output file of a run, as stored (``orch output`` adds a newline when it lacks one)."""
+    return Path(run["output_path"]).read_bytes()
+
+
+def megabyte_answers(api: Any, backend: str, extra: dict[str, list[str]] | None = None) -> dict:
+    """Agents ``mb1`` and ``mb2`` answer 1 MB and 2 MB at once (``extra``: more ``orch launch``
+    arguments per name); check each completed on ``backend`` with its output whole, byte for
+    byte. Returns ``{name: (run, answer)}`` for further checks. ``api`` is the stand-in."""
+    from orch_plugins.testing.api import Reply
+
+    answers = {"mb1": big_answer(1_000_000, "ONE"), "mb2": big_answer(2_000_000, "TWO")}
+    for name, text in answers.items():
+        api.on(f"{name.upper()} ANSWER", Reply.text(text))
+        orch("launch", name, f"{name.upper()} ANSWER please", *(extra or {}).get(name, []))
+    orch("wait", *answers, "--timeout", "150", check=True, timeout=180)
+    done = {}
+    for name, text in answers.items():
+        [run] = status_json(name)
+        assert run["status"] == "completed" and run["backend"] == backend, run
+        assert output_bytes(run) == text.encode("utf-8")
+        done[name] = (run, text)
+    return done

@@ -47,6 +47,8 @@ class LaunchSpec:
     retries: int = 0
     retry_backoff: float = 2.0
     kill_grace: float = 5.0
+    #: Seconds claude may linger after its result event before its process tree is stopped.
+    result_grace: float = 3.0
     resume_from: Handle | None = None
     #: Variables removed from the inherited environment before claude starts.
     unset_env: list[str] = field(default_factory=list)

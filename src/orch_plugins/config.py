@@ -24,6 +24,7 @@ SETTINGS: dict[str, tuple[str, type, Any]] = {
     "max_parallel": ("ORCH_MAX_PARALLEL", int, 8),
     "retry_backoff": ("ORCH_RETRY_BACKOFF", float, 2.0),
     "kill_grace": ("ORCH_KILL_GRACE", float, 5.0),
+    "result_grace": ("ORCH_RESULT_GRACE", float, 3.0),
 }
 
 
@@ -44,6 +45,7 @@ class Config:
     max_parallel: int = 8
     retry_backoff: float = 2.0
     kill_grace: float = 5.0
+    result_grace: float = 3.0
     #: ``[backends.NAME]`` tables, handed to each backend's constructor.
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ``[hosts.NAME]`` tables (remote backends).
@@ -94,6 +96,8 @@ def load_config() -> Config:
             raise OrchError(f"{source}: expected {typ.__name__}, got {raw!r}") from None
         if key == "max_parallel" and value < 1:
             raise OrchError(f"{source}: max_parallel must be at least 1")
+        if key == "result_grace" and not 0 <= value <= 3600:
+            raise OrchError(f"{source}: result_grace must be between 0 and 3600 seconds")
         setattr(cfg, key, value)
     for table in ("backends", "hosts"):
         value = data.get(table, {})

@@ -300,6 +300,7 @@ class Orchestrator:
                 retries=retries,
                 retry_backoff=self.config.retry_backoff,
                 kill_grace=self.config.kill_grace,
+                result_grace=self.config.result_grace,
                 resume_from=resume_handle if resume_session else None,
                 unset_env=list(UNSET_ENV),
                 options=options or {},

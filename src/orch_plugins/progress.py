@@ -68,6 +68,8 @@ def describe(event: dict[str, Any]) -> list[str]:
             f"[orch retry] attempt {event.get('attempt')}/{event.get('max_attempts')} in "
             f"{event.get('delay_s')} s (API error {event.get('api_error_status')})"
         ]
+    if kind == "orch" and event.get("message"):
+        return [f"[orch] {_short(event['message'])}"]
     if kind == "assistant":
         lines = []
         for block in (event.get("message") or {}).get("content") or []:

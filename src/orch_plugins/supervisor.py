@@ -1,10 +1,15 @@
 """Runs one ``claude -p`` for one agent and records what it learns while it runs.
 
 Started detached by a backend as ``python -m orch_plugins.supervisor SPEC.json`` (or, on a host
-without orch-plugins, as this file alone). It reads Claude Code's stream-json events, keeps them
-raw in the run's log, records the session id the moment Claude Code reports it, counts turns and
+without orch-plugins, as this file alone). Claude Code writes its stream-json events into a
+regular file (``<run_dir>/stdout.jsonl``: a pipe can lose the end of a large answer, see
+:meth:`Supervisor.run_once`), which the supervisor follows line by line. It keeps the events raw
+in the run's log (all but the partial-message deltas, whose text goes to ``live.txt``, see
+:class:`LiveText`), records the session id the moment Claude Code reports it, counts turns and
 tool calls, enforces the timeout, retries transient API failures with backoff, stops the whole
-process tree on SIGTERM (cancel), and at the end writes the output file and the final record.
+process tree on SIGTERM (cancel), and writes the output file and the final record as soon as
+Claude Code's ``result`` event is in (a claude that lingers after it is stopped after
+``result_grace``).
 
 Standard library only, and this module imports nothing from orch_plugins at top level: it runs
 for every agent, and is shipped to remote hosts as is.
@@ -37,6 +42,22 @@ INTERACTIVE_POLL = 0.25
 INTERACTIVE_ARG_LIMIT = 100_000
 #: Variables a tmux pane sets for its terminal, kept when the launcher's environment is loaded.
 PANE_ENV = ("TERM", "COLORTERM", "TMUX", "TMUX_PANE")
+#: Seconds claude may linger after its ``result`` event before what is left of its process tree
+#: is stopped (spec and config ``result_grace``). Claude Code 2.1.197 itself waits ~5 s for a
+#: Bash tool's background task before it exits.
+RESULT_GRACE = 3.0
+#: The run is recorded (its slot freed) when claude exits, and at the latest this many seconds
+#: after its result event; a normal exit comes ~0.1 s after it, so its exit code is recorded too.
+RECORD_WAIT = 1.0
+#: Following claude's stdout file: read this much at a time; poll this often (seconds, growing
+#: from the first to the second figure while nothing new comes).
+READ_SIZE = 1 << 20
+TAIL_POLL = (0.01, 0.1)
+#: The partial text of the message being written is appended to ``live.txt`` at most this often.
+LIVE_INTERVAL = 0.25
+#: Disk space of claude's stdout file that was already read is given back in steps this big
+#: (partial-message deltas make it grow with every token; its offsets never change).
+SPOOL_RELEASE = 4 << 20
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -178,6 +199,74 @@ class FileReporter:
         return 0
 
 
+# -- live text and claude's stdout file ---------------------------------------------------------
+
+
+class LiveText:
+    """The text of the message claude is writing now, in ``<run_dir>/live.txt``, for
+    ``orch logs -f``: the message's id on the first line, then its text so far.
+
+    Replaced (atomically) when a message starts, appended at most every
+    :data:`LIVE_INTERVAL` while text arrives, removed when the run ends: it never holds more than
+    one message, however long the run. The deltas themselves are not kept anywhere."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pending: list[str] = []
+        self.last = 0.0
+        self.active = False
+
+    def start(self, message_id: str) -> None:
+        write_atomic(self.path, " ".join(message_id.split()) + "\n")
+        self.pending = []
+        self.active = True
+        self.last = time.monotonic()
+
+    def add(self, text: str) -> None:
+        self.pending.append(text)
+        if time.monotonic() - self.last >= LIVE_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        if not (self.active and self.pending):
+            return
+        data = "".join(self.pending).encode("utf-8", "replace")
+        self.pending = []
+        self.last = time.monotonic()
+        with contextlib.suppress(OSError), open(self.path, "ab") as fh:
+            fh.write(data)
+
+    def clear(self) -> None:
+        self.pending = []
+        self.active = False
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+_fallocate: Any = None
+
+
+def release_space(fd: int, upto: int, released: int) -> int:
+    """Give back the disk blocks of bytes ``released..upto`` of a file that was read
+    (``fallocate`` PUNCH_HOLE | KEEP_SIZE: offsets and size stay, the bytes read back as zeros).
+    Best effort: where the platform or file system cannot, nothing happens. Returns the new
+    ``released`` mark."""
+    global _fallocate
+    if _fallocate is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            func = libc.fallocate
+            func.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+            _fallocate = func
+        except (OSError, AttributeError, ImportError):
+            _fallocate = False
+    if _fallocate and upto > released and _fallocate(fd, 0x01 | 0x02, released, upto - released):
+        _fallocate = False  # EOPNOTSUPP and the like: stop trying
+    return upto if _fallocate else released
+
+
 # -- the supervisor -----------------------------------------------------------------------------
 
 
@@ -201,9 +290,17 @@ class Supervisor:
         self.flush_lock = threading.Lock()
         self.flush_timer: threading.Timer | None = None
         self.stderr_tail = ""
+        #: The raw log while an attempt runs; when claude's result event came (monotonic).
+        self.log: Any = None
+        self.result_at: float | None = None
+        #: A claude still running when its run was recorded: stopped by :meth:`stop_leftovers`.
+        self.lingering: subprocess.Popen[bytes] | None = None
+        self.live = LiveText(self.run_dir / "live.txt")
 
     # Stopping: called from a signal handler or the timeout timer; never blocks the caller.
     def stop(self, reason: str) -> None:
+        if reason == "timed_out" and self.result_final():
+            return  # the run ended in time; a lingering claude is stopped after result_grace
         with self.lock:
             if self.stop_reason:
                 return
@@ -310,7 +407,13 @@ class Supervisor:
             and (status in TRANSIENT_STATUSES or status >= 500)
         )
 
+    def result_final(self) -> bool:
+        """Claude Code's result event is in and no retry follows it: it decides the outcome."""
+        return self.result is not None and not self.transient()
+
     def log_event(self, event: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.flush()
         with open(self.spec["log_path"], "ab") as log:
             log.write(json.dumps(event).encode() + b"\n")
         self.show_event(event)
@@ -324,47 +427,171 @@ class Supervisor:
         return env
 
     def run_once(self) -> int | None:
+        """One claude process: its exit code, or None when it did not start or was left
+        lingering after its result (see :meth:`follow`).
+
+        Claude's stdout is a regular file, never a pipe: Claude Code 2.1.197 can exit before a
+        large write into a pipe has drained, which cuts the final ``result`` line of a large
+        answer (about 1 MB alone, 300 KB under load). A file takes every byte at once, whoever
+        reads it and however slowly."""
         spec = self.spec
         env = self.child_env()
         if self.stopping.is_set():
             return None
-        with (
-            open(spec["prompt_path"], "rb") as stdin,
-            open(self.run_dir / "stderr.log", "ab") as stderr,
-            open(spec["log_path"], "ab") as log,
-        ):
-            try:
+        self.result_at = None
+        self.live.clear()
+        spool = self.run_dir / "stdout.jsonl"
+        out_fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            with (
+                open(spec["prompt_path"], "rb") as stdin,
+                open(self.run_dir / "stderr.log", "ab") as stderr,
+            ):
                 self.proc = subprocess.Popen(
                     spec["argv"],
                     stdin=stdin,
-                    stdout=subprocess.PIPE,
+                    stdout=out_fd,
                     stderr=stderr,
                     cwd=spec["cwd"],
                     env=env,
                     close_fds=True,
                 )
-            except OSError as exc:
-                self.result = {"is_error": True, "result": f"cannot start claude: {exc}"}
-                return None
-            if self.stopping.is_set():  # a stop that raced with the start
-                self._kill_child()
-            assert self.proc.stdout is not None
-            for raw in self.proc.stdout:
-                log.write(raw)
-                log.flush()
-                self.on_line(raw)
-            rc = self.proc.wait()
+        except OSError as exc:
+            self.result = {"is_error": True, "result": f"cannot start claude: {exc}"}
+            return None
+        finally:
+            os.close(out_fd)
+        if self.stopping.is_set():  # a stop that raced with the start
+            self._kill_child()
+        try:
+            with open(spec["log_path"], "ab") as self.log:
+                rc = self.follow(spool)
+        finally:
+            self.log = None
+            self.live.flush()
+        if rc is not None or self.lingering is None:
+            with contextlib.suppress(OSError):
+                spool.unlink()
         self.flush_progress(force=True)
         return rc
 
+    def follow(self, spool: Path) -> int | None:
+        """Read claude's stdout file as it grows, complete lines only, until claude exits (then
+        to its end). Once a final result is in, claude gets :data:`RECORD_WAIT` to exit; if it
+        is still there then it is left in :attr:`lingering` and None returned, so the run is
+        recorded at once. A result that will be retried waits out ``result_grace`` here."""
+        assert self.proc is not None
+        proc = self.proc
+        grace = float(self.spec.get("result_grace", RESULT_GRACE))
+        fd = os.open(spool, os.O_RDWR)  # for release_space; nothing is written through it
+        parts: list[bytes] = []  # an incomplete line, in pieces (a large one comes in many)
+        released = 0
+        done = 0  # bytes read
+        delay = TAIL_POLL[0]
+        try:
+            while True:
+                chunk = os.read(fd, READ_SIZE)
+                if chunk:
+                    done += len(chunk)
+                    parts = self.take(parts, chunk)
+                    if done - released >= SPOOL_RELEASE:
+                        released = release_space(fd, done - done % 4096, released)
+                    delay = TAIL_POLL[0]
+                    continue
+                rc = proc.poll()
+                if rc is not None:
+                    while chunk := os.read(fd, READ_SIZE):  # written just before it exited
+                        parts = self.take(parts, chunk)
+                    if parts:  # a last line without its newline
+                        self.take(parts, b"\n")
+                    return rc
+                self.live.flush()
+                if self.result_at is not None:
+                    waited = time.monotonic() - self.result_at
+                    if self.result_final() and waited >= min(RECORD_WAIT, grace):
+                        self.lingering = proc
+                        self.log_event(
+                            {
+                                "type": "orch",
+                                "subtype": "lingering",
+                                "message": f"claude still runs {waited:.1f} s after its result: "
+                                f"recorded from the result; stopped after {grace:g} s",
+                            }
+                        )
+                        return None
+                    if waited >= grace:
+                        self.stop_tree(proc)
+                        continue
+                time.sleep(delay)
+                delay = min(delay * 2, TAIL_POLL[1])
+        finally:
+            os.close(fd)
+
+    def take(self, parts: list[bytes], chunk: bytes) -> list[bytes]:
+        """Hand every complete line of ``parts + chunk`` to :meth:`on_line`; return the rest."""
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            parts.append(chunk)
+            return parts
+        data = b"".join([*parts, chunk[:end]]) if parts else chunk[:end]
+        for line in data.split(b"\n"):
+            self.on_line(line + b"\n")
+        return [chunk[end + 1 :]] if end + 1 < len(chunk) else []
+
+    def stop_tree(self, proc: subprocess.Popen[bytes]) -> int:
+        """Stop what is left of a claude that printed its result but did not exit."""
+        if proc.poll() is None:
+            terminate_tree(proc.pid, float(self.spec.get("kill_grace", 5.0)))
+        return proc.wait()
+
+    def stop_leftovers(self) -> None:
+        """After the run was recorded: give a lingering claude the rest of ``result_grace`` to
+        exit, then stop its process tree; record its exit code."""
+        proc = self.lingering
+        if proc is None:
+            return
+        grace = float(self.spec.get("result_grace", RESULT_GRACE))
+        left = grace - (time.monotonic() - (self.result_at or 0.0))
+        try:
+            rc = proc.wait(timeout=max(0.0, left))
+        except subprocess.TimeoutExpired:
+            rc = self.stop_tree(proc)
+            with contextlib.suppress(OSError):
+                self.log_event(
+                    {
+                        "type": "orch",
+                        "subtype": "stopped_after_result",
+                        "message": f"stopped what was left of claude {grace:g} s after its "
+                        f"result (exit code {rc})",
+                    }
+                )
+        self.lingering = None
+        with contextlib.suppress(OSError):
+            (self.run_dir / "stdout.jsonl").unlink()
+        with contextlib.suppress(Exception):  # the record is already final; this is a detail
+            self.rep.update(exit_code=rc)
+
     def on_line(self, raw: bytes) -> None:
+        """One line of claude's stdout: kept in the raw log (a partial-message delta is not:
+        its text goes to ``live.txt``), then recorded."""
         try:
             event = json.loads(raw)
         except ValueError:
-            return
+            event = None
         if not isinstance(event, dict):
+            if self.log is not None and raw.strip():
+                self.log.write(raw)
             return
         kind = event.get("type")
+        if kind == "stream_event":
+            self.on_partial(event.get("event"))
+            self.flush_progress()
+            return
+        if kind == "assistant":
+            self.live.flush()  # the text it streamed is complete in live.txt before this event
+        if self.log is not None:
+            self.log.write(raw)
+            self.log.flush()
         sid = event.get("session_id")
         if isinstance(sid, str) and sid != self.session_id:
             self.session_id = sid
@@ -379,8 +606,23 @@ class Supervisor:
             )
         elif kind == "result":
             self.result = event
+            self.result_at = time.monotonic()
         self.show_event(event)
         self.flush_progress()
+
+    def on_partial(self, event: Any) -> None:
+        """A ``stream_event`` (``--include-partial-messages``): the raw API event."""
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message")
+            mid = message.get("id") if isinstance(message, dict) else None
+            self.live.start(str(mid or f"message-{time.time()}"))
+        elif kind == "content_block_delta":
+            delta = event.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                self.live.add(str(delta.get("text", "")))
 
     def flush_progress(self, force: bool = False) -> None:
         """Record turns and tool calls at most every PROGRESS_INTERVAL; what a throttled call
@@ -420,14 +662,17 @@ class Supervisor:
             fields["session_id"] = res["session_id"]
         if isinstance(text, str):
             write_atomic(Path(self.spec["output_path"]), text)
-        if self.stop_reason == "cancelled" or (
+        self.live.clear()
+        if res and not res.get("is_error"):
+            # Claude Code's result decides, whatever came after it: a claude that lingered
+            # and was stopped, a cancel or a timeout that arrived once the work was done.
+            status, error = "completed", None
+        elif self.stop_reason == "cancelled" or (
             self.stop_reason is None and rc is not None and rc < 0 and self.rep.cancel_requested()
         ):
             status, error = "cancelled", "cancelled"
         elif self.stop_reason == "timed_out":
             status, error = "timed_out", f"timed out after {self.spec.get('timeout')} s"
-        elif rc == 0 and res and not res.get("is_error"):
-            status, error = "completed", None
         else:
             status, error = "failed", self.describe_failure(rc, res, attempts)
         fields["error"] = error
@@ -867,7 +1112,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             raise
     if reporter.queued():
-        pump_queue(spec["state_dir"])
+        pump_queue(spec["state_dir"])  # the run is recorded: its slot is free
+    sup.stop_leftovers()
     return 0
 
 

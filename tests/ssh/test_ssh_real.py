@@ -10,7 +10,7 @@ import pytest
 
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
-from tests.helpers import orch, pid_gone, status_json, wait_for
+from tests.helpers import megabyte_answers, orch, pid_gone, status_json, wait_for
 from tests.ssh.conftest import drop_masters, handle
 from tests.ssh.sshd import Hosts
 
@@ -70,3 +70,14 @@ def test_agent_survives_a_dropped_connection_and_cancels(
     assert all(pid_gone(p) for p in [h["pid"], *children])
     state = json.loads((Path(h["remote_dir"]) / "state.json").read_text())
     assert state["status"] == "cancelled"
+
+
+def test_one_and_two_megabyte_answers_come_home_whole(
+    ssh_project: Path, two_hosts: Hosts, messages_api: MessagesStandIn
+) -> None:
+    extra = {"mb1": ["--host", "h1"], "mb2": ["--host", "h2"]}
+    for name, (run, text) in megabyte_answers(messages_api, "ssh", extra).items():
+        assert orch("output", name, check=True).stdout == text
+        remote = Path(handle(ssh_project, name)["remote_dir"])
+        assert (remote / "output.md").read_bytes() == text.encode("utf-8")
+        assert Path(run["log_path"]).read_bytes() == (remote / "events.jsonl").read_bytes()

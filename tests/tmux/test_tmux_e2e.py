@@ -14,7 +14,7 @@ import pytest
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
 from orch_plugins.testing.pytest_plugin import trust_project
-from tests.helpers import init_session, orch, pid_gone, status_json, wait_for
+from tests.helpers import init_session, megabyte_answers, orch, pid_gone, status_json, wait_for
 from tests.tmux.helpers import Tm, handle
 
 pytestmark = pytest.mark.e2e
@@ -124,3 +124,9 @@ def test_killed_tmux_server(
     wait_for(lambda: status_json("ix")[0]["status"] == "lost", timeout=30)
     assert "tmux pane closed" in status_json("ix")[0]["error"]
     wait_for(lambda: pid_gone(ix["pid"]), timeout=20)
+
+
+def test_one_and_two_megabyte_answers_whole(
+    real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn
+) -> None:
+    megabyte_answers(messages_api, "tmux")

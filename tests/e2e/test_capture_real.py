@@ -1,0 +1,92 @@
+"""Claude Code's output reaches the store whole, at any size, with many agents at once (real
+CLI against the stand-in). Claude Code 2.1.197 can exit before a large write into a pipe has
+drained; the supervisor gives it a regular file instead and follows that."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orch_plugins.supervisor import descendants, proc_stat
+from orch_plugins.testing.api import ApiRequest, MessagesStandIn, Reply, default_responder
+from tests.helpers import big_answer, megabyte_answers, orch, output_bytes, status_json
+
+pytestmark = pytest.mark.e2e
+
+
+def test_one_and_two_megabyte_answers(real_project: Path, messages_api: MessagesStandIn) -> None:
+    for run, text in megabyte_answers(messages_api, "subprocess").values():
+        results = [
+            json.loads(line)
+            for line in Path(run["log_path"]).read_bytes().splitlines()
+            if b'"type":"result"' in line
+        ]
+        assert [r["result"] for r in results] == [text]  # the raw log holds it whole too
+
+
+def _supervisors(project: Path) -> list[int]:
+    con = sqlite3.connect(project / ".orchestrate" / "state.db")
+    try:
+        rows = con.execute("SELECT handle FROM runs WHERE handle IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    return [json.loads(h)["pid"] for (h,) in rows]
+
+
+def _claude_done(supervisor: int) -> bool:
+    """Its claude has exited (a zombie until the stopped supervisor reaps it)."""
+    return all((proc_stat(p) or ["Z"])[0] in ("Z", "X") for p in descendants(supervisor))
+
+
+def test_six_parallel_answers_of_300_kb(real_project: Path, messages_api: MessagesStandIn) -> None:
+    """Six answers at once, while every supervisor is held still (SIGSTOP, as a busy machine
+    deschedules it) until its claude has written everything and exited: nothing may be lost."""
+    answers = [big_answer(300_000, f"PAR{i}") for i in range(6)]
+    paused: list[int] = []
+
+    def pause_readers() -> None:  # runs once, when all six requests are in
+        paused.extend(_supervisors(real_project))
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
+
+        def resume() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not all(_claude_done(p) for p in paused):
+                time.sleep(0.05)
+            for pid in paused:
+                os.kill(pid, signal.SIGCONT)
+
+        threading.Thread(target=resume, daemon=True).start()
+
+    barrier = threading.Barrier(6, action=pause_readers, timeout=120)
+
+    @messages_api.respond_with
+    def answer(request: ApiRequest) -> Reply:
+        match = re.search(r"PARALLEL (\d) ", request.prompt_text)
+        if not match:
+            return default_responder(request)
+        barrier.wait()
+        return Reply.text(answers[int(match[1])])
+
+    tasks = [f"PARALLEL {i} answer" for i in range(6)]
+    try:
+        orch("parallel", *tasks, check=True)
+        orch("wait", "--timeout", "170", timeout=200)
+    finally:
+        for pid in paused:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
+    runs = sorted(status_json(), key=lambda r: r["name"])
+    assert len(paused) == 6 and len(runs) == 6
+    for run, text in zip(runs, answers):
+        assert run["status"] == "completed", run
+        assert output_bytes(run) == text.encode("utf-8")
