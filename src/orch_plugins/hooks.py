@@ -57,6 +57,12 @@ OVERLAP = 30.0
 #: At most this many agents are listed in one notice; the rest are counted.
 NOTICE_MAX = 12
 RESULT_CHARS = 160
+#: The slash commands whose arguments the hook keeps for ``orch slash`` (``/orchestrate GOAL``,
+#: ``:status`` and ``:roles`` hand none to orch).
+SLASH_PREFIX = "/orchestrate:"
+SLASH_COMMANDS = frozenset({"launch", "parallel", "resume", "cancel", "output"})
+#: Saved arguments are forgotten after this many seconds.
+SLASH_KEEP = 7 * 86400.0
 #: At most this many agents are named in the on-screen line.
 SCREEN_NAMES = 5
 
@@ -250,6 +256,7 @@ def _seen_mark(path: str) -> str:
 
 def on_user_prompt_submit(event: _Event) -> None:
     event.read()
+    save_command_args(event)
     sd = state_dir()
     if sd is None:
         return
@@ -289,6 +296,67 @@ def on_user_prompt_submit(event: _Event) -> None:
         }
         sys.stdout.write(json.dumps(out, ensure_ascii=False))
         sys.stdout.flush()
+
+
+def save_command_args(event: _Event) -> None:
+    """Keep the arguments of an ``/orchestrate:COMMAND`` prompt exactly as typed, for ``orch
+    slash COMMAND`` to read: the slash commands never have Claude copy them into a shell
+    command (see :mod:`orch_plugins.slash`).
+
+    Written to ``<user state dir>/slash/<session id>.<command>`` (mode 0600), under the id in
+    the hook's payload and the one the session's Bash commands see, when they differ. Costs
+    a substring test for any other prompt.
+    """
+    if SLASH_PREFIX.encode() not in event.raw:
+        return
+    prompt = event.payload.get("prompt")
+    if not isinstance(prompt, str):
+        return
+    command, args = _split_command(prompt)
+    if command is None:
+        return
+    ids = {event.payload.get("session_id"), os.environ.get("CLAUDE_CODE_SESSION_ID")}
+    folder = slash_dir()
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    data = args.encode("utf-8", "surrogatepass")
+    for sid in ids:
+        if _valid_session_id(sid):
+            path = os.path.join(folder, f"{sid}.{command}")
+            tmp = f"{path}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+    _prune(folder)
+
+
+def _split_command(prompt: str) -> tuple[str | None, str]:
+    """``("launch", "a -v is broken")`` for ``"/orchestrate:launch a -v is broken"``;
+    ``(None, "")`` for any other prompt. The arguments are everything after the whitespace
+    that ends the command's name, untouched."""
+    text = prompt.lstrip()
+    if not text.startswith(SLASH_PREFIX):
+        return None, ""
+    end = len(SLASH_PREFIX)
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    command = text[len(SLASH_PREFIX) : end]
+    if command not in SLASH_COMMANDS:
+        return None, ""
+    return command, text[end + 1 :] if end < len(text) else ""
+
+
+def _prune(folder: str) -> None:
+    """Forget saved arguments older than :data:`SLASH_KEEP` seconds."""
+    import time
+
+    limit = time.time() - SLASH_KEEP
+    for entry in os.scandir(folder):
+        try:
+            if entry.stat().st_mtime < limit:
+                os.unlink(entry.path)
+        except OSError:
+            continue
 
 
 def _lock(fh: object) -> None:
@@ -418,6 +486,22 @@ def log_path() -> str:
     if sd:
         return os.path.join(sd, LOG_NAME)
     return os.path.join(user_log_dir(), LOG_NAME)
+
+
+def user_state_dir() -> str:
+    """platformdirs' ``user_state_dir("orch-plugins")``, recomputed without importing it."""
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Application Support/orch-plugins")
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return os.path.join(base, "orch-plugins", "orch-plugins")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "orch-plugins")
+
+
+def slash_dir() -> str:
+    """Where :func:`save_command_args` keeps slash-command arguments, per session."""
+    return os.path.join(user_state_dir(), "slash")
 
 
 def user_log_dir() -> str:

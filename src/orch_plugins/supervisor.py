@@ -896,35 +896,39 @@ def hook_settings(stop_file: str) -> dict[str, Any]:
     (written aside and renamed, so the supervisor never reads half of it)."""
     import shlex
 
-    py = shlex.quote(sys.executable)
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    orch_hook = (
-        f"import sys; sys.path.insert(0, {parent!r}); "
-        "from orch_plugins.hooks import main; sys.exit(main())"
-    )
     handover = (
         "import os, sys; p = sys.argv[1]; t = p + '.tmp'; "
         "open(t, 'wb').write(sys.stdin.buffer.read()); os.replace(t, p)"
     )
-
-    def command(cmd: str) -> dict[str, Any]:
-        return {"type": "command", "command": cmd, "timeout": 10}
-
+    py = shlex.quote(sys.executable)
+    copy = f"{py} -S -c {shlex.quote(handover)} {shlex.quote(stop_file)}"
     return {
         "hooks": {
-            "SessionStart": [
-                {"hooks": [command(f"{py} -S -c {shlex.quote(orch_hook)} SessionStart")]}
-            ],
+            "SessionStart": [{"hooks": [orch_hook_entry("SessionStart")]}],
             "Stop": [
                 {
                     "hooks": [
-                        command(f"{py} -S -c {shlex.quote(orch_hook)} Stop"),
-                        command(f"{py} -S -c {shlex.quote(handover)} {shlex.quote(stop_file)}"),
+                        orch_hook_entry("Stop"),
+                        {"type": "command", "command": copy, "timeout": 10},
                     ]
                 }
             ],
         }
     }
+
+
+def orch_hook_entry(event: str) -> dict[str, Any]:
+    """A ``settings.json`` hook entry that runs :mod:`orch_plugins.hooks` for ``event`` with
+    this interpreter and this installation's package (nothing needs to be installed)."""
+    import shlex
+
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    orch_hook = (
+        f"import sys; sys.path.insert(0, {parent!r}); "
+        "from orch_plugins.hooks import main; sys.exit(main())"
+    )
+    command = f"{shlex.quote(sys.executable)} -S -c {shlex.quote(orch_hook)} {event}"
+    return {"type": "command", "command": command, "timeout": 10}
 
 
 def read_transcript(path: str | None, since: float) -> tuple[str | None, int, int, dict[str, int]]:

@@ -196,39 +196,25 @@ def test_every_slash_command_expands_and_runs(cc: CC) -> None:
     # The commands that act: the stand-in runs the command the instructions ask for, and
     # allowed-tools lets it through (the project is not trusted: no settings permissions).
     api.on(
-        "Show the final result of agent `scout`", Reply.bash("orch output scout"), Reply.text("ok")
+        "Show the final result of agent `scout`", Reply.bash("orch slash output"), Reply.text("ok")
     )
     out = cc.claude("-p", "/orchestrate:output scout")
     assert tool_results(out) == ["echo: SCOUT-TASK look around"], out.describe()
 
-    api.on(
-        "Launch one agent. Request: probe",
-        Reply.bash(
-            "orch launch probe --role researcher - <<'ORCH_TASK'\nPROBE-TASK $(id)\nORCH_TASK"
-        ),
-        Reply.text("ok"),
-    )
+    api.on("Launch one agent in the background", Reply.bash("orch slash launch"), Reply.text("ok"))
     launched = cc.claude("-p", "/orchestrate:launch probe --role researcher PROBE-TASK $(id)")
     assert tool_results(launched)[0].startswith("probe: launched"), launched.describe()
 
-    api.on(
-        "Launch one agent per task",
-        Reply.bash("orch parallel 'PAR-ONE' 'PAR-TWO'"),
-        Reply.text("ok"),
-    )
+    api.on("Launch one agent per task", Reply.bash("orch slash parallel"), Reply.text("ok"))
     par = cc.claude("-p", "/orchestrate:parallel PAR-ONE | PAR-TWO")
     assert "agent1: launched" in tool_results(par)[0] and "agent2: launched" in tool_results(par)[0]
 
-    api.on(
-        "Continue an agent's session",
-        Reply.bash("orch resume scout - <<'ORCH_TASK'\nSCOUT-MORE please\nORCH_TASK"),
-        Reply.text("ok"),
-    )
+    api.on("Continue an agent's session", Reply.bash("orch slash resume"), Reply.text("ok"))
     resumed = cc.claude("-p", "/orchestrate:resume scout SCOUT-MORE please")
     assert tool_results(resumed)[0].startswith("scout: launched"), resumed.describe()
 
     cc.orch("wait", "probe", "agent1", "agent2", "scout")
-    api.on("Stop these agents: probe", Reply.bash("orch cancel probe"), Reply.text("ok"))
+    api.on("Stop these agents: probe", Reply.bash("orch slash cancel"), Reply.text("ok"))
     cancel = cc.claude("-p", "/orchestrate:cancel probe")
     assert re.search(r"probe\s+completed", expanded(cc, cancel))
     assert tool_results(cancel) == ["nothing to cancel"], cancel.describe()

@@ -36,6 +36,15 @@ HOST_OPT = typer.Option(
 INTERACTIVE_OPT = typer.Option(
     False, "--interactive", help="tmux backend: an interactive session you can attach to."
 )
+TASK_FILE_OPT = typer.Option(
+    None,
+    "--task-file",
+    metavar="FILE",
+    help="Read the task from FILE (deleted once recorded if in .orch-tasks/).",
+)
+#: A directory of hand-over files: what Claude Code's Write tool wrote for ``--task-file``
+#: (the /orchestrate command's tasks). orch deletes such a file once its task is recorded.
+HANDOVER_DIR = ".orch-tasks"
 
 
 def _options(host: str | None, interactive: bool) -> dict[str, Any]:
@@ -54,6 +63,28 @@ def _backend(backend: str | None, host: str | None, interactive: bool) -> str | 
     if interactive and backend in (None, "tmux"):
         return "tmux"
     return backend
+
+
+def _common(
+    backend: str | None,
+    host: str | None,
+    interactive: bool,
+    timeout: float | None,
+    retries: int,
+    model: str | None,
+    cwd: Path | None,
+    max_parallel: int | None,
+) -> dict[str, Any]:
+    """The launch flags that ``launch`` and ``parallel`` share, as Orchestrator.launch keywords."""
+    return {
+        "backend": _backend(backend, host, interactive),
+        "options": _options(host, interactive),
+        "timeout": timeout,
+        "retries": retries,
+        "model": model,
+        "cwd": cwd,
+        "max_parallel": max_parallel,
+    }
 
 
 def _orch() -> Any:
@@ -78,6 +109,34 @@ def _read_task(task: str) -> str:
         raise OrchError("the task on stdin is not valid UTF-8") from None
 
 
+def _task_or_file(task: str | None, task_file: Path | None) -> str:
+    """The task from the argument (``-``: stdin) or from ``--task-file``, byte for byte."""
+    if (task is None) == (task_file is None):
+        raise typer.BadParameter("give the task, or --task-file FILE (not both)")
+    if task is not None:
+        return _read_task(task)
+    assert task_file is not None
+    try:
+        data = task_file.read_bytes()
+    except OSError as exc:
+        raise OrchError(f"cannot read the task file {task_file}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OrchError(f"the task file {task_file} is not valid UTF-8") from None
+
+
+def _hand_over_done(task_file: Path | None) -> None:
+    """Delete a hand-over task file (and its directory once empty) after its run is recorded."""
+    if task_file is None or task_file.resolve().parent.name != HANDOVER_DIR:
+        return
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        task_file.unlink()
+        task_file.resolve().parent.rmdir()
+
+
 def _echo_json(data: Any) -> None:
     # Indented JSON goes through the pure-Python encoder (~100 ms for 1,000 runs): only for people.
     typer.echo(json.dumps(data, indent=2 if sys.stdout.isatty() else None, ensure_ascii=False))
@@ -93,7 +152,10 @@ def launch(
     name: str = typer.Argument(
         ..., metavar="NAME", help="Agent name: letters, digits, '.', '_', '-'."
     ),
-    task: str = typer.Argument(..., metavar="TASK", help="The task; '-' reads it from stdin."),
+    task: str | None = typer.Argument(
+        None, metavar="TASK", help="The task; '-' reads it from stdin."
+    ),
+    task_file: Path | None = TASK_FILE_OPT,
     role: str | None = ROLE_OPT,
     backend: str | None = BACKEND_OPT,
     timeout: float | None = TIMEOUT_OPT,
@@ -113,20 +175,11 @@ def launch(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Start one agent in the background and return at once."""
+    text = _task_or_file(task, task_file)
     orch = _orch()
-    run = orch.launch(
-        name,
-        _read_task(task),
-        role=role,
-        backend=_backend(backend, host, interactive),
-        options=_options(host, interactive),
-        timeout=timeout,
-        retries=retries,
-        model=model,
-        cwd=cwd,
-        from_=from_,
-        max_parallel=max_parallel,
-    )
+    common = _common(backend, host, interactive, timeout, retries, model, cwd, max_parallel)
+    run = orch.launch(name, text, role=role, from_=from_, **common)
+    _hand_over_done(task_file)
     _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
 
 
@@ -134,6 +187,7 @@ def _report_launched(
     runs: list[dict[str, Any]], *, as_json: bool, single: bool, wait: bool, orch: Any
 ) -> None:
     """Print what was launched; a run its backend could not even start fails the command."""
+    _warn_if_unheard(orch)
     failed = [r for r in runs if r["status"] == "failed"]
     if wait and not failed:
         _finish_wait(orch, [r["name"] for r in runs], as_json=as_json, single=single)
@@ -174,35 +228,56 @@ def parallel(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Start one agent per task, named with the first free numbers."""
-    if role and roles:
-        raise OrchError("give --role or --roles, not both")
-    role_list: list[str | None] = [role] * len(tasks)
-    if roles:
-        role_list = [r.strip() or None for r in roles.split(",")]
-        if len(role_list) != len(tasks):
-            raise OrchError(f"--roles names {len(role_list)} roles for {len(tasks)} tasks")
+    role_list = role_per_task(role, roles, len(tasks))
     texts = [_read_task(t) for t in tasks]
     orch = _orch()
+    common = _common(backend, host, interactive, timeout, retries, model, cwd, max_parallel)
+    runs = launch_tasks(orch, texts, role_list, prefix=prefix, **common)
+    _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)
+
+
+def _warn_if_unheard(orch: Any) -> None:
+    """One line on stderr when the Claude Code session launching agents will not be told when
+    they finish: its hooks never recorded it (started where they do not run)."""
+    import os
+
+    sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
+    if not sid or os.environ.get("ORCH_RUN_ID") or orch.store.session(sid) is not None:
+        return
+    from orch_plugins.cli.integration import hooks_problem
+
+    why = hooks_problem(Path.cwd()) or "orch's hooks did not record it"
+    print(
+        f"orch: warning: this Claude Code session will not be told when agents finish: {why}",
+        file=sys.stderr,
+    )
+
+
+def role_per_task(role: str | None, roles: str | None, n: int) -> list[str | None]:
+    """One role per task from ``--role R`` (all) or ``--roles R1,R2`` (in order)."""
+    if role and roles:
+        raise OrchError("give --role or --roles, not both")
+    if not roles:
+        return [role] * n
+    role_list = [r.strip() or None for r in roles.split(",")]
+    if len(role_list) != n:
+        raise OrchError(f"--roles names {len(role_list)} roles for {n} tasks")
+    return role_list
+
+
+def launch_tasks(
+    orch: Any, texts: list[str], roles: list[str | None], *, prefix: str = "agent", **kw: Any
+) -> list[dict[str, Any]]:
+    """One agent per task, named PREFIX1, PREFIX2, … (the first free numbers), all queued
+    first and then started at once, so a backend that can batch starts them in few calls.
+    ``kw`` goes to :meth:`Orchestrator.launch`. Returns the runs' records."""
     names = orch.free_names(prefix, len(texts))
     runs = [
-        orch.launch(
-            name,
-            text,
-            role=r,
-            backend=_backend(backend, host, interactive),
-            options=_options(host, interactive),
-            timeout=timeout,
-            retries=retries,
-            model=model,
-            cwd=cwd,
-            max_parallel=max_parallel,
-            start=False,
-        )
-        for name, text, r in zip(names, texts, role_list)
+        orch.launch(name, text, role=r, start=False, **kw)
+        for name, text, r in zip(names, texts, roles)
     ]
-    orch.start_queued()  # all at once: a backend that can batch starts them in few calls
-    runs = [orch.store.get_run(r["run_id"]) for r in runs]
-    _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)
+    orch.start_queued()
+    return [orch.store.get_run(r["run_id"]) for r in runs]
 
 
 def _age(run: dict[str, Any]) -> str:
@@ -409,7 +484,10 @@ def logs(
 @app.command()
 def resume(
     name: str = typer.Argument(..., metavar="NAME", help="Agent whose session to continue."),
-    task: str = typer.Argument(..., metavar="TASK", help="The next prompt; '-' reads stdin."),
+    task: str | None = typer.Argument(
+        None, metavar="TASK", help="The next prompt; '-' reads stdin."
+    ),
+    task_file: Path | None = TASK_FILE_OPT,
     fork: bool = typer.Option(False, "--fork", help="Continue in a fork (a new session id)."),
     as_name: str | None = typer.Option(
         None,
@@ -421,8 +499,10 @@ def resume(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Continue an agent's Claude Code session with a new prompt (it sees the earlier turns)."""
+    text = _task_or_file(task, task_file)
     orch = _orch()
-    run = orch.resume(name, _read_task(task), fork=fork, as_name=as_name)
+    run = orch.resume(name, text, fork=fork, as_name=as_name)
+    _hand_over_done(task_file)
     _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
 
 

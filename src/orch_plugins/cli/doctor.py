@@ -2,7 +2,8 @@
 
 Each check prints one line (``ok``, ``warn`` or ``FAIL`` and what to do); the exit status is 1
 when any check failed, so scripts and the orchestrator can gate on it before launching. A
-warning (a claude outside the tested range, a key that cannot be checked) does not fail it.
+warning (a claude outside the tested range, a key that cannot be checked, an orchestrator that
+would not be told when agents finish) does not fail it.
 """
 
 from __future__ import annotations
@@ -71,12 +72,41 @@ def _local_checks() -> list[Check]:
         checks.append(("local", "state", True, f"{state} is writable"))
     except (OSError, OrchError) as exc:
         checks.append(("local", "state", False, f"{state}: {exc}"))
+    checks.append(_hooks_check())
     if cfg.hosts:
         ssh = shutil.which("ssh")
         checks.append(
             ("local", "ssh", bool(ssh), ssh or "the OpenSSH client 'ssh' is not installed")
         )
     return checks
+
+
+def _hooks_check() -> Check:
+    """Will the orchestrator session be told when agents finish (do orch's hooks run)?
+
+    Inside a Claude Code session: has the hooks' record of it. Elsewhere: would a claude
+    started in this directory run them.
+    """
+    from pathlib import Path
+
+    from orch_plugins.cli.integration import hooks_problem, session_known
+
+    here = Path.cwd()
+    sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
+    if sid and not os.environ.get("ORCH_RUN_ID"):
+        if session_known(sid):
+            return ("local", "hooks", True, "this Claude Code session is recorded by orch's hooks")
+        why = hooks_problem(here) or "orch's hooks did not record it"
+        return (
+            "local",
+            "hooks",
+            None,
+            f"this Claude Code session is not told when agents finish: {why}",
+        )
+    why = hooks_problem(here)
+    if why is None:
+        return ("local", "hooks", True, f"Claude Code started in {here} runs orch's hooks")
+    return ("local", "hooks", None, why)
 
 
 def _host_checks(name: str) -> list[Check]:

@@ -1,4 +1,4 @@
-"""Claude Code integration commands: install, uninstall, sessions, start."""
+"""Claude Code integration commands: install, uninstall, sessions, start, slash."""
 
 from __future__ import annotations
 
@@ -29,16 +29,18 @@ ORCHESTRATOR_PROMPT = """\
 You are the orchestrator of a team of Claude Code agents, driven through the `orch` command \
 (run it with the Bash tool; it needs no permission prompt). Split work that has independent \
 parts into tasks and give each to its own agent instead of doing it all yourself:
-- `orch launch NAME --role ROLE - <<'ORCH_TASK'` + the task + `ORCH_TASK` starts one agent in \
-the background (the task goes on stdin in a quoted here-document, so the shell never expands \
-it); `orch parallel 'task 1' 'task 2' --roles r1,r2` starts several; `orch roles` lists roles.
+- To start one agent in the background, write its task with the Write tool to \
+`.orch-tasks/NAME.md` (in the current directory), then run \
+`orch launch NAME --role ROLE --task-file .orch-tasks/NAME.md`; orch records the task and \
+deletes the file. Never put task text in a shell command. `orch roles` lists roles.
 - `orch wait NAME…` waits for agents: run it with the Bash tool's run_in_background option, \
 so the session stays free. Each new prompt also lists the agents that ended since the previous \
 one (name, status, first line of the result, output path).
 - `orch status`, `orch output NAME`, `orch logs NAME`, `orch cancel NAME`, \
-`orch resume NAME - <<'ORCH_TASK'` (continue an agent's session; `--fork` for a copy), \
-`orch launch NAME --from SESSION_OR_AGENT` (start from a fork of that session's context), \
-`orch sessions` (known Claude Code sessions).
+`orch resume NAME --task-file .orch-tasks/NAME.md` (continue an agent's session with the \
+prompt in that file; `--fork` for a copy), \
+`orch launch NAME --from SESSION_OR_AGENT --task-file …` (start from a fork of that \
+session's context), `orch sessions` (known Claude Code sessions).
 The /orchestrate commands (`/orchestrate GOAL`, `/orchestrate:status`, …) do the common \
 steps. When agents finish, read their outputs and give the user one summary: per agent what \
 it found or changed, then conclusions, conflicts and next steps."""
@@ -144,6 +146,11 @@ def sessions(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1])
 
 
+#: What ``orch start`` lets the orchestrator do without asking: run orch, and write the task
+#: hand-over files that ``orch launch --task-file`` reads (and deletes).
+ORCHESTRATOR_TOOLS = "Bash(orch:*),Edit(./.orch-tasks/**)"
+
+
 def plugin_root() -> Path | None:
     """A directory Claude Code can load with --plugin-dir: the source tree, or the copy a
     wheel installed under share/orch-plugins."""
@@ -164,13 +171,78 @@ def pack_installed(project: Path) -> bool:
     return False
 
 
+def _runs_our_hooks(settings: Path) -> bool:
+    """Whether a settings file has orch's hooks, or enables orch's plugin."""
+    from orch_plugins.install import is_our_hook
+
+    try:
+        data = json.loads(settings.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    plugins = data.get("enabledPlugins")
+    if isinstance(plugins, dict) and any(
+        str(k).startswith("orchestrate@") and v for k, v in plugins.items()
+    ):
+        return True
+    hooks = data.get("hooks")
+    groups = hooks.values() if isinstance(hooks, dict) else []
+    return any(
+        is_our_hook(entry)
+        for group_list in groups
+        if isinstance(group_list, list)
+        for group in group_list
+        if isinstance(group, dict) and isinstance(group.get("hooks"), list)
+        for entry in group["hooks"]
+    )
+
+
+def _settings_files(directory: Path) -> list[Path]:
+    claude_dir = directory / ".claude"
+    return [claude_dir / "settings.json", claude_dir / "settings.local.json"]
+
+
+def hooks_problem(cwd: Path) -> str | None:
+    """Why a Claude Code session started in ``cwd`` runs none of orch's hooks (so it is not
+    recorded and never told which agents finished), with what to do; None when it runs them.
+
+    Claude Code (checked with 2.1.197) reads ``.claude/settings.json`` and
+    ``settings.local.json`` only in the directory it starts in, plus ``~/.claude/settings.json``;
+    slash commands, by contrast, are found in the directories above too.
+    """
+    cwd = cwd.resolve()
+    home = Path.home().resolve()
+    if any(_runs_our_hooks(f) for f in [*_settings_files(home), *_settings_files(cwd)]):
+        return None
+    for parent in cwd.parents:
+        if parent != home and any(_runs_our_hooks(f) for f in _settings_files(parent)):
+            return (
+                f"Claude Code started in {cwd} runs none of orch's hooks: it reads "
+                f".claude/settings.json only where it starts, and they are installed in "
+                f"{parent}; start claude there, or run 'orch start' (it brings the hooks), "
+                "or install them for your user: 'orch install --user'"
+            )
+    return (
+        "orch's hooks are not installed for this project or your user: run 'orch install' "
+        "(or 'orch start', which brings them)"
+    )
+
+
 def start_command(
     extra: list[str], *, plugin: bool | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """claude's argv and environment for an interactive orchestrator session."""
+    """claude's argv and environment for an interactive orchestrator session.
+
+    When claude would not run orch's hooks where it starts (a subdirectory of a project whose
+    ``.claude/settings.json`` has them), they are passed with ``--settings``; they record into
+    the project's state directory through ``ORCH_STATE_DIR``.
+    """
     from orch_plugins.claude import UNSET_ENV
     from orch_plugins.config import load_config
+    from orch_plugins.install import HOOK_EVENTS
     from orch_plugins.store import Store, find_project_dir
+    from orch_plugins.supervisor import orch_hook_entry
 
     claude = load_config().resolve_claude()
     project = find_project_dir()
@@ -178,6 +250,7 @@ def start_command(
     state_dir = str(store.state_dir.resolve())
     store.close()
     argv = [claude, "--append-system-prompt", ORCHESTRATOR_PROMPT]
+    argv += ["--allowedTools", ORCHESTRATOR_TOOLS]
     if plugin is None:
         plugin = not pack_installed(project)
     if plugin:
@@ -188,6 +261,9 @@ def start_command(
                 "found; run 'orch install' first"
             )
         argv += ["--plugin-dir", str(root)]
+    elif hooks_problem(Path.cwd()) is not None:
+        hooks = {event: [{"hooks": [orch_hook_entry(event)]}] for event in HOOK_EVENTS}
+        argv += ["--settings", json.dumps({"hooks": hooks})]
     env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV}
     for key in ("ORCH_AGENT", "ORCH_RUN_ID"):  # the orchestrator is nobody's agent
         env.pop(key, None)
@@ -226,3 +302,75 @@ def start(
         typer.echo(shlex.join(argv))
         return
     os.execve(argv[0], argv, env)
+
+
+@app.command()
+def slash(
+    command: str = typer.Argument(
+        ..., help="The /orchestrate command: launch, parallel, resume, cancel or output."
+    ),
+) -> None:
+    """Run an /orchestrate:COMMAND with its arguments exactly as typed (what the slash
+    commands run).
+
+    orch's UserPromptSubmit hook saved them from the prompt; none of it passes through the
+    model or a shell. Each saved command runs once.
+    """
+    from orch_plugins import slash as parse
+    from orch_plugins.cli import agents
+
+    sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
+    if not sid:
+        raise OrchError(
+            "'orch slash' runs an /orchestrate command inside Claude Code "
+            "(CLAUDE_CODE_SESSION_ID is not set)"
+        )
+    try:
+        text = parse.claim(command, sid)
+    except parse.NotSaved as exc:
+        raise OrchError(f"{exc}{_unheard_hint(sid)}") from None
+    if command in ("cancel", "output"):
+        words = text.split()
+        if command == "cancel":
+            names = [w for w in words if w != "--all"]
+            agents.cancel(names=names, all_="--all" in words, as_json=False)
+        elif not words:
+            raise OrchError("name the agent whose result to show")
+        else:
+            agents.output(names=words, path=False)
+        return
+    orch = agents._orch()
+    if command == "launch":
+        [name], opts, task = parse.split_args(text, names=1, valued=("--role",))
+        runs = [orch.launch(name, task, role=opts.get("--role"))]
+    elif command == "resume":
+        [name], opts, task = parse.split_args(text, names=1, flags=("--fork",), valued=("--as",))
+        runs = [orch.resume(name, task, fork=bool(opts.get("--fork")), as_name=opts.get("--as"))]
+    else:  # parallel
+        _, opts, rest = parse.split_args(text, valued=("--role", "--roles"))
+        tasks = parse.split_tasks(rest)
+        roles = agents.role_per_task(opts.get("--role"), opts.get("--roles"), len(tasks))
+        runs = agents.launch_tasks(orch, tasks, roles)
+    agents._report_launched(runs, as_json=False, single=len(runs) == 1, wait=False, orch=orch)
+
+
+def session_known(sid: str) -> bool:
+    """Whether orch's hooks recorded this Claude Code session in the project's store."""
+    from orch_plugins.store import Store, default_state_dir
+
+    try:
+        store = Store(default_state_dir(), create=False)
+    except OrchError:
+        return False
+    try:
+        return store.session(sid) is not None
+    finally:
+        store.close()
+
+
+def _unheard_hint(sid: str) -> str:
+    """Why nothing was saved: ``""`` when the hooks do record this session."""
+    if session_known(sid):
+        return " (type the command yourself: one that Claude runs is not saved)"
+    why = hooks_problem(Path.cwd()) or "orch's hooks did not record this session"
+    return f": {why}"
