@@ -152,12 +152,14 @@ def iso(ts: float | None) -> str | None:
 
 
 def find_project_dir(start: Path | None = None) -> Path:
-    """The project an ``orch`` call belongs to: Claude Code's project dir, else the nearest
-    ancestor holding ``.orchestrate``, ``.git`` or ``.claude``, else the current directory."""
+    """The project an ``orch`` call belongs to: the nearest directory at or above ``start``
+    (default: Claude Code's project dir ``$CLAUDE_PROJECT_DIR``, else the current directory)
+    holding ``.orchestrate``, else ``.git``, else ``.claude``; else that directory itself.
+
+    A Claude Code session started in a subdirectory has it as its project dir: walking up
+    finds the project's store there too, the one its hooks record into."""
     env = os.environ.get("CLAUDE_PROJECT_DIR")
-    if env:
-        return Path(env).resolve()
-    here = (start or Path.cwd()).resolve()
+    here = (start or (Path(env) if env else Path.cwd())).resolve()
     for marker in (".orchestrate", ".git", ".claude"):
         for parent in (here, *here.parents):
             if (parent / marker).exists() and parent != Path.home():

@@ -70,6 +70,28 @@ def test_slash_commands_hand_any_text_to_orch_byte_for_byte(cc: CC) -> None:
     assert prompt.read_bytes() == b"--fork stays text: $(date)"  # exactly what claude gets
 
 
+def test_the_goal_command_hands_tasks_over_in_files(cc: CC) -> None:
+    """/orchestrate GOAL: Claude writes each task with its Write tool (allowed by the command)
+    and passes the file with --task-file; nothing of the task is in a shell command."""
+    cc.orch("install")
+    fake_agents(cc)
+    task = cc.project / ".orch-tasks" / "split1.md"
+    cc.api.on(
+        "You are the orchestrator for this goal",
+        Reply.tool("Write", {"file_path": str(task), "content": MULTILINE}),
+        Reply.bash("orch launch split1 --role researcher --task-file .orch-tasks/split1.md"),
+        Reply.text("launched"),
+    )
+    goal = cc.claude("-p", "/orchestrate check the parser")
+    results = tool_results(goal)
+    assert results[0].startswith("File created successfully"), goal.describe()
+    assert results[1].startswith("split1: launched"), goal.describe()
+    assert goal.result is not None and not goal.result["permission_denials"]
+    run = cc.status()["split1"]
+    assert run["task"] == MULTILINE and run["role"] == "researcher"
+    assert not task.parent.exists()  # the hand-over file is gone once recorded
+
+
 def orch_at(cc: CC, cwd: Path, *args: str, real: bool = False) -> subprocess.CompletedProcess[str]:
     """The installed orch in ``cwd``; ``real``: with the real claude (for ``orch start``)."""
     env = {**cc.env, "ORCH_CLAUDE_BIN": cc.claude_bin} if real else cc.env

@@ -123,3 +123,31 @@ def test_orch_slash_without_saved_arguments_says_why(session, project) -> None:
     r = orch_slash("launch", None)
     assert r.returncode == 1 and "CLAUDE_CODE_SESSION_ID is not set" in r.stderr
     assert status_json() == []
+
+
+def test_task_file_hand_over(project: Path) -> None:
+    """What the /orchestrate command has Claude do: Write a file, pass it with --task-file."""
+    handover = project / ".orch-tasks" / "t1.md"
+    handover.parent.mkdir()
+    handover.write_bytes(NASTY.encode())
+    mine = project / "notes.md"
+    mine.write_bytes(b"keep me\n")
+    r = subprocess.run([*ORCH, "launch", "t1", "--task-file", str(handover)], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert status_json("t1")[0]["task"] == NASTY
+    assert not handover.parent.exists()  # read, recorded, deleted with its directory
+    r = subprocess.run([*ORCH, "launch", "t2", "--task-file", "notes.md"], capture_output=True)
+    assert r.returncode == 0 and mine.read_bytes() == b"keep me\n"  # not a hand-over file
+    subprocess.run([*ORCH, "wait", "t1"], capture_output=True, timeout=60)
+    r = subprocess.run(
+        [*ORCH, "resume", "t1", "--task-file", "notes.md"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert status_json("t1")[0]["task"] == "keep me\n"
+    both = subprocess.run(
+        [*ORCH, "launch", "t3", "x", "--task-file", "notes.md"], capture_output=True
+    )
+    missing = subprocess.run([*ORCH, "launch", "t3", "--task-file", "nope.md"], capture_output=True)
+    assert both.returncode == 2 and missing.returncode == 1
+    assert missing.stderr.decode().startswith("orch: error: cannot read the task file nope.md")
+    assert sorted(r["name"] for r in status_json()) == ["t1", "t2"]

@@ -55,6 +55,18 @@ def test_hooks_run_at_the_install_not_below_it(installed: Path) -> None:
     assert hooks_problem(sub) is None  # the plugin, enabled for the user, runs everywhere
 
 
+def test_the_store_is_found_from_below(installed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the hooks find it (the nearest .orchestrate), also from Claude Code's project dir."""
+    from orch_plugins.store import default_state_dir
+
+    sub = installed / "pkg" / "a"
+    monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(sub))
+    assert default_state_dir() == installed / ".orchestrate"
+    monkeypatch.chdir(sub)
+    monkeypatch.delenv("CLAUDE_PROJECT_DIR")
+    assert default_state_dir() == installed / ".orchestrate"
+
+
 def test_nothing_installed(project: Path) -> None:
     why = hooks_problem(project)
     assert why is not None and why.startswith("orch's hooks are not installed")
