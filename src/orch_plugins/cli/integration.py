@@ -307,7 +307,9 @@ def start(
 @app.command()
 def slash(
     command: str = typer.Argument(
-        ..., help="The /orchestrate command: launch, parallel, resume, cancel or output."
+        ...,
+        metavar="COMMAND",
+        help="The /orchestrate command: launch, parallel, resume, cancel or output.",
     ),
 ) -> None:
     """Run an /orchestrate:COMMAND with its arguments exactly as typed (what the slash
