@@ -7,6 +7,8 @@ with N and no result, ``API=529`` reports an API error (``FAKE_API_FAIL_FILE`` c
 attempts: fail only while it holds fewer than ``API_FAILS=K`` lines), ``TASKFAIL`` reports a
 task error. The result echoes the prompt's sha256. After the result, ``LINGER=N`` stays N
 seconds more; ``HOLDOUT=N`` leaves a child (``sleep N``) holding stdout open and exits.
+``STREAM=N`` answers N words, one every 0.3 s, as partial messages (``stream_event`` deltas,
+as with ``--include-partial-messages``) and then as the message and the result.
 """
 
 import hashlib
@@ -35,6 +37,35 @@ def emit(event):
 
 
 emit({"type": "system", "subtype": "init", "session_id": sid, "model": "fake", "argv": argv})
+m = re.search(r"STREAM=(\d+)", prompt)
+if m:
+    words = [f"word{i} " for i in range(int(m.group(1)))]
+
+    def stream(event):
+        emit({"type": "stream_event", "event": event, "session_id": sid})
+
+    stream({"type": "message_start", "message": {"id": "msg_fake_1", "content": []}})
+    stream({"type": "content_block_start", "index": 0, "content_block": {"type": "text"}})
+    for word in words:
+        time.sleep(0.3)
+        delta = {"type": "text_delta", "text": word}
+        stream({"type": "content_block_delta", "index": 0, "delta": delta})
+    text = "".join(words)
+    message = {"id": "msg_fake_1", "content": [{"type": "text", "text": text}]}
+    emit({"type": "assistant", "session_id": sid, "message": message})
+    stream({"type": "content_block_stop", "index": 0})
+    stream({"type": "message_stop"})
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "session_id": sid,
+            "result": text,
+            "num_turns": 1,
+        }
+    )
+    sys.exit(0)
 m = re.search(r"SLEEP=([0-9.]+)", prompt)
 if m:
     time.sleep(float(m.group(1)))

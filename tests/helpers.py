@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,3 +115,39 @@ def megabyte_answers(api: Any, backend: str, extra: dict[str, list[str]] | None 
         assert output_bytes(run) == text.encode("utf-8")
         done[name] = (run, text)
     return done
+
+
+class Follow:
+    """``orch logs NAME -f`` (or without ``-f``) as a process, with the CPU time it used
+    (``wait4``'s rusage, or ``/proc/PID/stat`` while it still runs)."""
+
+    def __init__(self, name: str, *, follow: bool = True) -> None:
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 (closed with this object)
+        argv = [*ORCH, "logs", name, *(["-f"] if follow else [])]
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.out)
+        self.cpu = 0.0
+        self.rc: int | None = None
+
+    def running_cpu(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                cpu = self.running_cpu()
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"orch logs -f still runs after {timeout} s ({cpu:.1f} CPU-s)")
+            time.sleep(0.05)
+        self.proc.returncode = self.rc = os.waitstatus_to_exitcode(status)
+        self.cpu = usage.ru_utime + usage.ru_stime
+        return self.text()
+
+    def text(self) -> str:
+        self.out.seek(0)
+        return self.out.read().decode("utf-8", "replace")

@@ -40,7 +40,8 @@ def build_argv(
     mode; without a role Claude Code's own defaults and the user's settings apply."""
     argv = [claude_bin]
     if not interactive:
-        argv += ["-p", "--output-format", "stream-json", "--verbose"]
+        # Partial messages: the supervisor keeps the text being written for orch logs -f.
+        argv += ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
     if role is not None:
         if role.system_prompt:
             argv += ["--append-system-prompt", role.system_prompt]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 WIDTH = 160
@@ -110,3 +111,165 @@ def describe_line(raw: bytes | str) -> list[str]:
     except ValueError:
         return []
     return describe(event) if isinstance(event, dict) else []
+
+
+class LogReader:
+    """What ``orch logs`` prints for one run, read a bit at a time: the event log's new lines
+    (complete lines only) and, with ``live``, the text of the message being written now
+    (``live.txt``, kept by the supervisor while claude streams it: its message id on the first
+    line, then the text so far).
+
+    A streamed message is printed as it grows after ``[writing]``; when its ``assistant`` event
+    comes, the rest of its text is printed first and the event's ``[assistant]`` lines are left
+    out (the text was shown in full). :meth:`read` returns the text to print next.
+    """
+
+    def __init__(
+        self, log_path: str | Path, live_path: str | Path, *, raw: bool = False, live: bool = False
+    ) -> None:
+        self.log_path = Path(log_path)
+        self.live_path = Path(live_path)
+        self.raw = raw
+        self.live = live and not raw
+        self.pos = 0
+        self.buf = b""
+        #: The live message being printed: its id and how many of its bytes were shown.
+        self.head: str | None = None
+        self.live_pos = 0
+        self.decoder: Any = None
+        self.printed = 0  # characters of its text printed
+        self.event_text = ""  # its text as its assistant events (one per block) told so far
+        self.open_line = False  # what was printed last does not end with a newline
+        self.streamed: set[str] = set()  # messages whose text was printed as it came
+        self.logged: set[str] = set()  # messages whose assistant event was read
+
+    def read(self, *, final: bool = False) -> str:
+        """New text; ``final``: the run has ended, so a last line without its newline counts
+        and an unfinished line of streamed text is closed."""
+        out: list[str] = []
+        for line in self._new_lines(final):
+            if self.raw:
+                out.append(line.decode("utf-8", "replace") + "\n")
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            mid = _message_id(event)
+            texts = describe(event)
+            if mid is not None:
+                if self.live and mid == self.head:
+                    out.append(self._rest_of(mid, event))  # the rest of its text, first
+                self.logged.add(mid)
+                if mid in self.streamed:
+                    texts = [t for t in texts if not t.startswith("[assistant] ")]
+            if texts or mid == self.head:
+                out.append(self._end_line())
+            out.extend(t + "\n" for t in texts)
+        if self.live and not final:
+            out.append(self._live_text())
+        if final:
+            out.append(self._end_line())
+        return "".join(out)
+
+    def writing(self) -> str | None:
+        """One line on the message being written now, after :meth:`read` has read the log (for
+        ``orch logs`` without ``-f``); None when there is none."""
+        mid, data = self._live_file(0)
+        if mid is None or mid in self.logged:
+            return None
+        text = " ".join(data.decode("utf-8", "replace").split())
+        if not text:
+            return None
+        return "[writing] " + ("…" + text[-(WIDTH - 1) :] if len(text) > WIDTH else text)
+
+    def _new_lines(self, final: bool) -> list[bytes]:
+        try:
+            with open(self.log_path, "rb") as fh:
+                if fh.seek(0, 2) < self.pos:  # rewritten from the start (a remote log reset)
+                    self.pos, self.buf = 0, b""
+                fh.seek(self.pos)
+                chunk = fh.read()
+        except OSError:
+            chunk = b""
+        self.pos += len(chunk)
+        *lines, self.buf = (self.buf + chunk).split(b"\n")
+        if final and self.buf:
+            lines.append(self.buf)
+            self.buf = b""
+        return [line for line in lines if line.strip()]
+
+    def _live_file(self, offset: int) -> tuple[str | None, bytes]:
+        """live.txt's message id and its text from ``offset`` (from the start when the message
+        is not the one being printed)."""
+        try:
+            with open(self.live_path, "rb") as fh:
+                head = fh.readline()
+                if not head.endswith(b"\n"):
+                    return None, b""
+                mid = head.decode("utf-8", "replace").strip()
+                if mid == self.head:
+                    fh.seek(len(head) + offset)
+                return mid, fh.read()
+        except OSError:
+            return None, b""
+
+    def _live_text(self) -> str:
+        """New text of the message being written (a new message starts a ``[writing]`` line)."""
+        import codecs
+
+        mid, data = self._live_file(self.live_pos)
+        if mid is None or (mid != self.head and mid in self.logged):
+            return ""  # nothing, or a message whose event was read already
+        out = ""
+        if mid != self.head:
+            out = self._end_line()
+            self.head, self.live_pos, self.printed, self.event_text = mid, 0, 0, ""
+            self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.live_pos += len(data)
+        return out + self._show(mid, self.decoder.decode(data) if data else "")
+
+    def _rest_of(self, mid: str, event: dict[str, Any]) -> str:
+        """The text of the streamed message ``mid`` not printed yet, when its assistant event
+        comes: from live.txt while it still holds it, else from the event itself (the run may
+        have ended and live.txt gone before this reader looked again)."""
+        out = ""
+        fmid, data = self._live_file(self.live_pos)
+        if fmid == mid and data:
+            self.live_pos += len(data)
+            out = self._show(mid, self.decoder.decode(data))
+        content = (event.get("message") or {}).get("content") or []
+        self.event_text += "".join(
+            str(b.get("text", ""))
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text"
+        )
+        return out + self._show(mid, self.event_text[self.printed :])
+
+    def _show(self, mid: str, text: str) -> str:
+        if not text:
+            return ""
+        out = ""
+        if mid not in self.streamed:
+            self.streamed.add(mid)
+            out = "[writing] "
+        self.printed += len(text)
+        self.open_line = not text.endswith("\n")
+        return out + text
+
+    def _end_line(self) -> str:
+        if self.open_line:
+            self.open_line = False
+            return "\n"
+        return ""
+
+
+def _message_id(event: dict[str, Any]) -> str | None:
+    """The API message id of an ``assistant`` event (one per content block, same id)."""
+    if event.get("type") != "assistant":
+        return None
+    message = event.get("message")
+    mid = message.get("id") if isinstance(message, dict) else None
+    return str(mid) if mid else None

@@ -256,12 +256,33 @@ def do_status(req: dict, inp) -> tuple[dict, list]:
             if output is not None and len(output) != run.get("out_size", -1):
                 entry["output"] = len(blobs)
                 blobs.append(output)
+            _live_text(os.path.join(d, "live.txt"), run, entry, blobs)
             if ended and not alive:
                 data, _ = _tail_from(os.path.join(d, "supervisor.log"), 0)
                 if data:
                     entry["supervisor_log"] = data[-2000:].decode("utf-8", "replace")
         out[str(run["id"])] = entry
     return {"runs": out}, blobs
+
+
+def _live_text(path: str, run: dict, entry: dict, blobs: list) -> None:
+    """The text claude is writing now (``live.txt``): what the local copy lacks, all of it when
+    the local copy is of another message, or ``live_gone`` when there is none."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.readline()
+            mid = head.decode("utf-8", "replace").strip() if head.endswith(b"\n") else None
+            size = os.fstat(fh.fileno()).st_size
+            offset = int(run.get("live_size") or 0)
+            reset = mid is None or mid != run.get("live_head") or size < offset
+            fh.seek(0 if reset else offset)
+            data = fh.read()
+    except OSError:
+        entry["live_gone"] = True
+        return
+    if data or reset:
+        entry["live"], entry["live_reset"] = len(blobs), reset
+        blobs.append(data)
 
 
 def do_cancel(req: dict, inp) -> tuple[dict, list]:

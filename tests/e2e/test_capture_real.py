@@ -18,7 +18,15 @@ import pytest
 
 from orch_plugins.supervisor import descendants, proc_stat
 from orch_plugins.testing.api import ApiRequest, MessagesStandIn, Reply, default_responder
-from tests.helpers import big_answer, megabyte_answers, orch, output_bytes, status_json
+from tests.helpers import (
+    Follow,
+    big_answer,
+    megabyte_answers,
+    orch,
+    output_bytes,
+    status_json,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +98,24 @@ def test_six_parallel_answers_of_300_kb(real_project: Path, messages_api: Messag
     for run, text in zip(runs, answers):
         assert run["status"] == "completed", run
         assert output_bytes(run) == text.encode("utf-8")
+
+
+def test_logs_follow_shows_the_answer_as_it_is_generated(
+    real_project: Path, messages_api: MessagesStandIn
+) -> None:
+    pieces = [f"piece{i:02d} ünï 🚀 " for i in range(16)]
+    text = "".join(pieces)
+    messages_api.on("STREAMED", Reply.text(text, chunk=len(pieces[0]), pace=0.3))
+    orch("launch", "streamer", "STREAMED answer please", check=True)
+    follow = Follow("streamer")
+    first = wait_for(lambda: "piece03" in follow.text() and follow.text(), timeout=60)
+    assert "piece15" not in first and "[writing] piece00 ünï 🚀 piece01" in first
+    run = status_json("streamer")[0]
+    assert run["status"] == "running"
+    assert b"piece00" not in Path(run["log_path"]).read_bytes()  # no event holds it yet
+    shown = follow.wait(60)
+    assert f"[writing] {text}\n" in shown and "[assistant]" not in shown, shown
+    assert shown.splitlines()[-1] == "[completed]"
+    log = Path(run["log_path"]).read_text()
+    assert '"stream_event"' not in log and log.count("piece07") == 2  # the message and result
+    assert not (Path(run["log_path"]).parent / "live.txt").exists()

@@ -20,7 +20,7 @@ from orch_plugins.backends.ssh import NO_FALLBACK, Host, SshBackend
 from orch_plugins.config import load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.supervisor import descendants
-from tests.helpers import orch, pid_gone, status_json, wait_for
+from tests.helpers import Follow, orch, pid_gone, status_json, wait_for
 from tests.ssh.conftest import (
     FAKE,
     LOCAL_SECRET_KEY,
@@ -414,3 +414,20 @@ def test_a_host_allowing_fewer_sessions_is_learnt_not_turned_into_logins(
     assert SshBackend(config).control_path(host).is_socket()
     SshBackend(config).call(host, {"cmd": "status", "runs": []})
     assert limited.logins("h1") == 2
+
+
+def test_logs_follow_shows_a_remote_answer_while_it_is_written(
+    ssh_project: Path, two_hosts: Hosts, configure: ConfigureFn
+) -> None:
+    configure(hosts={"h1": FAKE})
+    orch("launch", "writer", "STREAM=15 please", "--host", "h1", check=True)
+    follow = Follow("writer")
+    first = wait_for(lambda: "word3 " in follow.text() and follow.text(), timeout=30)
+    assert "word14" not in first and status_json("writer")[0]["status"] == "running"
+    text = follow.wait(60)
+    words = "".join(f"word{i} " for i in range(15))
+    assert f"[writing] {words}\n" in text and "[assistant]" not in text, text
+    assert text.splitlines()[-1] == "[completed]"
+    run = status_json("writer")[0]
+    assert not (Path(run["log_path"]).parent / "live.txt").exists()
+    assert '"stream_event"' not in Path(run["log_path"]).read_text()

@@ -1011,6 +1011,9 @@ class SshBackend(Backend):
                     entry.update(
                         log_size=job["log_size"], out_size=_size(run["output_path"]), files=files
                     )
+                    if files:  # orch logs: the text being written too
+                        head, job["live_size"] = _live_state(Path(run["run_dir"]) / "live.txt")
+                        entry.update(live_head=head, live_size=job["live_size"])
                 entries.append(entry)
             try:
                 first = jobs[name][0]["handle"]
@@ -1049,6 +1052,19 @@ class SshBackend(Backend):
                 os.close(fd)
         if "output" in entry:
             atomic_write(Path(run["output_path"]), blobs[entry["output"]])
+        live = Path(run["run_dir"]) / "live.txt"
+        if entry.get("live_gone"):
+            with contextlib.suppress(OSError):
+                live.unlink()
+        elif "live" in entry:
+            if entry.get("live_reset"):  # another message, or none here yet
+                atomic_write(live, blobs[entry["live"]])
+            else:
+                fd = os.open(live, os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    os.pwrite(fd, blobs[entry["live"]], int(job.get("live_size", 0)))
+                finally:
+                    os.close(fd)
 
     @staticmethod
     def _news(run: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -1103,6 +1119,17 @@ class SshBackend(Backend):
             return store.get_run(spec.run_id)["status"] == RUNNING
         finally:
             store.close()
+
+
+def _live_state(path: Path) -> tuple[str | None, int]:
+    """The message id (first line) and size of a local copy of ``live.txt``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.readline()
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None, 0
+    return (head.decode("utf-8", "replace").strip(), size) if head.endswith(b"\n") else (None, 0)
 
 
 def _remote_run(handle: Handle) -> dict[str, Any]:

@@ -446,39 +446,29 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing while it runs."),
     raw: bool = typer.Option(False, "--raw", help="Print the raw stream-json events."),
 ) -> None:
-    """Show an agent's progress: tool calls, turns, result."""
-    from orch_plugins.progress import describe_line
+    """Show an agent's progress: tool calls, turns, result (with -f, its text as it is written)."""
+    from orch_plugins.progress import LogReader
 
     orch = _orch()
     run = orch.store.require(name)
-    log_path = Path(run["log_path"])
-    pos = 0
-    buf = b""
+    reader = LogReader(run["log_path"], Path(run["run_dir"]) / "live.txt", raw=raw, live=follow)
     while True:
         orch.sync(run)
-        if log_path.exists():
-            with open(log_path, "rb") as fh:
-                fh.seek(pos)
-                chunk = fh.read()
-                pos = fh.tell()
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                if raw:
-                    sys.stdout.write(line.decode("utf-8", "replace") + "\n")
-                else:
-                    for text in describe_line(line):
-                        sys.stdout.write(text + "\n")
-            sys.stdout.flush()
-        if not follow:
-            break
-        run = orch.refresh([orch.store.get_run(run["run_id"])])[0]
-        if run["status"] not in ("queued", "running"):
-            if log_path.exists() and log_path.stat().st_size == pos:
-                typer.echo(f"[{run['status']}]" + (f" {run['error']}" if run["error"] else ""))
-                break
-            continue
+        ended = run["status"] not in ("queued", "running")
+        # An ended run is read once more, to its end, and then left: whether or not it has a
+        # log (cancelled while queued, a launch that failed, an interactive agent).
+        sys.stdout.write(reader.read(final=ended))
+        if not follow and not ended and not raw:
+            line = reader.writing()
+            if line:
+                sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        if ended and follow:
+            typer.echo(f"[{run['status']}]" + (f" {run['error']}" if run["error"] else ""))
+        if ended or not follow:
+            return
         time.sleep(0.2)
+        run = orch.refresh([orch.store.get_run(run["run_id"])])[0]
 
 
 @app.command()

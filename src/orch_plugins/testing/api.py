@@ -99,9 +99,14 @@ class Reply:
     delay: float = 0.0
 
     @staticmethod
-    def text(text: str, *, delay: float = 0.0) -> TextReply:
-        """An assistant text turn that ends the agent loop (``stop_reason: end_turn``)."""
-        return TextReply(content=text, delay=delay)
+    def text(text: str, *, delay: float = 0.0, chunk: int = 4096, pace: float = 0.0) -> TextReply:
+        """An assistant text turn that ends the agent loop (``stop_reason: end_turn``).
+
+        The text streams in ``text_delta`` events of ``chunk`` characters, ``pace`` seconds
+        apart (0: all at once), so a test can watch an answer while it is being written."""
+        if chunk < 1 or pace < 0:
+            raise ValueError("chunk must be at least 1 and pace not negative")
+        return TextReply(content=text, delay=delay, chunk=chunk, pace=pace)
 
     @staticmethod
     def bash(command: str, description: str = "run", *, delay: float = 0.0) -> ToolUseReply:
@@ -132,11 +137,13 @@ class Reply:
     def from_json(spec: Mapping[str, Any]) -> Reply:
         """Parse the ``--script`` form: ``{"text": s}``, ``{"bash": cmd}`` or ``{"error": 529}``.
 
-        Optional keys: ``delay``; ``description`` (bash); ``type`` and ``message`` (error).
+        Optional keys: ``delay``; ``chunk`` and ``pace`` (text); ``description`` (bash);
+        ``type`` and ``message`` (error).
         """
         delay = float(spec.get("delay", 0.0))
         if "text" in spec:
-            return Reply.text(str(spec["text"]), delay=delay)
+            chunk, pace = int(spec.get("chunk", 4096)), float(spec.get("pace", 0.0))
+            return Reply.text(str(spec["text"]), delay=delay, chunk=chunk, pace=pace)
         if "bash" in spec:
             return Reply.bash(str(spec["bash"]), str(spec.get("description", "run")), delay=delay)
         if "error" in spec:
@@ -151,9 +158,11 @@ class Reply:
 
 @dataclass(frozen=True, kw_only=True)
 class TextReply(Reply):
-    """A plain text answer."""
+    """A plain text answer, streamed ``chunk`` characters a delta, ``pace`` seconds apart."""
 
     content: str
+    chunk: int = 4096
+    pace: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -403,13 +412,18 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
 
 
 def _sse_events(
-    message_id: str, model: str, blocks: list[dict[str, Any]], stop_reason: str, input_tokens: int
+    message_id: str,
+    model: str,
+    blocks: list[dict[str, Any]],
+    stop_reason: str,
+    input_tokens: int,
+    chunk: int = 4096,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The server-sent events the Messages API streams for one assistant message.
 
     ``message_start`` (usage with input tokens), ``ping``, per block ``content_block_start`` /
-    ``content_block_delta``… / ``content_block_stop``, then ``message_delta`` (stop reason and
-    output tokens) and ``message_stop``.
+    ``content_block_delta``… (text in pieces of ``chunk`` characters) / ``content_block_stop``,
+    then ``message_delta`` (stop reason and output tokens) and ``message_stop``.
     """
     message = {
         "id": message_id,
@@ -428,8 +442,8 @@ def _sse_events(
         if block["type"] == "text":
             text: str = block["text"]
             yield _event("content_block_start", index=index, content_block={**block, "text": ""})
-            for start in range(0, len(text), 4096):
-                delta = {"type": "text_delta", "text": text[start : start + 4096]}
+            for start in range(0, len(text), chunk):
+                delta = {"type": "text_delta", "text": text[start : start + chunk]}
                 yield _event("content_block_delta", index=index, delta=delta)
             output_chars += len(text)
         else:
@@ -628,7 +642,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("request-id", _next_id("req"))
         self.end_headers()
         self.close_connection = True
-        for event, data in _sse_events(message_id, model, blocks, stop_reason, input_tokens):
+        chunk = reply.chunk if isinstance(reply, TextReply) else 4096
+        pace = reply.pace if isinstance(reply, TextReply) else 0.0
+        events = _sse_events(message_id, model, blocks, stop_reason, input_tokens, chunk)
+        for event, data in events:
+            if pace and event == "content_block_delta" and self.server.standin._stopping.wait(pace):
+                return  # the server is stopping
             self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
             self.wfile.flush()
 
