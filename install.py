@@ -26,9 +26,9 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
-APP = "orch-plugins"
 MIN_PYTHON = (3, 10)
 #: Not needed to build the package; copying them into the build directory only costs time.
 _SKIP = shutil.ignore_patterns(
@@ -37,13 +37,17 @@ _SKIP = shutil.ignore_patterns(
 
 
 def user_data_dir() -> Path:
-    """``platformdirs.user_data_dir("orch-plugins")``, recomputed with the standard library."""
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / APP
-    if os.name == "nt":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / APP / APP
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / APP
+    """The user data directory (``~/.local/share/orch-plugins`` on Linux), as the installer
+    module computes it: this clone's ``src/`` needs nothing but the standard library."""
+    return _installer().user_data_dir()
+
+
+def _installer() -> ModuleType:
+    """``orch_plugins.install``, imported from this clone's source."""
+    sys.path.insert(0, str(HERE / "src"))
+    from orch_plugins import install
+
+    return install
 
 
 def venv_python(venv: Path) -> Path:
@@ -111,10 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --uninstall: also delete the virtual environment and the orch link",
     )
-    sys.path.insert(0, str(HERE / "src"))
-    from orch_plugins.install import add_arguments
-
-    add_arguments(parser)
+    _installer().add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bin_dir = Path(args.bin_dir).expanduser() if args.bin_dir and venv is not None else None
     if args.uninstall:
+        if args.purge and venv is not None and not purge_allowed(venv, args):
+            return 1
         # The manifest says what to remove; this clone's code can do it without the venv.
         rc = 0 if args.package_only else in_process(forwarded)
         if args.purge and venv is not None:
@@ -209,6 +212,28 @@ def link_orch(venv: Path, bin_dir: Path, *, dry_run: bool) -> None:
         print(f"note: {bin_dir} is not on your PATH; add it to run orch from your shell")
 
 
+def purge_allowed(venv: Path, args: argparse.Namespace) -> bool:
+    """False, with the reason on stderr, while installs other than the one being removed run
+    hooks from ``venv``: deleting it would leave their hooks and ``orch`` pointing at nothing."""
+    install = _installer()
+    try:
+        this = None if args.package_only else install.target_from_args(args).claude_dir
+    except install.OrchError:
+        this = None
+    others = [t for t in install.installs_using(venv) if t.claude_dir != this]
+    if not others:
+        return True
+    where = ", ".join(str(t.project_dir or t.claude_dir) for t in others)
+    print(
+        f"install.py: error: not purging {venv}: the hooks of {len(others)} other "
+        f"install(s) still run from it: {where}. Uninstall there first "
+        "(python3 install.py --uninstall --project DIR, or --user), or leave out --purge. "
+        "Nothing was changed.",
+        file=sys.stderr,
+    )
+    return False
+
+
 def purge(venv: Path, bin_dir: Path | None, *, dry_run: bool) -> None:
     """Delete the virtual environment and our link to its orch."""
     link = bin_dir / "orch" if bin_dir else None
@@ -224,10 +249,7 @@ def purge(venv: Path, bin_dir: Path | None, *, dry_run: bool) -> None:
 
 def in_process(forwarded: list[str]) -> int:
     """Run the installer from this clone's source with this interpreter."""
-    sys.path.insert(0, str(HERE / "src"))
-    from orch_plugins.install import main as install_main
-
-    return install_main(forwarded)
+    return _installer().main(forwarded)
 
 
 if __name__ == "__main__":

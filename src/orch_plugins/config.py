@@ -57,10 +57,13 @@ class Config:
         wanted = self.claude_bin or "claude"
         found = shutil.which(os.path.expanduser(wanted))
         if not found:
+            from orch_plugins import CLAUDE_CODE_TESTED, CLAUDE_CODE_VERSION
+
             raise OrchError(
-                f"claude binary {wanted!r} not found: install Claude Code "
-                "(npm install -g @anthropic-ai/claude-code) or set ORCH_CLAUDE_BIN / claude_bin "
-                "in config.toml"
+                f"claude binary {wanted!r} not found: install Claude Code {CLAUDE_CODE_VERSION} "
+                f"(npm install -g @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}; tested "
+                f"{CLAUDE_CODE_TESTED[0]} to {CLAUDE_CODE_TESTED[-1]}) or set ORCH_CLAUDE_BIN / "
+                "claude_bin in config.toml"
             )
         return os.path.abspath(found)
 

@@ -7,9 +7,11 @@ before anything is installed (``--dry-run``, ``--uninstall`` without the virtual
 What an install adds to a project's ``.claude/`` (or the user's ``~/.claude/``):
 
 * ``commands/orchestrate.md`` and ``commands/orchestrate/*.md`` (``/orchestrate``,
-  ``/orchestrate:status`` …) and ``hooks/orch_hook.py``, copied from ``claude/``;
+  ``/orchestrate:status`` …) and ``hooks/orch-hook.sh`` + ``hooks/orch_hook.py``, copied from
+  ``claude/``;
 * in ``settings.json``: one hook group per event in :data:`HOOK_EVENTS`, whose command runs the
-  installed interpreter by absolute path (``-I -S``: no PATH, shims or site start-up), and the
+  ``sh`` shim with the installed interpreter's absolute path (it runs it with ``-I -S``: no PATH,
+  shims or site start-up, and exits 0 quietly once that interpreter is gone), and the
   permission :data:`PERMISSION` so the orchestrator runs ``orch`` without prompts;
 * ``orch-plugins.json``, the manifest of exactly what was added, so ``--uninstall`` removes
   that and nothing else (a pre-existing ``Bash(orch:*)`` permission stays, a command file the
@@ -18,8 +20,15 @@ What an install adds to a project's ``.claude/`` (or the user's ``~/.claude/``):
 * for a project install, the state directory ``.orchestrate/``: hooks record only where one
   exists, so a user-level install does not litter every directory a session opens.
 
-Every rewrite of an existing file keeps a backup beside it (``NAME.orch-backup-STAMP``). A
-``settings.json`` that is not valid JSON is refused before anything is touched.
+Every rewrite of an existing file first copies it to :func:`backup_path` (one backup per file,
+under the user data directory, the latest replacing the previous one). ``settings.json`` is
+written through a symlink to its target, keeps its BOM and line endings, and is re-read just
+before it is replaced: a change someone saved after the installer read it makes the installer
+plan again (:data:`ATTEMPTS` times) instead of losing it. A ``settings.json`` that is not valid
+JSON is refused before anything is touched.
+
+Each install is recorded in :func:`registry_path`, so ``install.py --uninstall --purge`` can
+refuse to delete an environment other projects' hooks still run (:func:`installs_using`).
 """
 
 from __future__ import annotations
@@ -34,7 +43,6 @@ import os
 import shlex
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,17 +50,51 @@ from typing import Any
 
 from orch_plugins.errors import OrchError
 
+APP = "orch-plugins"
 HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "Stop", "SessionEnd")
-HOOK_SHIM = "orch_hook.py"
-#: The hook files a settings.json install copies (the ``.sh`` shim and ``hooks.json`` are the
-#: plugin form's).
-HOOK_FILES = (HOOK_SHIM,)
+#: What a hook command runs: the ``sh`` shim, which runs the Python shim beside it.
+HOOK_SHIM = "orch-hook.sh"
+HOOK_PY_SHIM = "orch_hook.py"
+#: The hook files a settings.json install copies (``hooks.json`` is the plugin form's).
+HOOK_FILES = (HOOK_SHIM, HOOK_PY_SHIM)
 HOOK_TIMEOUT = 10
 PERMISSION = "Bash(orch:*)"
 MANIFEST_NAME = "orch-plugins.json"
 SETTINGS_NAME = "settings.json"
 STATE_DIR_NAME = ".orchestrate"
 MANIFEST_VERSION = 1
+#: How often an install or uninstall plans again when settings.json changed under it.
+ATTEMPTS = 3
+BOM = "\ufeff"
+
+
+class SettingsChanged(OrchError):
+    """settings.json changed between the installer's read and its write."""
+
+
+def user_data_dir() -> Path:
+    """``platformdirs.user_data_dir("orch-plugins")``, recomputed with the standard library
+    (``install.py`` runs this module before anything is installed)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / APP / APP
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / APP
+
+
+def registry_path() -> Path:
+    """``<user data dir>/installs.json``: every install's ``.claude`` directory and interpreter."""
+    return user_data_dir() / "installs.json"
+
+
+def backup_path(path: Path) -> Path:
+    """Where the backup of ``path`` goes: ``<user data dir>/backups/`` + its absolute path
+    (``~/.local/share/orch-plugins/backups/home/me/proj/.claude/settings.json``). One per
+    file: each backup replaces the previous one."""
+    path = Path(os.path.abspath(path))
+    drive = path.drive.replace(":", "").strip("\\/")
+    return user_data_dir() / "backups" / Path(drive, *path.parts[1:])
 
 
 # -- where things are -------------------------------------------------------------------------
@@ -146,22 +188,18 @@ def user_target(home: str | Path | None = None) -> Target:
 
 
 def hook_command(target: Target, event: str, python: str, package_dir: str | Path) -> str:
-    """The shell command Claude Code runs for one event."""
+    """The shell command Claude Code runs for one event (through ``sh -c``): the ``sh`` shim,
+    which exits 0 quietly when ``python`` is gone."""
     return " ".join(
-        [
-            shlex.quote(python),
-            "-I",
-            "-S",
-            target.shim_reference(),
-            event,
-            shlex.quote(str(package_dir)),
-        ]
+        ["sh", target.shim_reference(), event, shlex.quote(python), shlex.quote(str(package_dir))]
     )
 
 
 def is_our_hook(entry: Any) -> bool:
-    """Our hook entries are the ones running our shim; nothing else is ever touched."""
-    return isinstance(entry, dict) and HOOK_SHIM in str(entry.get("command", ""))
+    """Our hook entries are the ones running our shims (this version's ``sh`` shim, or the
+    Python shim earlier versions ran directly); nothing else is ever touched."""
+    command = str(entry.get("command", "")) if isinstance(entry, dict) else ""
+    return HOOK_SHIM in command or HOOK_PY_SHIM in command
 
 
 def source_files(root: Path) -> dict[str, bytes]:
@@ -182,16 +220,46 @@ def _digest(data: bytes) -> str:
 # -- settings.json ----------------------------------------------------------------------------
 
 
-def read_settings(path: Path) -> tuple[str | None, dict[str, Any]]:
-    """The file's text (None when absent) and its data; refuses what we cannot merge safely."""
+@dataclass(frozen=True)
+class Settings:
+    """``settings.json`` as read (through a symlink): its bytes, text and data, and the style
+    a rewrite keeps (a UTF-8 BOM, CRLF line endings, the indentation)."""
+
+    raw: bytes | None  # None: the file does not exist
+    text: str | None  # decoded, without the BOM, line endings as in the file
+    data: dict[str, Any]
+    bom: bool = False
+    newline: str = "\n"
+
+    def render(self, data: dict[str, Any]) -> bytes:
+        """``data`` as this file's bytes would hold it."""
+        text = json.dumps(data, indent=_indent_of(self.text), ensure_ascii=False) + "\n"
+        return self.encode(text)
+
+    def encode(self, text: str) -> bytes:
+        """``text`` (``\\n`` line endings) with this file's BOM and line endings."""
+        if self.newline != "\n":
+            text = text.replace("\r\n", "\n").replace("\n", self.newline)
+        return ((BOM if self.bom else "") + text).encode("utf-8")
+
+
+def read_settings(path: Path) -> Settings:
+    """The file as it is now; refuses what we cannot merge safely (:class:`OrchError`)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
-        return None, {}
-    except (OSError, UnicodeDecodeError) as exc:
+        return Settings(None, None, {})
+    except OSError as exc:
         raise OrchError(f"cannot read {path}: {exc}; nothing was changed") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OrchError(f"cannot read {path}: {exc}; nothing was changed") from None
+    bom = text.startswith(BOM)
+    text = text.removeprefix(BOM)
+    newline = "\r\n" if "\r\n" in text else "\n"
     if not text.strip():
-        return text, {}
+        return Settings(raw, text, {}, bom, newline)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -202,7 +270,7 @@ def read_settings(path: Path) -> tuple[str | None, dict[str, Any]]:
     problem = _shape_problem(data)
     if problem:
         raise OrchError(f"{path}: {problem}; nothing was changed")
-    return text, data
+    return Settings(raw, text, data, bom, newline)
 
 
 def _shape_problem(data: Any) -> str | None:
@@ -309,10 +377,6 @@ def _indent_of(text: str | None) -> int | str:
     return 2
 
 
-def render_settings(data: dict[str, Any], like: str | None) -> str:
-    return json.dumps(data, indent=_indent_of(like), ensure_ascii=False) + "\n"
-
-
 # -- plans ------------------------------------------------------------------------------------
 
 
@@ -332,6 +396,8 @@ class Plan:
     lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings_diff: str = ""
+    #: settings.json as the plan read it: apply replaces it only if it still reads the same.
+    settings: Settings | None = None
 
     @property
     def empty(self) -> bool:
@@ -386,7 +452,9 @@ def plan_install(
     claude_dir = target.claude_dir
 
     # Settings first: an invalid file must stop us before any other change.
-    text, data = read_settings(target.settings_path)
+    settings = plan.settings = read_settings(target.settings_path)
+    text, data = settings.text, settings.data
+    original = None if settings.raw is None else settings.raw.decode("utf-8")
     commands = {e: hook_command(target, e, python, package_dir) for e in HOOK_EVENTS}
     merged, notes = merge_settings(data, commands, PERMISSION)
     added_permission = bool(notes and notes[-1] == f"allow {PERMISSION}")
@@ -422,15 +490,15 @@ def plan_install(
 
     settings_changed = merged != data or text is None
     if settings_changed:
-        new_text = render_settings(merged, text)
+        new_raw = settings.render(merged)
         for d in _missing_dirs(target.settings_path.parent, claude_dir):
             dirs.add(d)
-        plan.writes[target.settings_path] = new_text.encode("utf-8")
+        plan.writes[target.settings_path] = new_raw
         if text is not None:
             plan.backups.append(target.settings_path)
         verb = "create" if text is None else "update"
         plan.lines.append(f"{verb}  {target.show(target.settings_path)}: {', '.join(notes)}")
-        plan.settings_diff = _settings_diff(target, text, new_text, "after install")
+        plan.settings_diff = _settings_diff(target, settings.raw, new_raw, "after install")
 
     if target.state_dir is not None and not target.state_dir.exists():
         plan.create_state_dir = True
@@ -448,7 +516,8 @@ def plan_install(
         "permissions": sorted(
             set(manifest.get("permissions", [])) | ({PERMISSION} if added_permission else set())
         ),
-        "settings_original": manifest.get("settings_original", text) if manifest else text,
+        # Exactly as it was (BOM and line endings included): uninstall writes it back.
+        "settings_original": manifest.get("settings_original", original) if manifest else original,
         "settings_created": manifest.get("settings_created", text is None)
         if manifest
         else text is None,
@@ -469,14 +538,15 @@ def plan_uninstall(target: Target) -> Plan:
     plan = Plan(target)
     manifest = load_manifest(target)
     claude_dir = target.claude_dir
-    text, data = read_settings(target.settings_path)
+    settings = plan.settings = read_settings(target.settings_path)
+    data = settings.data
     original_text = manifest.get("settings_original") if manifest else None
     original = None
     if manifest is not None:
         original = {}
         if original_text and original_text.strip():
             try:
-                original = json.loads(original_text)
+                original = json.loads(original_text.removeprefix(BOM))
             except ValueError:
                 original = None
     permissions = list(manifest.get("permissions", [])) if manifest else []
@@ -489,12 +559,12 @@ def plan_uninstall(target: Target) -> Plan:
         else:
             plan.backups.append(target.settings_path)
             if original is not None and new == original and original_text is not None:
-                new_text = original_text  # byte for byte what was there before
+                new_raw = original_text.encode("utf-8")  # byte for byte what was there before
             else:
-                new_text = render_settings(new, text)
-            plan.writes[target.settings_path] = new_text.encode("utf-8")
+                new_raw = settings.render(new)
+            plan.writes[target.settings_path] = new_raw
             plan.lines.append(f"update  {target.show(target.settings_path)}: {', '.join(notes)}")
-            plan.settings_diff = _settings_diff(target, text, new_text, "after uninstall")
+            plan.settings_diff = _settings_diff(target, settings.raw, new_raw, "after uninstall")
 
     if manifest is None:
         # Without a manifest only our hooks are recognisable; our files are those matching
@@ -552,51 +622,99 @@ def _state_dir_unused(state_dir: Path) -> bool:
 # -- applying ---------------------------------------------------------------------------------
 
 
-def backup_path(path: Path) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = path.with_name(f"{path.name}.orch-backup-{stamp}")
-    n = 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.name}.orch-backup-{stamp}-{n}")
-    return candidate
+def _real(path: Path) -> Path:
+    """``path``, or the file a symlink at ``path`` points to (a dotfiles setup): writes go
+    through the link, which stays a link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _atomic_write(
+    path: Path, data: bytes, *, check: bool = False, expect: bytes | None = None
+) -> None:
+    """Write ``data`` to ``path`` (through a symlink) by renaming a temporary file over it.
+
+    With ``check``, ``expect`` is what planning read (None: absent): the file is read again
+    right before the rename and :class:`SettingsChanged` is raised, nothing replaced, when it
+    no longer holds them: a change saved in between is never overwritten.
+    """
+    real = _real(path)
+    if not real.parent.is_dir():
+        raise OrchError(
+            f"{path} points to {real}, in a directory that does not exist; nothing was changed"
+        )
+    tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     with contextlib.suppress(OSError):
-        shutil.copymode(path, tmp)
-    os.replace(tmp, path)
+        shutil.copymode(real, tmp)
+    try:
+        if check and _current(real) != expect:
+            raise SettingsChanged(f"{path} changed while the installer was writing it")
+        os.replace(tmp, real)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _current(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _backup(path: Path, content: bytes) -> Path:
+    """Keep ``content`` (what ``path`` holds before we change it) as its one backup."""
+    dest = backup_path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(dest, content)
+    return dest
 
 
 def apply(plan: Plan) -> list[Path]:
-    """Carry the plan out; returns the backups it made."""
+    """Carry the plan out; returns the backups it made.
+
+    settings.json goes first, and only if it still holds what the plan read
+    (:class:`SettingsChanged` otherwise, with nothing changed).
+    """
     made = []
+    target = plan.target
+    settings = target.settings_path
+    if plan.settings is not None and (settings in plan.writes or settings in plan.removes):
+        expect = plan.settings.raw
+        if settings in plan.writes and not settings.is_symlink():
+            settings.parent.mkdir(parents=True, exist_ok=True)
+        if expect is not None and settings in plan.backups:
+            made.append(_backup(settings, expect))
+        if settings in plan.writes:
+            _atomic_write(settings, plan.writes[settings], check=True, expect=expect)
+        else:
+            real = _real(settings)
+            if _current(real) != expect:
+                raise SettingsChanged(f"{settings} changed while the installer was removing it")
+            real.unlink(missing_ok=True)
     for path in plan.backups:
-        if path.exists():
-            dest = backup_path(path)
-            shutil.copy2(path, dest)
-            made.append(dest)
+        if path != settings and path.exists():
+            made.append(_backup(path, path.read_bytes()))
     for d in plan.mkdirs:
         d.mkdir(parents=True, exist_ok=True)
     # The manifest goes last on install (it describes the rest) ...
-    manifest = plan.target.manifest_path
+    manifest = target.manifest_path
     for path, data in sorted(plan.writes.items(), key=lambda kv: kv[0] == manifest):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
-    if plan.create_state_dir and plan.target.state_dir is not None:
+        if path != settings:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, data)
+    if plan.create_state_dir and target.state_dir is not None:
         from orch_plugins.store import Store
 
-        Store(plan.target.state_dir).close()
+        Store(target.state_dir).close()
     # ... and first to go on uninstall is everything else.
     for path in sorted(plan.removes, key=lambda p: p == manifest):
-        path.unlink(missing_ok=True)
+        if path != settings:
+            path.unlink(missing_ok=True)
     for d in plan.rmdirs:
         with contextlib.suppress(OSError):  # not empty: the user put something there
             d.rmdir()
-    if plan.remove_state_dir and plan.target.state_dir is not None:
-        shutil.rmtree(plan.target.state_dir, ignore_errors=True)
+    if plan.remove_state_dir and target.state_dir is not None:
+        shutil.rmtree(target.state_dir, ignore_errors=True)
     return made
 
 
@@ -610,37 +728,131 @@ def run(
     package_dir: str | Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> Plan:
-    """Plan, print and (unless ``dry_run``) apply an install or uninstall."""
+    """Plan, print and (unless ``dry_run``) apply an install or uninstall, and record it in
+    :func:`registry_path`. When settings.json changes between planning and writing, plans
+    again, up to :data:`ATTEMPTS` times; then raises :class:`OrchError` with nothing of the
+    user's lost."""
     what = "uninstall" if uninstall else "install"
-    plan = (
-        plan_uninstall(target)
-        if uninstall
-        else plan_install(target, python=python, package_dir=package_dir, force=force)
-    )
     where = f"{target.scope} {target.project_dir or target.claude_dir}"
+    python = python or default_python()
+    for attempt in range(1, ATTEMPTS + 1):
+        plan = (
+            plan_uninstall(target)
+            if uninstall
+            else plan_install(target, python=python, package_dir=package_dir, force=force)
+        )
+        if plan.empty or dry_run:
+            break
+        try:
+            made = apply(plan)
+        except SettingsChanged as exc:
+            if attempt == ATTEMPTS:
+                raise OrchError(
+                    f"{exc} {ATTEMPTS} times in a row (an editor or a Claude Code session saving "
+                    "it?); its content is yours as last saved. Run the installer again when it is "
+                    "quiet."
+                ) from None
+            continue
+        break
     if plan.empty:
         state = "not installed" if uninstall else "already installed"
         echo(f"orch {what}: nothing to change ({state} in {where})")
-        for note in plan.notes:
-            echo(f"  note: {note}")
-        return plan
-    verb = "would " if dry_run else ""
-    echo(f"orch {what} ({where}){': dry run, nothing changed' if dry_run else ''}")
-    for line in plan.lines:
-        echo(f"  {verb}{line}")
+    else:
+        verb = "would " if dry_run else ""
+        echo(f"orch {what} ({where}){': dry run, nothing changed' if dry_run else ''}")
+        for line in plan.lines:
+            echo(f"  {verb}{line}")
     if dry_run:
         if plan.settings_diff:
             echo(plan.settings_diff.rstrip("\n"))
-        for note in plan.notes:
-            echo(f"  note: {note}")
-        return plan
-    for backup in apply(plan):
-        echo(f"  backup  {target.show(backup)}")
+    elif not plan.empty:
+        for backup in made:
+            echo(f"  backup  {backup}")
     for note in plan.notes:
         echo(f"  note: {note}")
-    if not uninstall:
-        echo(f"  hooks run {python or default_python()}")
+    if not dry_run:
+        _register(target, None if uninstall else python)
+        if not uninstall and not plan.empty:
+            echo(f"  hooks run {python}")
     return plan
+
+
+# -- the registry of installs -----------------------------------------------------------------
+
+
+def _registry_entries() -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(registry_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    installs = data.get("installs") if isinstance(data, dict) else None
+    return installs if isinstance(installs, dict) else {}
+
+
+def _register(target: Target, python: str | None) -> None:
+    """Record (``python`` given) or forget (None) the install in ``target``. Best effort: a
+    registry that cannot be written only costs the purge check this install."""
+    key = str(target.claude_dir)
+    try:
+        with _registry_lock():
+            entries = _registry_entries()
+            if python is None and key not in entries:
+                return
+            if python is None:
+                del entries[key]
+            else:
+                entry = {"scope": target.scope, "python": python}
+                if target.project_dir is not None:
+                    entry["project"] = str(target.project_dir)
+                if entries.get(key) == entry:
+                    return
+                entries[key] = entry
+            path = registry_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            body = {"version": 1, "installs": dict(sorted(entries.items()))}
+            _atomic_write(path, (json.dumps(body, indent=2) + "\n").encode("utf-8"))
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def _registry_lock() -> Any:
+    """Serialise registry updates of concurrent installs (POSIX; elsewhere a no-op)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = registry_path().with_name("installs.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def installs_using(env_dir: str | Path) -> list[Target]:
+    """The installs whose hooks run an interpreter inside ``env_dir`` (a virtual environment),
+    judged by each recorded install's manifest as it is now (a project deleted or uninstalled
+    since does not count)."""
+    env_dir = Path(os.path.abspath(env_dir))
+    found = []
+    for key, entry in _registry_entries().items():
+        if not isinstance(entry, dict):
+            continue
+        project = entry.get("project")
+        scope = "project" if project else "user"
+        target = Target(scope, Path(key), Path(project) if project else None)
+        try:
+            manifest = load_manifest(target)
+        except OrchError:
+            manifest = None
+        python = (manifest or {}).get("python")
+        if python and Path(os.path.abspath(python)).is_relative_to(env_dir):
+            found.append(target)
+    return found
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -690,13 +902,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _settings_diff(target: Target, before: str | None, after: str, label: str) -> str:
+def _settings_diff(target: Target, before: bytes | None, after: bytes, label: str) -> str:
     """The ``--dry-run`` diff of settings.json, as install and uninstall show it."""
     name = target.show(target.settings_path)
+
+    def lines(raw: bytes | None) -> list[str]:
+        text = (raw or b"").decode("utf-8").removeprefix(BOM).replace("\r\n", "\n")
+        return text.splitlines(keepends=True)
+
     return "".join(
         difflib.unified_diff(
-            (before or "").splitlines(keepends=True),
-            after.splitlines(keepends=True),
+            lines(before),
+            lines(after),
             fromfile=f"{name} (now)",
             tofile=f"{name} ({label})",
         )

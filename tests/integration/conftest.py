@@ -114,7 +114,7 @@ def cc(
         ORCH_CONFIG=str(tmp_path / "config.toml"),
         ORCH_RETRY_BACKOFF="0.2",
     )
-    for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+    for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "XDG_DATA_HOME"):
         env.pop(key, None)
     helper = CC(project, home, env, orch_venv, messages_api, claude_bin)
     yield helper

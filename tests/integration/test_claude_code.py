@@ -112,6 +112,7 @@ def install_py(cc: CC, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "install.py"), "--venv", str(cc.venv), *bin_dir, *args],
         cwd=cc.project,
+        env=cc.env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -133,11 +134,13 @@ def test_install_py_merges_into_existing_settings_and_uninstalls_exactly(cc: CC)
     assert data["includeCoAuthoredBy"] is False
     assert data["hooks"]["SessionStart"][0] == original["hooks"]["SessionStart"][0]
     ours = data["hooks"]["SessionStart"][1]["hooks"][0]["command"]
-    assert ours.startswith(f'{cc.python} -I -S "$CLAUDE_PROJECT_DIR"/.claude/hooks/orch_hook.py')
+    assert ours.startswith(
+        f'sh "$CLAUDE_PROJECT_DIR"/.claude/hooks/orch-hook.sh SessionStart {cc.python} '
+    )
     for event in ("UserPromptSubmit", "Stop", "SessionEnd"):
         assert len(data["hooks"][event]) == 1
     assert (cc.project / ".claude" / "commands" / "orchestrate" / "status.md").exists()
-    [backup] = (cc.project / ".claude").glob("settings.json.orch-backup-*")
+    backup = cc.home / ".local/share/orch-plugins/backups" / str(settings).lstrip("/")
     assert backup.read_text() == USER_SETTINGS
 
     # Both the user's hook and ours run in a real session.
@@ -158,8 +161,7 @@ def test_install_py_merges_into_existing_settings_and_uninstalls_exactly(cc: CC)
     r = install_py(cc, "--project", str(cc.project), "--uninstall")
     assert r.returncode == 0, r.stdout + r.stderr
     assert settings.read_text() == USER_SETTINGS
-    after = tree(cc.project / ".claude")
-    assert {k: v for k, v in after.items() if ".orch-backup-" not in k} == before
+    assert tree(cc.project / ".claude") == before
     assert not (cc.project / ".orchestrate").exists()  # ours, and it held no agent runs
 
     settings.write_text('{"hooks": {"Stop": [}')

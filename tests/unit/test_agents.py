@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orch_plugins import CLAUDE_CODE_VERSION
 from orch_plugins.store import STATUS_FIELDS
 from tests.helpers import ORCH, orch, pid_gone, status_json, wait_for
 
@@ -86,6 +87,9 @@ def test_missing_claude_is_a_clear_error(project: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("ORCH_CLAUDE_BIN", "/nonexistent/claude")
     r = orch("launch", "a", "t")
     assert r.returncode == 1 and "claude binary '/nonexistent/claude' not found" in r.stderr
+    assert f"install Claude Code {CLAUDE_CODE_VERSION} " in r.stderr
+    assert f"npm install -g @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_corrupt_store_is_reported_and_left_untouched(project: Path) -> None:

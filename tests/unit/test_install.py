@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from fnmatch import fnmatch
@@ -35,6 +36,13 @@ USER_SETTINGS = """{
     "env": {"FOO": "bär"}
 }
 """
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user data directory (backups, the install registry), private to the test."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path / "data" / "orch-plugins"
 
 
 @pytest.fixture
@@ -85,16 +93,16 @@ def test_install_adds_commands_hooks_permission_and_keeps_everything_else(proj: 
     commands = our_hooks(data)
     for event in install.HOOK_EVENTS:
         [cmd] = commands[event]
-        assert cmd == f'{PY} -I -S "$CLAUDE_PROJECT_DIR"/.claude/hooks/orch_hook.py {event} {PKG}'
+        assert cmd == f'sh "$CLAUDE_PROJECT_DIR"/.claude/hooks/orch-hook.sh {event} {PY} {PKG}'
     assert "PreToolUse" not in commands or not commands["PreToolUse"]
     files = tree(proj / ".claude")
     assert "commands/orchestrate.md" in files
     for name in ("status", "launch", "parallel", "resume", "output", "cancel", "roles"):
         assert f"commands/orchestrate/{name}.md" in files
-    assert files["hooks/orch_hook.py"] == (ROOT / "claude/hooks/orch_hook.py").read_bytes()
+    for name in ("orch_hook.py", "orch-hook.sh"):
+        assert files[f"hooks/{name}"] == (ROOT / "claude/hooks" / name).read_bytes()
     assert (proj / ".orchestrate" / "state.db").exists()
-    [backup] = list(settings.parent.glob("settings.json.orch-backup-*"))
-    assert backup.read_text() == USER_SETTINGS
+    assert install.backup_path(settings).read_text() == USER_SETTINGS
 
 
 def test_second_install_changes_nothing(proj: Path) -> None:
@@ -218,8 +226,7 @@ def test_a_file_of_the_users_is_not_overwritten_without_force(proj: Path) -> Non
 
     do_install(target, force=True)
     assert mine.read_bytes() == (ROOT / "claude/commands/orchestrate.md").read_bytes()
-    [backup] = list(mine.parent.glob("orchestrate.md.orch-backup-*"))
-    assert backup.read_text() == "my /orchestrate\n"
+    assert install.backup_path(mine).read_text() == "my /orchestrate\n"
 
 
 def test_reinstall_with_another_interpreter_replaces_our_hooks_in_place(proj: Path) -> None:
@@ -229,7 +236,7 @@ def test_reinstall_with_another_interpreter_replaces_our_hooks_in_place(proj: Pa
     data = json.loads((proj / ".claude" / "settings.json").read_text())
     for event in install.HOOK_EVENTS:
         [cmd] = our_hooks(data)[event]
-        assert cmd.startswith("/new/python3 -I -S ")
+        assert cmd.split()[3] == "/new/python3"
         assert len(data["hooks"][event]) == 1
 
 
@@ -247,7 +254,7 @@ def test_dry_run_changes_nothing_and_shows_the_diff(proj: Path) -> None:
     out = "\n".join(lines)
     assert "would create  .claude/commands/orchestrate.md" in out
     assert "would update  .claude/settings.json: add hook SessionStart" in out
-    assert f'+                        "command": "{PY} -I -S' in out
+    assert '+                        "command": "sh \\"$CLAUDE_PROJECT_DIR\\"' in out
     assert "would create  .orchestrate/ (state directory)" in out
 
 
@@ -258,7 +265,7 @@ def test_user_install_uses_absolute_paths_and_creates_no_state_dir(tmp_path: Pat
     do_install(target)
     data = json.loads((home / ".claude" / "settings.json").read_text())
     [cmd] = our_hooks(data)["SessionStart"]
-    assert cmd == f"{PY} -I -S {home}/.claude/hooks/orch_hook.py SessionStart {PKG}"
+    assert cmd == f"sh {home}/.claude/hooks/orch-hook.sh SessionStart {PY} {PKG}"
     assert not (home / ".orchestrate").exists()
     do_uninstall(target)
     assert not (home / ".claude").exists()
@@ -274,7 +281,7 @@ def test_orch_install_and_uninstall_commands(proj: Path, monkeypatch: pytest.Mon
     assert r.exit_code == 0, r.output
     data = json.loads((proj / ".claude" / "settings.json").read_text())
     [cmd] = our_hooks(data)["Stop"]
-    assert cmd.split()[0] == install.default_python()
+    assert cmd.split()[3] == install.default_python()
     assert cmd.split()[-1] == str(install.package_parent())
     r = runner.invoke(app, ["install", "--project", str(proj)])
     assert "nothing to change" in r.output
@@ -296,7 +303,7 @@ def test_bootstrap_dry_run_creates_nothing(proj: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert f"$ {sys.executable} -m venv {venv}" in r.stdout
     assert "would create  .claude/commands/orchestrate.md" in r.stdout
-    assert f"{venv}/bin/python3 -I -S" in r.stdout
+    assert f"orch-hook.sh SessionStart {venv}/bin/python3 " in r.stdout
     assert f"would link {tmp_path}/bin/orch -> {venv}/bin/orch" in r.stdout
     assert not venv.exists() and list(proj.iterdir()) == []
     assert not (tmp_path / "bin").exists()
@@ -368,3 +375,184 @@ def test_bootstrap_uninstall_purge_removes_the_venv_and_its_link(
     assert "nothing to change (not installed" in r.stdout
     assert not venv.exists() and not (bin_dir / "orch").is_symlink()
     assert (bin_dir / "other").read_text() == "kept"
+
+
+def fake_venv(path: Path) -> Path:
+    """Enough of a virtual environment for install.py's purge: its python and orch."""
+    (path / "bin").mkdir(parents=True)
+    (path / "bin" / "orch").write_text("#!/bin/sh\n")
+    (path / "bin" / "python3").symlink_to(sys.executable)
+    return path
+
+
+def test_purge_is_refused_while_other_projects_use_the_environment(tmp_path: Path) -> None:
+    venv, bin_dir = fake_venv(tmp_path / "venv"), tmp_path / "bin"
+    one, two = tmp_path / "one", tmp_path / "two"
+    for proj in (one, two):
+        proj.mkdir()
+        install.run(
+            install.project_target(proj), python=str(venv / "bin/python3"), echo=lambda _: None
+        )
+    snapshot = tree(tmp_path)
+    args = ["--venv", str(venv), "--bin-dir", str(bin_dir), "--uninstall", "--purge"]
+
+    def purge_from(proj: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "install.py"), *args, "--project", str(proj)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    r = purge_from(one)
+    assert r.returncode == 1 and r.stdout == ""
+    assert f"not purging {venv}" in r.stderr and str(two) in r.stderr and str(one) not in r.stderr
+    assert tree(tmp_path) == snapshot  # nothing changed, in either project
+
+    assert purge_from(two).returncode == 1  # and the other way round
+    install.run(install.project_target(two), uninstall=True, echo=lambda _: None)
+    r = purge_from(one)
+    assert r.returncode == 0, r.stderr
+    assert not venv.exists() and not (one / ".claude").exists()
+    assert install.installs_using(venv) == []
+
+
+def test_an_uninstalled_or_deleted_project_does_not_hold_the_environment(tmp_path: Path) -> None:
+    venv = fake_venv(tmp_path / "venv")
+    kept, gone = tmp_path / "kept", tmp_path / "gone"
+    for proj in (kept, gone):
+        proj.mkdir()
+        install.run(
+            install.project_target(proj), python=str(venv / "bin/python3"), echo=lambda _: None
+        )
+    install.run(
+        install.user_target(tmp_path / "home"), python="/usr/bin/python3", echo=lambda _: None
+    )
+    shutil.rmtree(gone)
+    assert [t.project_dir for t in install.installs_using(venv)] == [kept]
+    assert install.installs_using(tmp_path / "elsewhere") == []
+
+
+@pytest.mark.parametrize("scope", ["project", "user"])
+def test_a_symlinked_settings_json_is_written_through_and_restored(
+    tmp_path: Path, scope: str
+) -> None:
+    dotfiles = tmp_path / "dotfiles" / "claude-settings.json"
+    dotfiles.parent.mkdir()
+    dotfiles.write_text(USER_SETTINGS)
+    if scope == "project":
+        (tmp_path / "proj").mkdir()
+        target = install.project_target(tmp_path / "proj")
+    else:
+        target = install.user_target(tmp_path / "home")
+    target.claude_dir.mkdir(parents=True)
+    link = target.settings_path
+    link.symlink_to(dotfiles)
+
+    do_install(target)
+
+    assert link.is_symlink() and link.resolve() == dotfiles
+    assert our_hooks(json.loads(dotfiles.read_text()))["Stop"]
+    assert not list(target.claude_dir.glob(".settings.json*"))  # no temporary file left
+
+    do_uninstall(target)
+
+    assert link.is_symlink() and dotfiles.read_text() == USER_SETTINGS
+
+
+def test_crlf_and_a_bom_are_kept_and_uninstall_restores_the_bytes(proj: Path) -> None:
+    settings = proj / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    original = b"\xef\xbb\xbf" + USER_SETTINGS.replace("\n", "\r\n").encode("utf-8")
+    settings.write_bytes(original)
+    target = install.project_target(proj)
+
+    do_install(target)
+
+    raw = settings.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\n") == raw.count(b"\r\n") > 10
+    assert our_hooks(json.loads(raw.decode("utf-8-sig")))["Stop"]
+    do_uninstall(target)
+    assert settings.read_bytes() == original
+
+    # Uninstall after a change of the user's: rewritten, in the file's style.
+    do_install(target)
+    data = json.loads(settings.read_bytes().decode("utf-8-sig"))
+    data["theme"] = "dark"
+    settings.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps(data, indent=4).replace("\n", "\r\n").encode()
+    )
+    do_uninstall(target)
+    raw = settings.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\n") == raw.count(b"\r\n")
+    assert json.loads(raw.decode("utf-8-sig")) == {**json.loads(USER_SETTINGS), "theme": "dark"}
+
+
+def racing_writer(monkeypatch: pytest.MonkeyPatch, changes: list[str]) -> list[str]:
+    """After each of the installer's reads of settings.json, someone saves the next change."""
+    real = install.read_settings
+    saved: list[str] = []
+
+    def read_then_someone_saves(path: Path) -> install.Settings:
+        result = real(path)
+        if changes:
+            saved.append(changes.pop(0))
+            data = json.loads(path.read_text()) if path.exists() else {}
+            path.write_text(json.dumps({**data, "theme": saved[-1]}, indent=2) + "\n")
+        return result
+
+    monkeypatch.setattr(install, "read_settings", read_then_someone_saves)
+    return saved
+
+
+@pytest.mark.parametrize("uninstall", [False, True])
+def test_a_change_saved_between_read_and_write_is_kept(
+    proj: Path, monkeypatch: pytest.MonkeyPatch, uninstall: bool
+) -> None:
+    settings = proj / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(USER_SETTINGS)
+    target = install.project_target(proj)
+    if uninstall:
+        do_install(target)
+    racing_writer(monkeypatch, ["dark"])
+
+    do_uninstall(target) if uninstall else do_install(target)
+
+    data = json.loads(settings.read_text())
+    assert data["theme"] == "dark"  # the change someone saved meanwhile
+    assert bool(our_hooks(data).get("Stop")) is not uninstall  # and the installer's
+    assert data["env"] == {"FOO": "bär"}
+
+
+def test_settings_that_keep_changing_are_refused_and_nothing_is_lost(
+    proj: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = proj / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(USER_SETTINGS)
+    racing_writer(monkeypatch, ["a", "b", "c", "d"])
+
+    with pytest.raises(OrchError, match="changed while the installer was writing it 3 times"):
+        do_install(install.project_target(proj))
+
+    data = json.loads(settings.read_text())
+    assert data["theme"] == "c" and not our_hooks(data).get("Stop")
+    assert [p.name for p in (proj / ".claude").iterdir()] == ["settings.json"]
+
+
+def test_one_backup_per_file_under_the_data_dir(proj: Path, data_dir: Path) -> None:
+    settings = proj / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(USER_SETTINGS)
+    target = install.project_target(proj)
+    for _ in range(3):
+        do_install(target)
+        installed = settings.read_text()
+        do_uninstall(target)
+
+    backups = [p for p in data_dir.rglob("*") if p.is_file() and "backups" in p.parts]
+    assert backups == [install.backup_path(settings)]
+    assert backups[0] == data_dir / "backups" / str(settings).lstrip("/")
+    assert backups[0].read_text() == installed  # as it was before the last change
+    assert not list(proj.rglob("*orch-backup*"))
