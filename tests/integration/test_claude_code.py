@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from orch_plugins.testing.api import Reply
+from orch_plugins.testing.api import ApiRequest, Reply
 from orch_plugins.testing.pytest_plugin import ClaudeRun
 from tests.integration.conftest import CC, ROOT
 
@@ -89,18 +89,23 @@ def expanded(cc: CC, run: ClaudeRun) -> str:
 def turn_context(cc: CC, marker: str) -> str:
     """The prompt containing ``marker`` and what Claude Code sent after it in that request.
 
-    Claude Code 2.1.197 passes a UserPromptSubmit hook's additionalContext as a ``system``
-    message right after the user's prompt ("UserPromptSubmit hook additional context: …").
+    Claude Code passes a UserPromptSubmit hook's additionalContext as a ``system`` message right
+    after the user's prompt ("UserPromptSubmit hook additional context: …"). The prompt's own
+    text counts in full: 2.1.332 wraps a background task's ``<task-notification>`` turn in a
+    ``<system-reminder>`` block, which ``prompt_text`` leaves out.
     """
-    req = next(r for r in cc.api.conversation_requests() if marker in r.prompt_text)
-    messages = req.messages
-    last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
-    texts = []
-    for message in messages[last_user:]:
-        content = message.get("content")
-        blocks = [{"text": content}] if isinstance(content, str) else content or []
-        texts += [b["text"] for b in blocks if isinstance(b, dict) and "text" in b]
-    return "\n".join(texts)
+
+    def turn(req: ApiRequest) -> str:
+        messages = req.messages
+        last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+        texts = []
+        for message in messages[last_user:]:
+            content = message.get("content")
+            blocks = [{"text": content}] if isinstance(content, str) else content or []
+            texts += [b["text"] for b in blocks if isinstance(b, dict) and "text" in b]
+        return "\n".join(texts)
+
+    return next(t for r in cc.api.conversation_requests() if marker in (t := turn(r)))
 
 
 def tree(path: Path) -> dict[str, bytes]:

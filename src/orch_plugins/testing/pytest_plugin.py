@@ -4,9 +4,12 @@ Fixtures
     ``messages_api``  a running :class:`~orch_plugins.testing.api.MessagesStandIn`.
     ``claude_env``    an environment that points a real ``claude`` at it, with a scratch HOME.
     ``claude_bin``    absolute path of the real Claude Code CLI; the test FAILS if it is missing,
-                      because a skipped end-to-end suite reads as a green one.
+                      because a skipped end-to-end suite reads as a green one. With versions
+                      listed (ini option ``orch_claude_versions`` or ``$ORCH_TEST_CLAUDE_VERSIONS``)
+                      every test using it runs once per version (``test_x[claude-2.1.197]``).
 
-Helpers (importable): :func:`find_claude_bin`, :func:`make_claude_env`,
+Helpers (importable): :func:`find_claude_bin`, :func:`claude_version`, :func:`claude_prefix`,
+:func:`make_claude_env`,
 :func:`write_claude_config`, :func:`trust_project`, :func:`run_claude` / :class:`ClaudeRun`.
 
 Loaded by every pytest run in an environment where this package is installed, so it imports
@@ -27,23 +30,27 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# The pinned release and the tested range: one constant each, in the package root.
+from orch_plugins import CLAUDE_CODE_TESTED, CLAUDE_CODE_VERSION
+
 if TYPE_CHECKING:
     from orch_plugins.testing.api import MessagesStandIn
 
 __all__ = [
+    "CLAUDE_CODE_TESTED",
     "CLAUDE_CODE_VERSION",
     "QUIET_ENV",
     "TEST_API_KEY",
     "ClaudeRun",
+    "claude_prefix",
+    "claude_version",
+    "claude_versions",
     "find_claude_bin",
     "make_claude_env",
     "run_claude",
     "trust_project",
     "write_claude_config",
 ]
-
-#: The Claude Code release these helpers were checked against.
-CLAUDE_CODE_VERSION = "2.1.197"
 
 #: Looks like a real key (Claude Code checks the shape) but is only ever sent to the stand-in.
 TEST_API_KEY = "sk-ant-test-0000000000000000000000"
@@ -63,6 +70,22 @@ _INHERITED_PREFIXES = ("ANTHROPIC_", "CLAUDE_")
 _INHERITED_NAMES = frozenset({"CLAUDECODE"})
 
 
+#: Lists the Claude Code versions ``claude_bin`` runs each test against (overrides the ini).
+VERSIONS_ENV = "ORCH_TEST_CLAUDE_VERSIONS"
+VERSIONS_INI = "orch_claude_versions"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        VERSIONS_INI,
+        "Claude Code versions to run every test using claude_bin against, e.g. "
+        f"{' '.join(CLAUDE_CODE_TESTED)}; 'tested' stands for those orch-plugins is tested "
+        f"against (default: just the claude on PATH); ${VERSIONS_ENV} overrides it",
+        type="args",
+        default=[],
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker so plugin authors' suites run clean under ``--strict-markers``."""
     config.addinivalue_line(
@@ -70,30 +93,113 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def claude_versions(config: pytest.Config) -> list[str]:
+    """The versions ``claude_bin`` is parametrized over: ``$ORCH_TEST_CLAUDE_VERSIONS``
+    (comma- or space-separated) if set, else the ini option ``orch_claude_versions``; the word
+    ``tested`` stands for :data:`CLAUDE_CODE_TESTED`. Empty means "the one ``claude`` found by
+    :func:`find_claude_bin`", unparametrized."""
+    listed = os.environ.get(VERSIONS_ENV)
+    names = listed.replace(",", " ").split() if listed is not None else config.getini(VERSIONS_INI)
+    versions: list[str] = []
+    for name in names:
+        versions += CLAUDE_CODE_TESTED if name == "tested" else [name]
+    return list(dict.fromkeys(versions))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses ``claude_bin`` (directly or through a fixture) once per listed
+    Claude Code version."""
+    if "claude_bin" not in metafunc.fixturenames:
+        return
+    versions = claude_versions(metafunc.config)
+    if versions:
+        metafunc.parametrize(
+            "claude_bin", versions, indirect=True, ids=[f"claude-{v}" for v in versions]
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
 
 
-def find_claude_bin() -> str:
-    """Absolute path of the real ``claude``: ``$ORCH_TEST_CLAUDE`` if set, else from ``PATH``.
+#: The cache directory as the test run started: fixtures give tests a scratch ``HOME``.
+_CACHE_AT_START = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+
+
+def claude_prefix(version: str) -> Path:
+    """The npm prefix a Claude Code version not on ``PATH`` is looked for in (and ``.ci/run``
+    installs it into): ``${XDG_CACHE_HOME:-~/.cache}/orch-plugins/claude-code/VERSION``, as
+    the environment was when pytest started; the binary is ``bin/claude`` under it."""
+    return Path(_CACHE_AT_START) / "orch-plugins" / "claude-code" / version
+
+
+_versions: dict[tuple[str, float], str | None] = {}
+
+
+def claude_version(claude: str) -> str | None:
+    """``claude --version``'s version (``"2.1.197"``), None when it does not run; cached per
+    binary and modification time (a start costs ~0.2 s)."""
+    try:
+        key = (os.path.realpath(claude), os.stat(claude).st_mtime)
+    except OSError:
+        return None
+    if key not in _versions:
+        try:
+            out = subprocess.run(
+                [claude, "--version"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, **QUIET_ENV},
+                stdin=subprocess.DEVNULL,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        _versions[key] = out.split()[0] if out.split() else None
+    return _versions[key]
+
+
+def find_claude_bin(version: str | None = None) -> str:
+    """Absolute path of the real ``claude``.
+
+    Without ``version``: ``$ORCH_TEST_CLAUDE`` if set, else ``claude`` from ``PATH``. With it:
+    the first of ``$ORCH_TEST_CLAUDE``, ``claude`` on ``PATH`` and
+    ``claude_prefix(version)/bin/claude`` whose ``--version`` is ``version``.
 
     Fails the calling test when there is none: the end-to-end tests are the point, so their
     absence must be loud.
     """
     configured = os.environ.get("ORCH_TEST_CLAUDE")
-    found = shutil.which(configured or "claude")
-    if found is None:
-        where = (
-            f"ORCH_TEST_CLAUDE={configured!r} is not executable" if configured else "not on PATH"
-        )
-        pytest.fail(
-            f"Claude Code CLI not found ({where}). Install it with "
-            f"`npm install -g @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}` "
-            "or point ORCH_TEST_CLAUDE at the binary.",
-            pytrace=False,
-        )
-    return os.path.abspath(found)
+    if version is None:
+        found = shutil.which(configured or "claude")
+        if found is None:
+            where = (
+                f"ORCH_TEST_CLAUDE={configured!r} is not executable"
+                if configured
+                else "not on PATH"
+            )
+            pytest.fail(
+                f"Claude Code CLI not found ({where}). Install it with "
+                f"`npm install -g @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}` "
+                "or point ORCH_TEST_CLAUDE at the binary.",
+                pytrace=False,
+            )
+        return os.path.abspath(found)
+    prefix = claude_prefix(version)
+    seen = []
+    for candidate in (configured, shutil.which("claude"), str(prefix / "bin" / "claude")):
+        if candidate and shutil.which(candidate):
+            found_version = claude_version(candidate)
+            if found_version == version:
+                return os.path.abspath(shutil.which(candidate) or candidate)
+            seen.append(f"{candidate} is {found_version or 'not runnable'}")
+    pytest.fail(
+        f"Claude Code {version} not found ({'; '.join(seen) or 'no claude at all'}). Install "
+        f"it with `npm install -g --prefix {prefix} @anthropic-ai/claude-code@{version}` "
+        f"(as .ci/run does), or list the versions you have in ${VERSIONS_ENV}.",
+        pytrace=False,
+    )
 
 
 def write_claude_config(home: Path | str, api_key: str = TEST_API_KEY) -> Path:
@@ -264,6 +370,7 @@ def claude_env(tmp_path: Path, messages_api: MessagesStandIn) -> dict[str, str]:
 
 
 @pytest.fixture
-def claude_bin() -> str:
-    """Absolute path of the real Claude Code CLI (fails the test when absent)."""
-    return find_claude_bin()
+def claude_bin(request: pytest.FixtureRequest) -> str:
+    """Absolute path of the real Claude Code CLI (fails the test when absent); of the version
+    the test is parametrized with, when versions are listed (see :func:`claude_versions`)."""
+    return find_claude_bin(getattr(request, "param", None))
