@@ -837,7 +837,17 @@ def installs_using(env_dir: str | Path) -> list[Target]:
     """The installs whose hooks run an interpreter inside ``env_dir`` (a virtual environment),
     judged by each recorded install's manifest as it is now (a project deleted or uninstalled
     since does not count)."""
-    env_dir = Path(os.path.abspath(env_dir))
+    # A link on the way (~/.local/share -> /data/...) must not hide an install: compare the
+    # interpreter's directory both as written and resolved (not the interpreter itself: a
+    # venv's python is a link out of the venv).
+    roots = {Path(os.path.abspath(env_dir)), Path(os.path.realpath(env_dir))}
+
+    def inside(python: str) -> bool:
+        where = os.path.dirname(os.path.abspath(python))
+        return any(
+            Path(d).is_relative_to(r) for d in (where, os.path.realpath(where)) for r in roots
+        )
+
     found = []
     for key, entry in _registry_entries().items():
         if not isinstance(entry, dict):
@@ -850,7 +860,7 @@ def installs_using(env_dir: str | Path) -> list[Target]:
         except OrchError:
             manifest = None
         python = (manifest or {}).get("python")
-        if python and Path(os.path.abspath(python)).is_relative_to(env_dir):
+        if python and inside(python):
             found.append(target)
     return found
 

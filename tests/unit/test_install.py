@@ -430,6 +430,8 @@ def test_an_uninstalled_or_deleted_project_does_not_hold_the_environment(tmp_pat
     )
     shutil.rmtree(gone)
     assert [t.project_dir for t in install.installs_using(venv)] == [kept]
+    (tmp_path / "link").symlink_to(tmp_path)  # the same environment through a link
+    assert [t.project_dir for t in install.installs_using(tmp_path / "link/venv")] == [kept]
     assert install.installs_using(tmp_path / "elsewhere") == []
 
 
