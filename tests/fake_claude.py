@@ -5,16 +5,18 @@ Reads the prompt from stdin and prints stream-json events. Directives in the pro
 ``SLEEP=N`` sleeps N seconds first, ``PAUSE=N`` after the first tool call, ``EXIT=N`` exits
 with N and no result, ``API=529`` reports an API error (``FAKE_API_FAIL_FILE`` counts
 attempts: fail only while it holds fewer than ``API_FAILS=K`` lines), ``TASKFAIL`` reports a
-task error. The result echoes the prompt's sha256. After the result, ``LINGER=N`` stays N
-seconds more; ``HOLDOUT=N`` leaves a child (``sleep N``) holding stdout open and exits.
-``STREAM=N`` answers N words, one every 0.3 s, as partial messages (``stream_event`` deltas,
-as with ``--include-partial-messages``) and then as the message and the result.
+task error, ``NOTERM`` ignores SIGTERM (a claude that outlives a polite stop). The result
+echoes the prompt's sha256. After the result, ``LINGER=N`` stays N seconds more; ``HOLDOUT=N``
+leaves a child (``sleep N``) holding stdout open and exits. ``STREAM=N`` answers N words, one
+every 0.3 s, as partial messages (``stream_event`` deltas, as with
+``--include-partial-messages``) and then as the message and the result.
 """
 
 import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +28,8 @@ if argv == ["--version"]:  # as the pinned release answers (orch doctor reads it
     sys.exit(0)
 data = sys.stdin.buffer.read()
 prompt = data.decode("utf-8", "replace")
+if "NOTERM" in prompt:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 sid = str(uuid.uuid4())
 if "--resume" in argv and "--fork-session" not in argv:
     sid = argv[argv.index("--resume") + 1]

@@ -50,6 +50,10 @@ class LaunchSpec:
     #: Seconds claude may linger after its result event before its process tree is stopped.
     result_grace: float = 3.0
     resume_from: Handle | None = None
+    #: Claude processes earlier runs of the resumed session may have left running, as
+    #: ``{"pid", "start_time", "run_id"}``: the supervisor stops those still alive (same pid
+    #: and start time) before it starts claude.
+    previous_claudes: list[dict[str, Any]] = field(default_factory=list)
     #: Variables removed from the inherited environment before claude starts.
     unset_env: list[str] = field(default_factory=list)
     #: Backend-specific launch options (for example ``{"interactive": True}``).

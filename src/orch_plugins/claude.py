@@ -64,14 +64,19 @@ def build_argv(
     return argv
 
 
-def agent_env(*, run_id: int, name: str, state_dir: str) -> dict[str, str]:
+def agent_env(
+    *, run_id: int, name: str, state_dir: str, fork_of: str | None = None
+) -> dict[str, str]:
     """Variables added to the agent's environment: the hooks use them to attach the session id
-    to the right record, and the auto-updater must not npm-install behind our back."""
+    to the right record (``ORCH_FORK_OF``: the session a fork was made from, never its own;
+    empty for a run that is no fork, so it does not inherit a forked parent's), and the
+    auto-updater must not npm-install behind our back."""
     return {
         "DISABLE_AUTOUPDATER": "1",
         "ORCH_AGENT": name,
         "ORCH_RUN_ID": str(run_id),
         "ORCH_STATE_DIR": state_dir,
+        "ORCH_FORK_OF": fork_of or "",
     }
 
 

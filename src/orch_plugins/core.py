@@ -25,6 +25,7 @@ from orch_plugins.errors import OrchError
 from orch_plugins.roles import Role
 from orch_plugins.store import (
     CANCELLED,
+    COMPLETED,
     ENDED_MARKER,
     FINAL,
     LOST,
@@ -35,6 +36,7 @@ from orch_plugins.store import (
     atomic_write,
     validate_name,
 )
+from orch_plugins.supervisor import pid_alive, proc_start_time
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +126,19 @@ class Orchestrator:
     def resume(
         self, name: str, task: str, *, fork: bool = False, as_name: str | None = None
     ) -> dict[str, Any]:
-        """Continue an agent's Claude Code session (or a fork of it) with a new prompt."""
-        src = self.store.require(name)
+        """Continue an agent's Claude Code session (or a fork of it) with a new prompt.
+
+        A resume (not a fork) never runs beside a claude still living on the session: an
+        interactive agent still open in its window is refused (quit it first); any other
+        claude an earlier run left running is stopped by the new run's supervisor before it
+        starts claude (``previous_claudes``).
+        """
+        src = self.refresh([self.store.require(name)])[0]  # a dead supervisor is lost now
         if src["status"] in (QUEUED, RUNNING) and not fork:
             raise OrchError(f"agent {name!r} is still {src['status']}; wait for it or cancel it")
         if not src["session_id"]:
             raise OrchError(f"agent {name!r} has no recorded Claude Code session to resume")
+        previous = [] if fork else self._previous_claudes(src["session_id"])
         new_name = as_name or (self._fork_name(name) if fork else name)
         validate_name(new_name)
         return self._create(
@@ -149,7 +158,32 @@ class Orchestrator:
             resume_handle=json.loads(src["handle"]) if src["handle"] else {},
             parent=f"{name}#{src['run_id']}",
             options=_carried_options(src),
+            previous_claudes=previous,
         )
+
+    def _previous_claudes(self, session_id: str) -> list[dict[str, Any]]:
+        """The recorded claude of each earlier run on ``session_id`` (newest first), for the
+        new run's supervisor to stop if it still runs. Refuses while one of them is an
+        interactive agent's claude still open for a person (its run completed, claude alive
+        here): that one is not a leftover, and killing it could cut off someone typing."""
+        out = []
+        for row in self.store.session_runs(session_id):
+            pid, start = row["claude_pid"], row["claude_start"]
+            if pid is None:
+                continue
+            if (
+                row["status"] == COMPLETED
+                and _carried_options(row)  # interactive: tmux, on this machine
+                and proc_start_time(pid) == start
+                and pid_alive(pid, start)
+            ):
+                raise OrchError(
+                    f"agent {row['name']!r} is still open in its tmux window (claude pid {pid}) "
+                    "on the session to resume: quit that claude (/exit, or close the window; "
+                    f"or kill {pid}) first, or resume with --fork"
+                )
+            out.append({"pid": pid, "start_time": start, "run_id": row["run_id"]})
+        return out
 
     def _fork_name(self, name: str) -> str:
         for i in range(1, 10_000):
@@ -230,6 +264,7 @@ class Orchestrator:
         parent: str | None,
         options: dict[str, Any] | None,
         start: bool = True,
+        previous_claudes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         prompt = check_task(task)
         if timeout is not None and timeout <= 0:
@@ -289,7 +324,12 @@ class Orchestrator:
                 run_id=run["run_id"],
                 name=name,
                 argv=argv,
-                env=agent_env(run_id=run["run_id"], name=name, state_dir=state_dir),
+                env=agent_env(
+                    run_id=run["run_id"],
+                    name=name,
+                    state_dir=state_dir,
+                    fork_of=resume_session if fork else None,
+                ),
                 cwd=str(workdir),
                 run_dir=str(run_dir),
                 state_dir=state_dir,
@@ -302,6 +342,7 @@ class Orchestrator:
                 kill_grace=self.config.kill_grace,
                 result_grace=self.config.result_grace,
                 resume_from=resume_handle if resume_session else None,
+                previous_claudes=previous_claudes or [],
                 unset_env=list(UNSET_ENV),
                 options=options or {},
             )

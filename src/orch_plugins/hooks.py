@@ -18,21 +18,30 @@ What each event does:
 
 SessionStart
     Records the session (id, cwd, source, transcript path, time). Inside an agent
-    (``ORCH_RUN_ID`` set by the launcher) it also attaches the id to that run. It appends the
-    interpreter's ``bin`` directory to ``PATH`` through ``CLAUDE_ENV_FILE`` when ``orch`` lives
-    there, so the slash commands find ``orch`` without relying on the user's PATH. A resumed
-    session (``source: resume``) is left to UserPromptSubmit: with ``--fork-session`` Claude
-    Code 2.1.197 reports the parent's id at SessionStart, not the fork's.
+    (``ORCH_RUN_ID`` set by the launcher) the id is also attached to that run, see
+    :func:`_claim`. It appends the interpreter's ``bin`` directory to ``PATH`` through
+    ``CLAUDE_ENV_FILE`` when ``orch`` lives there, so the slash commands find ``orch`` without
+    relying on the user's PATH. A resumed session (``source: resume``) outside an agent is left
+    to UserPromptSubmit: with ``--fork-session`` Claude Code 2.1.197 reports the parent's id at
+    SessionStart, not the fork's.
 UserPromptSubmit
-    Inside an agent: records the session and attaches it to the run, replacing an older id (a
-    resumed or forked run's own id is the one that counts). Elsewhere: adds a short notice of
+    Inside an agent: records the session and attaches it to the run (:func:`_claim`).
+    Elsewhere: adds a short notice of
     the agents that ended since the session's previous notice (name, status, one-line result,
     output path) for the model, and one line on screen for the person (``systemMessage``:
     names and statuses); nothing when nothing ended. The quick "nothing new" check compares
     the mtime and size of ``<state_dir>/ended`` (appended to when a run ends) with the value
     remembered in ``<state_dir>/hooks/<session>.seen``, so it costs a stat and a small read.
 Stop, SessionEnd
-    Record the end of a turn / of the session.
+    Record the end of a turn / of the session. A sub-agent's stop (a payload with ``agent_id``,
+    or ``SubagentStop``) is not the end of the session's turn and is ignored.
+
+Which run a session belongs to (:func:`_claim`): only the run the hook's own environment names
+(``ORCH_RUN_ID``), and only if that run has no session id yet or it is this one; never the
+session a fork was made from (``ORCH_FORK_OF``). So a ``startup``, ``compact``, ``clear``,
+``fork`` or ``resume`` start, or a prompt, of some other session seen in an agent's
+environment (a ``claude`` one of its tools started, ``/clear``, a fork's report of its parent)
+never moves an id from one run to another.
 """
 
 from __future__ import annotations
@@ -100,6 +109,17 @@ def _run_id() -> int | None:
     return int(value) if value else None
 
 
+def _fork_of() -> str | None:
+    """The session this agent was forked from; "" for an agent that is no fork; None when the
+    launcher did not say (an older orch: then a fork cannot be told from a resume)."""
+    return os.environ.get("ORCH_FORK_OF")
+
+
+def _subagent(payload: dict) -> bool:
+    """A payload about one of the session's sub-agents (Task tool), not the session itself."""
+    return bool(payload.get("agent_id")) or payload.get("hook_event_name") == "SubagentStop"
+
+
 class _Event:
     """One hook call: its stdin, read once; parsed only when needed."""
 
@@ -160,11 +180,19 @@ def export_orch_path() -> None:
         fh.write(f'export PATH="$PATH":{quoted}\n')
 
 
-def _attach(store: Store, sid: str, run_id: int) -> None:
-    """Make ``sid`` the run's session: a resumed or forked run's own id is the one that counts."""
-    run = store.get_run(run_id)
-    if run["session_id"] != sid:
-        store.update(run_id, session_id=sid)
+def _claim(store: Store, sid: str) -> int | None:
+    """The run (``ORCH_RUN_ID``) that session ``sid`` belongs to, attaching it to the run if the
+    run has none yet; None outside an agent or when the session is not the run's own."""
+    run_id = _run_id()
+    if run_id is None:
+        return None
+    return run_id if store.claim_session(run_id, sid, fork_of=_fork_of()) else None
+
+
+def _foreign(sid: str) -> bool:
+    """The session an agent was forked from, reported by the fork (Claude Code 2.1.197 does at
+    SessionStart): an event of this session, not of that one, so nothing is recorded."""
+    return _run_id() is not None and bool(_fork_of()) and sid == _fork_of()
 
 
 def on_session_start(event: _Event) -> None:
@@ -174,13 +202,15 @@ def on_session_start(event: _Event) -> None:
     if sd is None:
         return
     payload = event.payload
-    if payload.get("source") == "resume":
+    if payload.get("source") == "resume" and (_run_id() is None or _fork_of() is None):
         # Claude Code 2.1.197 reports the *parent's* id here when resuming with
-        # --fork-session (the fork's own id first appears at UserPromptSubmit), so a resumed
-        # session is recorded and attached at its first prompt instead.
+        # --fork-session (the fork's own id first appears at UserPromptSubmit). Without
+        # ORCH_FORK_OF a fork cannot be told from a resume, so the session is recorded and
+        # attached at its first prompt instead.
         return
     sid = event.session_id
-    run_id = _run_id()
+    if _foreign(sid):
+        return
     store = _open_store(sd)
     store.record_session(
         sid,
@@ -188,10 +218,8 @@ def on_session_start(event: _Event) -> None:
         cwd=payload.get("cwd"),
         source=payload.get("source"),
         transcript_path=payload.get("transcript_path"),
-        run_id=run_id,
+        run_id=_claim(store, sid),
     )
-    if run_id is not None:
-        _attach(store, sid, run_id)
 
 
 # -- Stop / SessionEnd ------------------------------------------------------------------------
@@ -203,12 +231,16 @@ def _record_end(event: _Event, *, ended: bool) -> None:
     if sd is None:
         return
     payload = event.payload
-    _open_store(sd).record_session(
-        event.session_id,
+    sid = event.session_id
+    if _subagent(payload) or _foreign(sid):
+        return
+    store = _open_store(sd)
+    store.record_session(
+        sid,
         event=event.name,
         cwd=payload.get("cwd"),
         transcript_path=payload.get("transcript_path"),
-        run_id=_run_id(),
+        run_id=_claim(store, sid),
         ended=ended,
     )
 
@@ -260,20 +292,21 @@ def on_user_prompt_submit(event: _Event) -> None:
     sd = state_dir()
     if sd is None:
         return
-    run_id = _run_id()
-    if run_id is not None:
-        # An agent's prompt never carries orchestrator notices; it is where a resumed or
-        # forked agent's session id becomes known (see on_session_start).
+    if _run_id() is not None:
+        # An agent's prompt never carries orchestrator notices; it is where a forked agent's
+        # session id becomes known (see on_session_start).
         payload = event.payload
+        sid = event.session_id
+        if _foreign(sid):
+            return
         store = _open_store(sd)
         store.record_session(
-            event.session_id,
+            sid,
             event="UserPromptSubmit",
             cwd=payload.get("cwd"),
             transcript_path=payload.get("transcript_path"),
-            run_id=run_id,
+            run_id=_claim(store, sid),
         )
-        _attach(store, event.session_id, run_id)
         return
     sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
     if not _valid_session_id(sid):

@@ -28,7 +28,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Columns added after schema 1, in order: ``_migrate`` adds the ones an older store lacks.
+_ADDED_COLUMNS = (
+    ("claude_pid", "INTEGER"),
+    ("claude_start", "INTEGER"),
+)
 DB_NAME = "state.db"
 #: Appended to once per run that ends, after the commit: hooks compare its size and mtime, so
 #: "nothing ended since the last prompt" costs a stat instead of opening the store.
@@ -76,6 +81,7 @@ STATUS_FIELDS = (
     "parent",
     "launched_by",
     "archived",
+    "claude_pid",
 )
 _TIME_FIELDS = ("created_at", "started_at", "ended_at", "last_activity")
 
@@ -114,7 +120,9 @@ CREATE TABLE IF NOT EXISTS runs (
     log_path TEXT NOT NULL,
     handle TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    archived INTEGER NOT NULL DEFAULT 0
+    archived INTEGER NOT NULL DEFAULT 0,
+    claude_pid INTEGER,
+    claude_start INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
@@ -237,6 +245,10 @@ class Store:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self.conn.execute(statement)
+            have = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
+            for column, kind in _ADDED_COLUMNS:
+                if column not in have:
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -398,6 +410,30 @@ class Store:
 
     # -- sessions ---------------------------------------------------------------------------
 
+    def claim_session(self, run_id: int, session_id: str, *, fork_of: str | None = None) -> bool:
+        """Whether ``session_id`` is the run's own session, attaching it if the run has none yet.
+
+        A run's session id is set once, by the first report (a hook, the supervisor): a later
+        session seen in the same environment (``/clear``, ``/resume`` to another session, a
+        ``claude`` started by one of the agent's tools) never replaces it, and a fork never
+        takes its source's id (``fork_of``: Claude Code 2.1.197 reports the source's id at a
+        fork's SessionStart). False for an unknown run.
+        """
+        if fork_of and session_id == fork_of:
+            return False
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT session_id FROM runs WHERE run_id=?", (run_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            if row[0] is None:
+                self.conn.execute(
+                    "UPDATE runs SET session_id=? WHERE run_id=?", (session_id, run_id)
+                )
+                return True
+            return bool(row[0] == session_id)
+
     def record_session(
         self,
         session_id: str,
@@ -425,6 +461,17 @@ class Store:
                 self.conn.execute(
                     "UPDATE sessions SET ended_at=? WHERE session_id=?", (now, session_id)
                 )
+
+    def session_runs(self, session_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The runs that recorded ``session_id`` as theirs, newest first (resumes of one
+        session share it; a fork has its own)."""
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT * FROM runs WHERE session_id=? ORDER BY run_id DESC LIMIT ?",
+                (session_id, limit),
+            )
+        ]
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(

@@ -283,6 +283,8 @@ class Supervisor:
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.session_id: str | None = None
+        #: The session this run forked (``ORCH_FORK_OF``): never taken for the run's own.
+        self.fork_of = (spec.get("env") or {}).get("ORCH_FORK_OF") or None
         self.result: dict[str, Any] | None = None
         self.turns = 0
         self.tool_calls = 0
@@ -359,9 +361,42 @@ class Supervisor:
             lines.append(f"output: {self.spec['output_path']}")
         self.show(["", *lines])
 
+    def note_claude(self, proc: subprocess.Popen[bytes]) -> None:
+        """Record which process is this run's claude (pid and start time), so a later resume
+        can tell whether it still runs."""
+        self.rep.update(claude_pid=proc.pid, claude_start=proc_start_time(proc.pid))
+
+    def stop_previous_claudes(self) -> None:
+        """Stop any claude an earlier run of this session left running (a supervisor killed
+        with -9, a claude that outlived its run), so two never write one session; only a
+        process that is provably that claude (pid and start time) is signalled."""
+        grace = float(self.spec.get("kill_grace", 5.0))
+        for prev in self.spec.get("previous_claudes") or ():
+            pid, start = prev.get("pid"), prev.get("start_time")
+            if not pid or start is None or proc_start_time(pid) != start:
+                continue
+            if not pid_alive(pid, start):
+                continue
+            run_id = prev.get("run_id")
+            self.log_event(
+                {
+                    "type": "orch",
+                    "subtype": "stopped_previous_claude",
+                    "pid": pid,
+                    "run_id": run_id,
+                    "message": f"stopped claude (pid {pid}) left running by run {run_id} "
+                    "of this session",
+                }
+            )
+            terminate_tree(pid, grace)
+            deadline = time.monotonic() + grace + 2.0
+            while pid_alive(pid, start) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
     def run(self) -> int:
         spec = self.spec
         self.show_start()
+        self.stop_previous_claudes()
         timeout = spec.get("timeout")
         start = time.monotonic()
         timer = None
@@ -461,6 +496,7 @@ class Supervisor:
             return None
         finally:
             os.close(out_fd)
+        self.note_claude(self.proc)
         if self.stopping.is_set():  # a stop that raced with the start
             self._kill_child()
         try:
@@ -593,7 +629,7 @@ class Supervisor:
             self.log.write(raw)
             self.log.flush()
         sid = event.get("session_id")
-        if isinstance(sid, str) and sid != self.session_id:
+        if isinstance(sid, str) and sid != self.session_id and sid != self.fork_of:
             self.session_id = sid
             self.rep.update(session_id=sid, last_activity=time.time())
         if kind == "assistant":
@@ -658,7 +694,7 @@ class Supervisor:
             "duration_ms": res.get("duration_ms", int(elapsed * 1000)),
             "usage": json.dumps(res["usage"]) if isinstance(res.get("usage"), dict) else None,
         }
-        if res.get("session_id"):
+        if res.get("session_id") and res["session_id"] != self.fork_of:
             fields["session_id"] = res["session_id"]
         if isinstance(text, str):
             write_atomic(Path(self.spec["output_path"]), text)
@@ -706,7 +742,8 @@ class InteractiveSupervisor(Supervisor):
     hands its payload to this process in ``<run_dir>/stop.json``. The first ``Stop`` completes
     the run, its ``last_assistant_message`` the output (the transcript may not hold it yet
     when the hook fires); claude stays open for the person, and later turns refresh the
-    output. Needs the local store (DbReporter).
+    output. A sub-agent's stop (``agent_id``) is ignored, and the run keeps the first session
+    it reported (see :meth:`check_turn`). Needs the local store (DbReporter).
     """
 
     def __init__(self, spec: dict[str, Any], reporter: Any) -> None:
@@ -738,6 +775,7 @@ class InteractiveSupervisor(Supervisor):
 
     def run(self) -> int:
         spec = self.spec
+        self.stop_previous_claudes()
         if spec.get("timeout"):
             self.timer = threading.Timer(float(spec["timeout"]), self.stop, args=("timed_out",))
             self.timer.daemon = True
@@ -751,6 +789,7 @@ class InteractiveSupervisor(Supervisor):
         except OSError as exc:
             self.rep.finish("failed", error=f"cannot start claude: {exc}")
             return 0
+        self.note_claude(self.proc)
         if self.stopping.is_set():
             self._kill_child()
         while (rc := self.proc.poll()) is None:
@@ -779,10 +818,17 @@ class InteractiveSupervisor(Supervisor):
         except (OSError, ValueError):
             payload = {}
         payload = payload if isinstance(payload, dict) else {}
+        if payload.get("agent_id") or payload.get("hook_event_name") == "SubagentStop":
+            return  # a sub-agent (Task tool) stopped: the session's turn goes on
         sid = payload.get("session_id")
-        self.session_id = sid if isinstance(sid, str) else self.session_id
-        if isinstance(payload.get("transcript_path"), str):
-            self.transcript = payload["transcript_path"]
+        # The run keeps the first session it reported: a /clear or a /resume typed in the pane
+        # starts or opens another session, which must not become this run's (nor move here).
+        if isinstance(sid, str) and self.store.claim_session(
+            self.run_id, sid, fork_of=self.fork_of
+        ):
+            self.session_id = sid
+            if isinstance(payload.get("transcript_path"), str):
+                self.transcript = payload["transcript_path"]
         self.turn_ended(payload.get("last_assistant_message"))
 
     def counts(self) -> dict[str, Any]:
@@ -800,7 +846,7 @@ class InteractiveSupervisor(Supervisor):
             text = read_transcript(self.transcript, self.started_at)[0]
         if text is not None:
             write_atomic(Path(self.spec["output_path"]), text)
-        fields: dict[str, Any] = {"session_id": self.session_id, "last_activity": now}
+        fields: dict[str, Any] = {"last_activity": now}
         fields.update(self.counts())
         # The transcript may lag the hook by a moment: count again shortly.
         self.recount_at = now + 1.0
@@ -893,12 +939,18 @@ def hook_settings(stop_file: str) -> dict[str, Any]:
     """``--settings`` for an interactive agent: SessionStart and Stop run orch_plugins.hooks
     from this very installation (no ``orch install`` needed; a user-level install also firing
     is harmless, both record the same), and Stop also copies its payload to ``stop_file``
-    (written aside and renamed, so the supervisor never reads half of it)."""
+    (written aside and renamed, so the supervisor never reads half of it), unless it is a
+    sub-agent's (``agent_id``)."""
     import shlex
 
+    # A sub-agent's stop (a payload with agent_id) is not the end of the session's turn.
     handover = (
-        "import os, sys; p = sys.argv[1]; t = p + '.tmp'; "
-        "open(t, 'wb').write(sys.stdin.buffer.read()); os.replace(t, p)"
+        "import json, os, sys\n"
+        "p = sys.argv[1]; t = p + '.tmp'; d = sys.stdin.buffer.read()\n"
+        "try: j = json.loads(d)\n"
+        "except ValueError: j = {}\n"
+        "if not (isinstance(j, dict) and j.get('agent_id')):\n"
+        "    open(t, 'wb').write(d); os.replace(t, p)\n"
     )
     py = shlex.quote(sys.executable)
     copy = f"{py} -S -c {shlex.quote(handover)} {shlex.quote(stop_file)}"

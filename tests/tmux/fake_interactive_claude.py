@@ -5,7 +5,8 @@ Like Claude Code, it runs the ``SessionStart`` and ``Stop`` hooks given with ``-
 ``$HOME/.claude/projects``. Its first prompt is the argument after ``--``; each further line
 typed in the terminal is another turn; ``/exit`` quits. ``SLEEP=N`` in a prompt delays the
 answer; ``NOSTOP`` skips the Stop hook; ``NOLAST`` leaves ``last_assistant_message`` out of
-its payload.
+its payload; ``SUBAGENT`` first runs the Stop hooks with a sub-agent's payload (``agent_id``),
+as a Claude Code whose Task tool reports that way would. ``/clear`` starts a new session.
 """
 
 import json
@@ -52,6 +53,15 @@ def entry(kind: str, content: list) -> None:
 def turn(text: str) -> None:
     print(f"> {text}", flush=True)
     entry("user", [{"type": "text", "text": text}])
+    if "SUBAGENT" in text:
+        hook(
+            "Stop",
+            agent_id="fake-sub",
+            agent_type="general-purpose",
+            stop_hook_active=False,
+            last_assistant_message="sub-agent answer",
+        )
+        print("sub-agent stopped", flush=True)
     m = re.search(r"SLEEP=([0-9.]+)", text)
     if m:
         time.sleep(float(m.group(1)))
@@ -74,5 +84,11 @@ for line in sys.stdin:
     line = line.strip()
     if line == "/exit":
         break
+    if line == "/clear":
+        sid = str(uuid.uuid4())
+        transcript = os.path.join(tdir, f"{sid}.jsonl")
+        hook("SessionStart", source="clear")
+        print(f"cleared: session {sid}", flush=True)
+        continue
     if line:
         turn(line)

@@ -386,3 +386,110 @@ def test_the_notice_goes_to_the_session_that_launched_the_agent(env, monkeypatch
     assert "- theirs: completed" in notice and "- anyone: completed" in notice
     assert "mine" not in notice
     assert anyone["launched_by"] is None
+
+
+# -- session ids stay with their runs ----------------------------------------------------------
+
+
+def two_agents(env: dict, monkeypatch: pytest.MonkeyPatch, capsys, *, fork_of: str = "") -> tuple:
+    """Agent a1 (run A) that reported its session S_A, then the environment of run B (a fork of
+    ``fork_of`` when given) with no session yet: ``(store, run A, run B)``."""
+    store = Store(env["state"])
+    run_a = agent_run(env, monkeypatch)
+    monkeypatch.setenv("ORCH_FORK_OF", "")
+    fire(monkeypatch, capsys, "SessionStart", start_payload(env))
+    with store.transaction():
+        run_b = store.insert_run(name="b1", task="t", backend="subprocess", cwd="/")
+    monkeypatch.setenv("ORCH_RUN_ID", str(run_b["run_id"]))
+    monkeypatch.setenv("ORCH_AGENT", "b1")
+    monkeypatch.setenv("ORCH_FORK_OF", fork_of)
+    return store, run_a, run_b
+
+
+@pytest.mark.parametrize("source", ["startup", "resume", "fork", "compact", "clear"])
+def test_another_sessions_start_or_prompt_never_moves_an_id(
+    env, monkeypatch, capsys, source
+) -> None:
+    """Run B, which has its own session, sees events of A's session and of a new one (a claude
+    one of its tools started, a /clear, a /resume typed in its pane): B keeps its id, and A's
+    session stays A's."""
+    store, run_a, run_b = two_agents(env, monkeypatch, capsys)
+    own = str(uuid.uuid4())
+    fire(monkeypatch, capsys, "SessionStart", start_payload(env, sid=own))
+    assert store.get_run(run_b["run_id"])["session_id"] == own
+
+    new = str(uuid.uuid4())
+    for sid in (env["sid"], new):
+        fire(monkeypatch, capsys, "SessionStart", start_payload(env, sid=sid, source=source))
+        fire(
+            monkeypatch, capsys, "UserPromptSubmit", {**start_payload(env, sid=sid), "prompt": "p"}
+        )
+        fire(monkeypatch, capsys, "Stop", start_payload(env, sid=sid))
+
+    assert store.get_run(run_b["run_id"])["session_id"] == own
+    assert store.get_run(run_a["run_id"])["session_id"] == env["sid"]
+    assert store.session(env["sid"])["run_id"] == run_a["run_id"]
+    assert store.session(own)["run_id"] == run_b["run_id"]
+    assert store.session(new)["run_id"] is None  # recorded, but nobody's run
+
+
+@pytest.mark.parametrize("source", ["resume", "fork"])
+def test_a_fork_never_takes_its_parents_id(env, monkeypatch, capsys, source) -> None:
+    """Claude Code 2.1.197 reports a fork as ``source: resume`` with the parent's id, 2.1.214+
+    as ``source: fork``; a prompt or a stop may carry the parent's id too."""
+    parent = env["sid"]
+    store, run_a, run_b = two_agents(env, monkeypatch, capsys, fork_of=parent)
+    before = store.session(parent)
+    fire(monkeypatch, capsys, "SessionStart", start_payload(env, sid=parent, source=source))
+    fire(monkeypatch, capsys, "UserPromptSubmit", {**start_payload(env, sid=parent), "prompt": "p"})
+    fire(monkeypatch, capsys, "Stop", start_payload(env, sid=parent))
+    assert store.get_run(run_b["run_id"])["session_id"] is None
+    assert store.session(parent) == before  # not even touched: it was not that session's event
+
+    fork = str(uuid.uuid4())
+    fire(monkeypatch, capsys, "SessionStart", start_payload(env, sid=fork, source=source))
+    fire(monkeypatch, capsys, "UserPromptSubmit", {**start_payload(env, sid=fork), "prompt": "p"})
+    assert store.get_run(run_b["run_id"])["session_id"] == fork
+    assert store.session(fork)["run_id"] == run_b["run_id"]
+    assert store.get_run(run_a["run_id"])["session_id"] == parent
+    assert store.session(parent)["run_id"] == run_a["run_id"]
+
+
+def test_a_resumed_agent_takes_its_session_at_session_start(env, monkeypatch, capsys) -> None:
+    """A resume that is no fork (``ORCH_FORK_OF`` empty) continues the same session: its id is
+    the run's from SessionStart on, not only from the first prompt."""
+    store, run_a, run_b = two_agents(env, monkeypatch, capsys)
+    fire(monkeypatch, capsys, "SessionStart", start_payload(env, source="resume"))
+    assert store.get_run(run_b["run_id"])["session_id"] == env["sid"]
+    assert store.session(env["sid"])["run_id"] == run_b["run_id"]  # the session's newest run
+    assert store.get_run(run_a["run_id"])["session_id"] == env["sid"]
+
+
+def test_a_subagents_stop_is_not_the_end_of_the_sessions_turn(env, monkeypatch, capsys) -> None:
+    store = Store(env["state"])
+    agent_run(env, monkeypatch)
+    fire(monkeypatch, capsys, "SessionStart", start_payload(env))
+    fire(monkeypatch, capsys, "UserPromptSubmit", {**start_payload(env), "prompt": "p"})
+    sub = {**start_payload(env), "agent_id": "a3f9", "agent_type": "general-purpose"}
+    fire(monkeypatch, capsys, "Stop", sub)
+    assert store.session(env["sid"])["last_event"] == "UserPromptSubmit"
+    fire(monkeypatch, capsys, "Stop", start_payload(env))
+    assert store.session(env["sid"])["last_event"] == "Stop"
+
+
+def test_the_interactive_stop_handover_skips_a_subagents_stop(tmp_path: Path) -> None:
+    """The ``--settings`` Stop command that hands the payload to an interactive supervisor."""
+    from orch_plugins.supervisor import hook_settings
+
+    stop_file = tmp_path / "it's stop.json"
+    (command,) = [
+        h["command"]
+        for h in hook_settings(str(stop_file))["hooks"]["Stop"][0]["hooks"]
+        if "orch_plugins.hooks" not in h["command"]
+    ]
+    sub = {"session_id": "s1", "hook_event_name": "Stop", "agent_id": "a3f9"}
+    subprocess.run(["sh", "-c", command], input=json.dumps(sub).encode(), check=True)
+    assert not stop_file.exists()
+    whole = {"session_id": "s1", "hook_event_name": "Stop", "last_assistant_message": "done"}
+    subprocess.run(["sh", "-c", command], input=json.dumps(whole).encode(), check=True)
+    assert json.loads(stop_file.read_text()) == whole

@@ -73,8 +73,18 @@ STATE_FIELDS = (
     "usage",
     "error",
     "ended_at",
+    "claude_pid",
+    "claude_start",
 )
-PROGRESS_FIELDS = ("session_id", "attempt", "num_turns", "tool_calls", "last_activity")
+PROGRESS_FIELDS = (
+    "session_id",
+    "attempt",
+    "num_turns",
+    "tool_calls",
+    "last_activity",
+    "claude_pid",
+    "claude_start",
+)
 #: Prefixes of the notes this backend puts in a running run's ``error`` (cleared when stale).
 WAITING, UNREACHABLE = "waiting: ", "status unknown: "
 DEST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:%+\[\]-]*")
@@ -1079,7 +1089,14 @@ class SshBackend(Backend):
                 log.warning(
                     "remote supervisor of %s ended without a result: %s", run["name"], tail[-1]
                 )
-            return None  # the core sees it dead and records it lost
+            # The core sees it dead and records it lost; which claude it ran is kept, so a
+            # resume there can stop that claude if it lives on.
+            claude = {
+                k: state[k]
+                for k in ("claude_pid", "claude_start")
+                if state.get(k) is not None and state[k] != run.get(k)
+            }
+            return claude or None
         fields = {k: state[k] for k in PROGRESS_FIELDS if k in state and state[k] != run.get(k)}
         if run.get("error") and str(run["error"]).startswith((WAITING, UNREACHABLE)):
             fields["error"] = None
