@@ -350,3 +350,37 @@ def test_orch_parallel_creates_the_windows_in_one_tmux_call(
     assert new_window_calls[-1].count("new-window") >= 9
     orch("wait", check=True, timeout=120)
     assert {x["status"] for x in status_json()} == {"completed"}
+
+
+def test_interactive_subagent_stop_clear_and_resume_beside_its_claude(
+    tmux_project: Path, tmux_server: Tm, fake_interactive: None
+) -> None:
+    """A sub-agent's Stop mid-turn does not complete the run; a /clear does not move its
+    session; a resume waits until the person has quit the claude still open on the session."""
+    orch("launch", "ia", "SUBAGENT SLEEP=8 task", "--interactive", check=True)
+    run = wait_for(lambda: status_json("ia")[0]["session_id"] and status_json("ia")[0])
+    pane = handle(tmux_project, run["run_id"])["pane"]
+    wait_for(lambda: "sub-agent stopped" in tmux_server.capture(pane))
+    time.sleep(0.6)  # the supervisor polls stop.json every 0.25 s
+    assert status_json("ia")[0]["status"] == "running"
+    orch("wait", "ia", check=True, timeout=60)
+    assert orch("output", "ia", check=True).stdout == "answer: SUBAGENT SLEEP=8 task\n"
+    sid = run["session_id"]
+
+    r = orch("resume", "ia", "more")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("orch: error: agent 'ia' is still open in its tmux window")
+    assert r.stderr.count("\n") == 1 and "/exit" in r.stderr
+    assert len(status_json("ia", all_=True)) == 1  # nothing recorded
+
+    _type(tmux_server, pane, "/clear")
+    _type(tmux_server, pane, "after clear")
+    wait_for(lambda: orch("output", "ia").stdout == "answer: after clear\n")
+    assert status_json("ia")[0]["session_id"] == sid
+
+    _type(tmux_server, pane, "/exit")
+    wait_for(lambda: status_json("ia")[0]["exit_code"] == 0)
+    orch("resume", "ia", "third", check=True)
+    orch("wait", "ia", check=True, timeout=60)
+    second = status_json("ia")[0]
+    assert second["run_id"] != run["run_id"] and second["session_id"] == sid
