@@ -386,3 +386,46 @@ def test_orch_start_runs_claude_as_the_orchestrator(cc: CC) -> None:
     session = store.session(result["session_id"])  # recorded by the plugin form's hooks
     assert session is not None and session["source"] == "startup"
     store.close()
+
+
+def test_session_ids_stay_with_their_runs(cc: CC) -> None:
+    """A fork (``launch --from``) whose Bash tool forks the parent's session once more with its
+    own ``claude -p`` (which inherits the fork's ORCH_RUN_ID: its hooks see the parent's id at
+    SessionStart, Claude Code 2.1.197, then its own at the prompt), and a resume: every run
+    keeps its own id, and every session's record stays with the run it belongs to."""
+    cc.orch("install")
+    cc.api.on("SEED-A", Reply.text("seeded"))
+    cc.orch("launch", "alpha", "SEED-A remember PELICAN")
+    cc.orch("wait", "alpha")
+    alpha = cc.status()["alpha"]
+    parent = alpha["session_id"]
+    nested = (
+        f"{cc.claude_bin} -p 'NESTED-TURN go' --resume {parent} --fork-session "
+        "</dev/null >/dev/null 2>&1; echo nested done"
+    )
+    cc.api.on("FORK-B", Reply.bash(nested), Reply.text("fork done"))
+    cc.api.on("NESTED-TURN", Reply.text("nested answer"))
+    cc.api.on("AGAIN-A", Reply.text("again"))
+
+    cc.orch("launch", "beta", "--from", "alpha", "--role", "implementer", "FORK-B go")
+    cc.orch("wait", "beta")
+    beta = cc.status()["beta"]
+    assert cc.orch("output", "beta").stdout == "fork done\n"
+    own = agent_session_ids(beta)
+    assert own == {beta["session_id"]} and beta["session_id"] != parent
+    assert hook_session_ids(cc, beta["run_id"]) == own  # not the nested fork's session
+    nested_req = next(r for r in cc.api.conversation_requests() if "NESTED-TURN" in r.prompt_text)
+    listed = {s["session_id"]: s for s in json.loads(cc.orch("sessions", "--json").stdout)}
+    assert nested_req.session_id in listed  # its hooks ran, in beta's environment...
+    assert listed[nested_req.session_id]["agent"] is None  # ...and it is nobody's run
+    assert listed[parent]["agent"] == "alpha" and listed[parent]["source"] == "startup"
+
+    cc.orch("resume", "alpha", "AGAIN-A")
+    cc.orch("wait", "alpha")
+    again = cc.status()["alpha"]
+    assert again["run_id"] != alpha["run_id"] and again["session_id"] == parent
+    assert hook_session_ids(cc, again["run_id"]) == {parent}
+    assert hook_session_ids(cc, beta["run_id"]) == own
+    runs = {r["run_id"]: r for r in json.loads(cc.orch("status", "--all", "--json").stdout)}
+    assert runs[alpha["run_id"]]["session_id"] == parent
+    assert runs[beta["run_id"]]["session_id"] == beta["session_id"]

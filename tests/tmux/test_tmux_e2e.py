@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,58 @@ def test_one_and_two_megabyte_answers_whole(
     real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn
 ) -> None:
     megabyte_answers(messages_api, "tmux")
+
+
+def _type(tm: Tm, pane: str, text: str) -> None:
+    tm("send-keys", "-t", pane, "-l", text)
+    time.sleep(0.5)  # let the prompt line settle (slash-command menu) before Enter
+    tm("send-keys", "-t", pane, "Enter")
+
+
+def test_interactive_agent_keeps_its_session_and_resume_waits_for_its_claude(
+    real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn
+) -> None:
+    """While its claude is open in the window, a resume would run a second claude on the same
+    session: refused. A /clear typed there starts another session, which is not the run's.
+    Once that claude is quit, the resume continues the task's own session."""
+    home = Path(os.environ["HOME"])
+    trust_project(home, real_tmux_project)
+    messages_api.on("FIRST-TASK", Reply.text("first answer"))
+    messages_api.on("AFTER-CLEAR", Reply.text("cleared answer"))
+    messages_api.on("THIRD-TASK", Reply.text("third answer"))
+    orch("launch", "ia", "FIRST-TASK remember PELICAN", "--interactive", check=True)
+    orch("wait", "ia", check=True, timeout=120)
+    run = status_json("ia")[0]
+    sid, claude = run["session_id"], run["claude_pid"]
+    h = handle(real_tmux_project, run["run_id"])
+    assert claude in descendants(h["pid"])  # the recorded claude is the one in the window
+
+    r = orch("resume", "ia", "THIRD-TASK")
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert f"still open in its tmux window (claude pid {claude})" in r.stderr
+    assert len(status_json("ia", all_=True)) == 1 and not pid_gone(claude)
+
+    _type(tmux_server, h["pane"], "/clear")
+    cleared = wait_for(
+        lambda: [
+            s["session_id"]
+            for s in json.loads(orch("sessions", "--json", check=True).stdout)
+            if s["source"] == "clear"
+        ]
+    )
+    time.sleep(1.0)  # claude redraws its prompt after the clear
+    _type(tmux_server, h["pane"], "AFTER-CLEAR what now")
+    wait_for(lambda: orch("output", "ia").stdout == "cleared answer\n", timeout=60)
+    sessions = {s["session_id"]: s for s in json.loads(orch("sessions", "--json").stdout)}
+    assert sessions[cleared[0]]["agent"] is None and sessions[sid]["agent"] == "ia"
+    assert status_json("ia")[0]["session_id"] == sid
+
+    _type(tmux_server, h["pane"], "/exit")
+    wait_for(lambda: pid_gone(claude), timeout=30)
+    orch("resume", "ia", "THIRD-TASK", check=True)
+    orch("wait", "ia", check=True, timeout=120)
+    third = status_json("ia")[0]
+    assert third["run_id"] != run["run_id"] and third["session_id"] == sid
+    req = next(r for r in messages_api.conversation_requests() if "THIRD-TASK" in r.prompt_text)
+    assert any("FIRST-TASK" in t for t in req.all_user_texts)  # the task's own session
+    assert not any("AFTER-CLEAR" in t for t in req.all_user_texts)
