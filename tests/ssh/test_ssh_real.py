@@ -39,6 +39,7 @@ def test_two_hosts_placement_output_and_resume_on_the_right_host(
     for name, host in (("agent1", "h1"), ("agent2", "h2")):
         sid = first[name]["session_id"]
         assert sid and first[name]["cost_usd"] > 0
+        assert first[name]["claude_pid"]  # the remote claude, through state.json
         # The transcript is on the host that ran the agent, under that host's HOME.
         assert list(two_hosts[host].home.glob(f".claude/projects/*/{sid}.jsonl"))
 
@@ -51,6 +52,9 @@ def test_two_hosts_placement_output_and_resume_on_the_right_host(
     req = next(r for r in messages_api.conversation_requests() if "SECOND TURN" in r.prompt_text)
     assert any("BETA" in t for t in req.all_user_texts)  # the model saw the earlier turn
     assert len(two_hosts["h2"].runs()) == 2 and len(two_hosts["h1"].runs()) == 1
+    # On the host, the resumed run's supervisor was told which claude ran the session before.
+    spec = json.loads((Path(handle(project, "agent2")["remote_dir"]) / "spec.json").read_text())
+    assert [c["pid"] for c in spec["previous_claudes"]] == [first["agent2"]["claude_pid"]]
 
 
 def test_agent_survives_a_dropped_connection_and_cancels(
