@@ -24,6 +24,10 @@ UNSET_ENV = (
     "TRACEPARENT",
 )
 
+#: Set by :func:`agent_env` for one agent: a process that is no agent (the orchestrator, a tmux
+#: server) must not carry them, or its sessions would be taken for that agent's.
+AGENT_ENV = ("ORCH_AGENT", "ORCH_RUN_ID", "ORCH_FORK_OF")
+
 
 def build_argv(
     claude_bin: str,

@@ -46,7 +46,7 @@ from typing import Any
 
 from orch_plugins.backend import BackendRegistry, Handle, LaunchSpec, project_name
 from orch_plugins.backends.subprocess import SubprocessBackend, supervisor_argv
-from orch_plugins.claude import UNSET_ENV
+from orch_plugins.claude import AGENT_ENV, UNSET_ENV
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.supervisor import pid_alive, proc_start_time
@@ -101,9 +101,7 @@ class Tmux:
         # A server started by this call inherits this environment: keep out the variables that
         # would make every later pane look like it runs inside a Claude Code session or agent.
         self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in UNSET_ENV and k not in ("ORCH_RUN_ID", "ORCH_AGENT")
+            k: v for k, v in os.environ.items() if k not in UNSET_ENV and k not in AGENT_ENV
         }
 
     def run(self, *commands: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -238,7 +238,7 @@ def start_command(
     ``.claude/settings.json`` has them), they are passed with ``--settings``; they record into
     the project's state directory through ``ORCH_STATE_DIR``.
     """
-    from orch_plugins.claude import UNSET_ENV
+    from orch_plugins.claude import AGENT_ENV, UNSET_ENV
     from orch_plugins.config import load_config
     from orch_plugins.install import HOOK_EVENTS
     from orch_plugins.store import Store, find_project_dir
@@ -265,7 +265,7 @@ def start_command(
         hooks = {event: [{"hooks": [orch_hook_entry(event)]}] for event in HOOK_EVENTS}
         argv += ["--settings", json.dumps({"hooks": hooks})]
     env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV}
-    for key in ("ORCH_AGENT", "ORCH_RUN_ID"):  # the orchestrator is nobody's agent
+    for key in AGENT_ENV:  # the orchestrator is nobody's agent
         env.pop(key, None)
     env["ORCH_STATE_DIR"] = state_dir
     # The plugin form's hooks and the orch commands use this very installation.
