@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,3 +39,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     plugins.set_plugins(None)
     # Never leave agents behind.
     subprocess.run([*ORCH, "cancel", "--all"], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory on the ``orch`` subprocesses' PYTHONPATH for :func:`write_dist`."""
+    path = tmp_path / "site"
+    path.mkdir()
+    entries = [str(path), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(entries))
+    return path

@@ -151,3 +151,14 @@ class Follow:
     def text(self) -> str:
         self.out.seek(0)
         return self.out.read().decode("utf-8", "replace")
+
+
+def write_dist(root: Path, name: str, eps: dict[str, str], modules: dict[str, str]) -> None:
+    """A throwaway installed distribution: a dist-info with entry points, plus its modules."""
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = "".join(f"{k} = {v}\n" for k, v in eps.items())
+    (info / "entry_points.txt").write_text(f"[orch_plugins]\n{lines}")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(source)

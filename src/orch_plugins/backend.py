@@ -9,9 +9,10 @@ process still alive, stop it, (for remote backends) bring its files back.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from orch_plugins.errors import OrchError
 
@@ -67,6 +68,64 @@ class LaunchSpec:
         return asdict(self)
 
 
+#: The types a launch option can have.
+OptionType = type[str] | type[int] | type[float] | type[bool]
+#: Words ``-o KEY=VALUE`` accepts for a ``bool`` launch option.
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class LaunchOption:
+    """A launch option a backend declares: a key of :attr:`LaunchSpec.options`.
+
+    Users give it as ``orch launch -o KEY=VALUE`` (any backend), or as ``flag`` when the
+    backend declares one (``--host HOST``): ``orch launch`` and ``orch parallel`` then show
+    that flag with ``help`` and ``metavar``. ``type`` is ``str``, ``int``, ``float`` or ``bool``
+    (a ``bool`` flag takes no value). ``selects_backend``: giving the flag picks this backend
+    when ``--backend`` names none (``--host`` implies ``--backend ssh``).
+    """
+
+    key: str
+    help: str
+    type: OptionType = str
+    flag: str | None = None
+    metavar: str | None = None
+    selects_backend: bool = False
+
+    def convert(self, value: object, backend: str) -> str | int | float | bool:
+        """``value`` as this option's type (text from ``-o`` is converted); ``OrchError``
+        naming the option when it does not fit."""
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise OrchError(
+                f"launch option {self.key!r} of backend {backend!r} is true or false, not {value!r}"
+            )
+        if isinstance(value, (str, int, float)) and type(value) is self.type:
+            return value
+        convert: Callable[[str], str | int | float] = self.type
+        try:
+            return convert(str(value))
+        except ValueError:
+            raise OrchError(
+                f"launch option {self.key!r} of backend {backend!r} must be "
+                f"{self.type.__name__}, not {value!r}"
+            ) from None
+
+
+class DoctorCheck(NamedTuple):
+    """One line of ``orch doctor``: where (``local`` or a host name), what was checked, ok
+    (``None`` is a warning, which does not fail the doctor) and what was found or what to do."""
+
+    where: str
+    what: str
+    ok: bool | None
+    detail: str
+
+
 class Backend(abc.ABC):
     """Where agents run. Subclass, set ``name``, register through ``orch_register_backends``."""
 
@@ -74,6 +133,9 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     #: One line for ``orch backends``.
     description: ClassVar[str] = ""
+    #: The launch options this backend takes (see :class:`LaunchOption`); any other key in
+    #: ``LaunchSpec.options`` is refused before the run is recorded.
+    options: ClassVar[tuple[LaunchOption, ...]] = ()
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = config or {}
@@ -136,6 +198,30 @@ class Backend(abc.ABC):
         Called before ``orch output`` and ``orch logs`` read them.
         """
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, object]) -> dict[str, Any]:
+        """The launch options of a new run, checked against :attr:`options` and converted to
+        their declared types; ``OrchError`` (one line, nothing recorded) for an unknown key or
+        a value that does not fit. Override to check more (say, values that exclude each
+        other), calling this first."""
+        declared = {o.key: o for o in cls.options}
+        out: dict[str, Any] = {}
+        for key, value in options.items():
+            option = declared.get(key)
+            if option is None:
+                takes = ", ".join(sorted(declared)) or "none"
+                raise OrchError(
+                    f"backend {cls.name!r} has no launch option {key!r} (it takes: {takes})"
+                )
+            out[key] = option.convert(value, cls.name)
+        return out
+
+    def doctor(self, hosts: Sequence[str]) -> list[DoctorCheck]:
+        """What ``orch doctor`` should also check for this backend: its own tools, and each of
+        ``hosts`` (the names given with ``--host`` or ``--all-hosts``) that it can reach.
+        Default: nothing. A check that cannot run is a failed check, not an exception."""
+        return []
+
 
 class BackendRegistry:
     """Collects backend classes from plugins; duplicate names fail loudly."""
@@ -161,6 +247,9 @@ class BackendRegistry:
 
     def get(self, name: str) -> type[Backend] | None:
         return self._classes.get(name)
+
+    def __getitem__(self, name: str) -> type[Backend]:
+        return self._classes[name]
 
     def owner(self, name: str) -> str:
         return self._owners[name]

@@ -282,7 +282,8 @@ class Orchestrator:
         if role_obj is None and role_name:
             role_obj = self.plugins.role(role_name)
         backend_name = backend or self.config.default_backend
-        self.plugins.backend_class(backend_name)  # unknown backend: fail before recording
+        # An unknown backend, or options it does not take: fail before recording.
+        options = self.plugins.backend_class(backend_name).check_options(options or {})
         argv = build_argv(
             self.config.resolve_claude(),
             role=role_obj,

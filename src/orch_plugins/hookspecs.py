@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import typer
+
     from orch_plugins.backend import BackendRegistry
     from orch_plugins.roles import RoleRegistry
 
@@ -37,6 +39,20 @@ def orch_register_roles(registry: RoleRegistry) -> None:
     Called the first time a process needs a role (again if third-party plugins load later).
     Names are unique across plugins; a clash raises an error naming both owners. A user's own
     ``.claude/agents/NAME.md`` replaces a plugin's role of the same name.
+    """
+
+
+@hookspec
+def orch_register_commands(app: typer.Typer) -> None:
+    """Add ``orch`` commands: ``@app.command()`` on the ``typer.Typer`` handed in.
+
+    Called by the ``orch`` command line only, and only when it needs commands beyond its own:
+    a command name it does not know (``orch dashboard``), or the list of commands
+    (``orch --help``), so ``orch status`` never pays for it. Each plugin gets an app of its
+    own; its commands become top-level ``orch`` commands (an ``app.add_typer(sub, name=...)``
+    a command group). Import what a command needs inside its body: registering must stay
+    cheap. A name that orch or another plugin already has raises an error naming both
+    owners. Return value ignored.
     """
 
 

@@ -18,16 +18,18 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
 from orch_plugins import hookspecs
-from orch_plugins.backend import Backend, BackendRegistry
+from orch_plugins.backend import Backend, BackendRegistry, LaunchOption
 from orch_plugins.errors import OrchError
 from orch_plugins.roles import Role, RoleRegistry
 
 log = logging.getLogger(__name__)
+
+App = TypeVar("App")
 
 ENTRY_POINT_GROUP = "orch_plugins"
 
@@ -175,6 +177,25 @@ class Plugins:
         if role is None:
             raise OrchError(f"unknown role {name!r} (see 'orch roles')")
         return role
+
+    def launch_options(self) -> list[tuple[str, LaunchOption]]:
+        """Every backend's declared launch options as ``(backend name, option)``, backends by
+        name (third-party plugins loaded: their flags belong on ``orch launch`` too)."""
+        self.load_external()
+        registry = self.backends()
+        return [(name, o) for name in registry.names() for o in registry[name].options]
+
+    def commands(self, make_app: Callable[[], App]) -> list[tuple[str, App]]:
+        """Call ``orch_register_commands`` once per plugin, each with a fresh ``make_app()``;
+        returns ``(owner, app)`` per plugin, in registration order, for the CLI to merge (it
+        knows the apps' type; this module never imports typer)."""
+        self.load_external()
+        out = []
+        for impl in reversed(self._impls("orch_register_commands")):
+            app = make_app()
+            self._call(impl, "orch_register_commands", {"app": app})
+            out.append((self._sources.get(impl.plugin_name, impl.plugin_name), app))
+        return out
 
     def everything(self) -> tuple[BackendRegistry, RoleRegistry]:
         self.load_external()

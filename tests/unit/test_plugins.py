@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from orch_plugins.backends.subprocess import SubprocessBackend
 from orch_plugins.errors import OrchError
 from orch_plugins.plugins import Plugins
 from orch_plugins.roles import Role
-from tests.helpers import ROOT, orch, pid_gone, status_json, wait_for
+from tests.helpers import ROOT, orch, pid_gone, status_json, wait_for, write_dist
 
 EXAMPLE_SOURCE = "entry point orch_example_plugin (orch-example-plugin)"
 INSTALL_HINT = "pip install -e examples/orch-example-plugin"
@@ -143,27 +142,6 @@ class Listener:
         if self.fail:
             raise RuntimeError("listener broke")
         self.seen.append(run["name"])
-
-
-def write_dist(root: Path, name: str, eps: dict[str, str], modules: dict[str, str]) -> None:
-    """A throwaway installed distribution: a dist-info with entry points, plus its modules."""
-    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    lines = "".join(f"{k} = {v}\n" for k, v in eps.items())
-    (info / "entry_points.txt").write_text(f"[{plugins.ENTRY_POINT_GROUP}]\n{lines}")
-    for module, source in modules.items():
-        (root / f"{module}.py").write_text(source)
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A directory on the ``orch`` subprocesses' PYTHONPATH for :func:`write_dist`."""
-    path = tmp_path / "site"
-    path.mkdir()
-    entries = [str(path), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(entries))
-    return path
 
 
 def done(name: str) -> dict[str, Any]:

@@ -32,13 +32,21 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orch_plugins import supervisor
-from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec, project_name
+from orch_plugins.backend import (
+    Backend,
+    BackendRegistry,
+    DoctorCheck,
+    Handle,
+    LaunchOption,
+    LaunchSpec,
+    project_name,
+)
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.store import FINAL, RUNNING, atomic_write
@@ -321,6 +329,15 @@ def _handle_of(run: dict[str, Any]) -> Handle | None:
 class SshBackend(Backend):
     name = "ssh"
     description = "agents on remote hosts over your OpenSSH client (--host, [hosts.*] pools)"
+    options = (
+        LaunchOption(
+            "host",
+            "Remote host for the ssh backend (implies --backend ssh).",
+            flag="--host",
+            metavar="HOST",
+            selects_backend=True,
+        ),
+    )
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
@@ -351,17 +368,22 @@ class SshBackend(Backend):
         """Host keys set in ``[backends.ssh]``: defaults for every host (``ssh_config`` once)."""
         return {k: v for k, v in self.config.items() if k in HOST_KEYS and k != "ssh"}
 
+    @property
+    def hosts_config(self) -> dict[str, Any]:
+        """The ``[hosts.*]`` tables of config.toml, as written."""
+        from orch_plugins.config import load_config
+
+        return load_config().hosts
+
     def hosts(self) -> dict[str, Host]:
         """``[hosts.*]`` from config.toml, validated, in file order."""
         if self._hosts is None:
-            from orch_plugins.config import load_config
-
             defaults = self.host_defaults()
             self._hosts = {
                 name: Host.from_table(
                     name, {**defaults, **table} if isinstance(table, dict) else table
                 )
-                for name, table in load_config().hosts.items()
+                for name, table in self.hosts_config.items()
             }
         return self._hosts
 
@@ -989,6 +1011,22 @@ class SshBackend(Backend):
         if run["status"] in FINAL:
             marker.touch()
 
+    def doctor(self, hosts: Sequence[str]) -> list[DoctorCheck]:
+        """The OpenSSH client, when any host is configured; then each of ``hosts`` (see
+        :func:`check_host`)."""
+        checks = []
+        if self.hosts_config:
+            ssh = shutil.which("ssh")
+            detail = ssh or "the OpenSSH client 'ssh' is not installed"
+            checks.append(DoctorCheck("local", "ssh", bool(ssh), detail))
+        for name in hosts:
+            try:
+                results = check_host(name, self)
+            except OrchError as exc:
+                results = [("config", False, str(exc))]
+            checks.extend(DoctorCheck(name, what, ok, detail) for what, ok, detail in results)
+        return checks
+
     def cancel(self, handle: Handle, grace: float) -> None:
         if handle.get("deferred") or not handle.get("remote_dir"):
             return  # never started anywhere
@@ -1078,7 +1116,7 @@ class SshBackend(Backend):
 
     @staticmethod
     def _news(run: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
-        state = entry.get("state") if isinstance(entry.get("state"), dict) else {}
+        state: dict[str, Any] = entry["state"] if isinstance(entry.get("state"), dict) else {}
         if state.get("status") in FINAL:
             fields = {k: state[k] for k in STATE_FIELDS if k in state}
             fields["status"] = state["status"]

@@ -42,14 +42,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orch_plugins.backend import BackendRegistry, Handle, LaunchSpec, project_name
+from orch_plugins.backend import BackendRegistry, Handle, LaunchOption, LaunchSpec, project_name
 from orch_plugins.backends.subprocess import SubprocessBackend, supervisor_argv
 from orch_plugins.claude import AGENT_ENV, UNSET_ENV
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.supervisor import pid_alive, proc_start_time
+
+if TYPE_CHECKING:
+    import typer
 
 #: Overrides ``[backends.tmux] socket``: a name (``tmux -L``) or a path (``tmux -S``).
 SOCKET_ENV = "ORCH_TMUX_SOCKET"
@@ -195,6 +198,15 @@ class TmuxBackend(SubprocessBackend):
 
     name = "tmux"
     description = "a tmux window per agent, live progress; --interactive to take over (tmux)"
+    options = (
+        LaunchOption(
+            "interactive",
+            "tmux backend: an interactive session you can attach to.",
+            type=bool,
+            flag="--interactive",
+            selects_backend=True,
+        ),
+    )
 
     def server(self) -> Tmux:
         return server_for(self.config)
@@ -459,12 +471,10 @@ class Dashboard:
         pane = self.caller_pane()
         if pane is not None:  # the caller's own window becomes the dashboard
             proc = self.tmux.run(["display-message", "-p", "-t", pane, "#{window_id}"])
-            window: str | None = proc.stdout.strip()
+            window = proc.stdout.strip()
             self.tmux.run(["set-option", "-w", "-t", window, "@orch_dashboard", self.state_dir])
         else:
-            window = self.find_window()
-        if window is None:
-            window = self._new_window(orchestrator)
+            window = self.find_window() or self._new_window(orchestrator)
         panes = self.panes(window)
         if not any(p["role"] == "status" for p in panes):
             self._add_status(window, pane or panes[0]["pane"])
@@ -793,6 +803,14 @@ def main(argv: list[str] | None = None) -> int:
 @hookimpl
 def orch_register_backends(registry: BackendRegistry) -> None:
     registry.add(TmuxBackend)
+
+
+@hookimpl
+def orch_register_commands(app: typer.Typer) -> None:
+    """``orch dashboard`` (its module imports typer: pane programs here never do)."""
+    from orch_plugins.backends.tmux_commands import dashboard
+
+    app.command()(dashboard)
 
 
 if __name__ == "__main__":

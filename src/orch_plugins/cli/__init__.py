@@ -8,13 +8,59 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import typer
+from typer.core import TyperGroup
 
-from orch_plugins.cli import agents, dashboard, doctor, integration, plugins
+from orch_plugins.cli import agents, doctor, integration, plugins
 from orch_plugins.errors import OrchError
 
+if TYPE_CHECKING:
+    from typer import _click as click
+
+
+class OrchGroup(TyperGroup):
+    """``orch``: its own commands, then those that plugins add (``orch_register_commands``).
+
+    Plugins are asked only for a name that is not one of orch's own, or for the whole list
+    (``orch --help``), so ``orch status`` never loads them. Every plugin gets a Typer app of its
+    own; a command name that is taken fails loudly, naming both owners.
+    """
+
+    _plugin_commands: dict[str, click.Command] | None = None
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        if self._plugin_commands is None:
+            import typer.main
+
+            from orch_plugins.plugins import get_plugins
+
+            found: dict[str, click.Command] = {}
+            owners: dict[str, str] = {}
+            make = lambda: typer.Typer(rich_markup_mode=app.rich_markup_mode)  # noqa: E731
+            for owner, sub in get_plugins().commands(make):
+                if not (sub.registered_commands or sub.registered_groups):
+                    continue
+                for name, command in typer.main.get_group(sub).commands.items():
+                    if name in self.commands or name in found:
+                        first = owners.get(name, "orch itself")
+                        raise OrchError(
+                            f"command name {name!r} is registered twice: by {first} and by {owner}"
+                        )
+                    found[name], owners[name] = command, owner
+            self._plugin_commands = found
+        return self._plugin_commands
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self.commands.get(cmd_name) or self.plugin_commands().get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self.commands, *self.plugin_commands()]
+
+
 app = typer.Typer(
+    cls=OrchGroup,
     name="orch",
     help="Run Claude Code sub-agents in parallel, watch them, resume them, gather their results.",
     no_args_is_help=True,
@@ -27,7 +73,6 @@ app.add_typer(agents.app)
 app.add_typer(plugins.app)
 app.add_typer(integration.app)
 app.add_typer(doctor.app)
-app.add_typer(dashboard.app)
 
 
 def _version(value: bool) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from orch_plugins.cli.backend_options import OPTION_OPT, WithBackendFlags, backend_and_options
 from orch_plugins.errors import OrchError
 
 app = typer.Typer()
@@ -30,12 +31,6 @@ CWD_OPT = typer.Option(
 )
 MAXPAR_OPT = typer.Option(None, "--max-parallel", metavar="N", help="Run at most N agents at once.")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
-HOST_OPT = typer.Option(
-    None, "--host", metavar="HOST", help="Remote host for the ssh backend (implies --backend ssh)."
-)
-INTERACTIVE_OPT = typer.Option(
-    False, "--interactive", help="tmux backend: an interactive session you can attach to."
-)
 TASK_FILE_OPT = typer.Option(
     None,
     "--task-file",
@@ -47,38 +42,22 @@ TASK_FILE_OPT = typer.Option(
 HANDOVER_DIR = ".orch-tasks"
 
 
-def _options(host: str | None, interactive: bool) -> dict[str, Any]:
-    """Backend-specific launch options, carried in the spec for the backend to read."""
-    options: dict[str, Any] = {}
-    if host:
-        options["host"] = host
-    if interactive:
-        options["interactive"] = True
-    return options
-
-
-def _backend(backend: str | None, host: str | None, interactive: bool) -> str | None:
-    if host and backend in (None, "ssh"):
-        return "ssh"
-    if interactive and backend in (None, "tmux"):
-        return "tmux"
-    return backend
-
-
 def _common(
+    ctx: typer.Context,
     backend: str | None,
-    host: str | None,
-    interactive: bool,
+    option: list[str] | None,
     timeout: float | None,
     retries: int,
     model: str | None,
     cwd: Path | None,
     max_parallel: int | None,
 ) -> dict[str, Any]:
-    """The launch flags that ``launch`` and ``parallel`` share, as Orchestrator.launch keywords."""
+    """The launch flags that ``launch`` and ``parallel`` share, as Orchestrator.launch keywords;
+    the backend's own options (``-o``, declared flags) are checked by the backend."""
+    backend, options = backend_and_options(ctx, backend, option)
     return {
-        "backend": _backend(backend, host, interactive),
-        "options": _options(host, interactive),
+        "backend": backend,
+        "options": options,
         "timeout": timeout,
         "retries": retries,
         "model": model,
@@ -147,8 +126,9 @@ def _launched_line(run: dict[str, Any]) -> str:
     return f"{run['name']}: launched{where}, run {run['run_id']}, output {run['output_path']}"
 
 
-@app.command()
+@app.command(cls=WithBackendFlags)
 def launch(
+    ctx: typer.Context,
     name: str = typer.Argument(
         ..., metavar="NAME", help="Agent name: letters, digits, '.', '_', '-'."
     ),
@@ -169,15 +149,14 @@ def launch(
         help="Start from a fork of this agent's (or session id's) context.",
     ),
     max_parallel: int | None = MAXPAR_OPT,
-    host: str | None = HOST_OPT,
-    interactive: bool = INTERACTIVE_OPT,
+    option: list[str] | None = OPTION_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for the agent; print its output."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Start one agent in the background and return at once."""
     text = _task_or_file(task, task_file)
     orch = _orch()
-    common = _common(backend, host, interactive, timeout, retries, model, cwd, max_parallel)
+    common = _common(ctx, backend, option, timeout, retries, model, cwd, max_parallel)
     run = orch.launch(name, text, role=role, from_=from_, **common)
     _hand_over_done(task_file)
     _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
@@ -204,8 +183,9 @@ def _report_launched(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=WithBackendFlags)
 def parallel(
+    ctx: typer.Context,
     tasks: list[str] = typer.Argument(
         ..., metavar="TASK...", help="One agent per task; '-' reads one from stdin."
     ),
@@ -222,8 +202,7 @@ def parallel(
     model: str | None = MODEL_OPT,
     cwd: Path | None = CWD_OPT,
     max_parallel: int | None = MAXPAR_OPT,
-    host: str | None = HOST_OPT,
-    interactive: bool = INTERACTIVE_OPT,
+    option: list[str] | None = OPTION_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for all of them."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -231,7 +210,7 @@ def parallel(
     role_list = role_per_task(role, roles, len(tasks))
     texts = [_read_task(t) for t in tasks]
     orch = _orch()
-    common = _common(backend, host, interactive, timeout, retries, model, cwd, max_parallel)
+    common = _common(ctx, backend, option, timeout, retries, model, cwd, max_parallel)
     runs = launch_tasks(orch, texts, role_list, prefix=prefix, **common)
     _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import typer
@@ -73,11 +72,6 @@ def _local_checks() -> list[Check]:
     except (OSError, OrchError) as exc:
         checks.append(("local", "state", False, f"{state}: {exc}"))
     checks.append(_hooks_check())
-    if cfg.hosts:
-        ssh = shutil.which("ssh")
-        checks.append(
-            ("local", "ssh", bool(ssh), ssh or "the OpenSSH client 'ssh' is not installed")
-        )
     return checks
 
 
@@ -103,23 +97,32 @@ def _hooks_check() -> Check:
             None,
             f"this Claude Code session is not told when agents finish: {why}",
         )
-    why = hooks_problem(here)
-    if why is None:
+    problem = hooks_problem(here)
+    if problem is None:
         return ("local", "hooks", True, f"Claude Code started in {here} runs orch's hooks")
-    return ("local", "hooks", None, why)
+    return ("local", "hooks", None, problem)
 
 
-def _host_checks(name: str) -> list[Check]:
-    from orch_plugins.backends.ssh import SshBackend, check_host
+def _backend_checks(hosts: list[str]) -> list[Check]:
+    """What each backend adds (its tools; the hosts it reaches), backends by name. A backend
+    that cannot be built or fails is one failed line, never the end of the doctor."""
     from orch_plugins.config import load_config
     from orch_plugins.errors import OrchError
+    from orch_plugins.plugins import get_plugins
 
+    checks: list[Check] = []
     try:
-        backend = SshBackend(load_config().backends.get("ssh"))
-        results = check_host(name, backend)
-    except OrchError as exc:
-        results = [("config", False, str(exc))]
-    return [(name, what, ok, detail) for what, ok, detail in results]
+        cfg = load_config()
+    except OrchError as exc:  # already a failed "local: config" line
+        return [(name, "config", False, str(exc)) for name in hosts]
+    registry, _ = get_plugins().everything()
+    for name in registry.names():
+        try:
+            backend = registry[name](cfg.backends.get(name))
+            checks.extend(backend.doctor(hosts))
+        except Exception as exc:
+            checks.append(("local", f"backend {name}", False, f"its checks failed: {exc}"))
+    return checks
 
 
 @app.command()
@@ -131,15 +134,14 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Check the config, claude (version, API access), the state directory and, with --host,
-    remote hosts (ssh, sessions per connection, python3, claude)."""
+    remote hosts (reachable, sessions per connection, python3, claude)."""
     checks = _local_checks()
     names = list(host or [])
     if all_hosts:
         from orch_plugins.config import load_config
 
         names += [n for n in load_config().hosts if n not in names]
-    for name in names:
-        checks.extend(_host_checks(name))
+    checks.extend(_backend_checks(names))
     if as_json:
         rows = [
             {"where": w, "check": c, "ok": ok is not False, "level": LEVELS[ok], "detail": d}

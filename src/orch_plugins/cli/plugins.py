@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -10,20 +11,40 @@ app = typer.Typer()
 
 
 @app.command()
-def backends(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def backends(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    options: bool = typer.Option(
+        False, "--options", help="Also list each backend's launch options (-o KEY=VALUE)."
+    ),
+) -> None:
     """List registered backends and the plugin each comes from."""
     from orch_plugins.plugins import get_plugins
 
     registry, _ = get_plugins().everything()
-    rows = [
-        {"name": n, "description": registry.get(n).description, "source": registry.owner(n)}
+    rows: list[dict[str, Any]] = [
+        {"name": n, "description": registry[n].description, "source": registry.owner(n)}
         for n in registry.names()
     ]
+    if options:
+        for row in rows:
+            row["options"] = [
+                {
+                    "key": o.key,
+                    "type": o.type.__name__,
+                    "flag": o.flag,
+                    "selects_backend": o.selects_backend,
+                    "help": o.help,
+                }
+                for o in registry[row["name"]].options
+            ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
         typer.echo(f"{row['name']:<14} {row['description']}  [{row['source']}]")
+        for o in row.get("options", []):
+            flag = f" ({o['flag']})" if o["flag"] else ""
+            typer.echo(f"{'':<14} -o {o['key']}={o['type'].upper()}{flag}  {o['help']}")
 
 
 @app.command()
@@ -49,9 +70,11 @@ def roles(
         typer.echo(f"system_prompt:\n{data['system_prompt']}")
         return
     _, registry = plugins.everything()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in registry.names():
-        role = registry.get(n)
+        found = registry.get(n)
+        assert found is not None
+        role = found
         rows.append(
             {
                 "name": n,

@@ -1,4 +1,5 @@
-"""``orch dashboard``: a tiled tmux view of the orchestrator, its running agents and their status.
+"""``orch dashboard``, the command the tmux backend adds to ``orch`` (``orch_register_commands``):
+a tiled tmux view of the orchestrator, its running agents and their status.
 
 The view only reads (agents run in their own windows, or wherever their backend runs them), so
 closing it never stops an agent. The work is done by :class:`orch_plugins.backends.tmux.Dashboard`.
@@ -15,8 +16,6 @@ from typing import Any
 import typer
 
 from orch_plugins.errors import OrchError
-
-app = typer.Typer()
 
 
 def _tmux_config() -> dict[str, Any]:
@@ -56,7 +55,6 @@ def _step_in(name: str, attach: bool) -> None:
     _show([tmux.binary, *tmux.server_args, "attach-session", "-t", window], attach)
 
 
-@app.command()
 def dashboard(
     max_agents: int = typer.Option(
         6,
