@@ -541,7 +541,7 @@ def plan_uninstall(target: Target) -> Plan:
     settings = plan.settings = read_settings(target.settings_path)
     data = settings.data
     original_text = manifest.get("settings_original") if manifest else None
-    original = None
+    original: dict[str, Any] | None = None
     if manifest is not None:
         original = {}
         if original_text and original_text.strip():

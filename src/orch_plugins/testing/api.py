@@ -425,7 +425,7 @@ def _sse_events(
     ``content_block_delta``… (text in pieces of ``chunk`` characters) / ``content_block_stop``,
     then ``message_delta`` (stop reason and output tokens) and ``message_stop``.
     """
-    message = {
+    message: dict[str, Any] = {
         "id": message_id,
         "type": "message",
         "role": "assistant",
