@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pluggy
 
@@ -27,9 +27,21 @@ from orch_plugins.backend import Backend, BackendRegistry, LaunchOption
 from orch_plugins.errors import OrchError
 from orch_plugins.roles import Role, RoleRegistry
 
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint  # imported when entry points are scanned
+
 log = logging.getLogger(__name__)
 
 App = TypeVar("App")
+
+
+class _Registry(Protocol):
+    """What a registration hook fills: told which plugin is registering, for its errors."""
+
+    current_owner: str
+
+
+R = TypeVar("R", bound=_Registry)
 
 ENTRY_POINT_GROUP = "orch_plugins"
 
@@ -43,7 +55,7 @@ BUILTINS: tuple[tuple[str, str], ...] = (
 )
 
 
-def discover_entry_points() -> list[Any]:
+def discover_entry_points() -> list[EntryPoint]:
     """Third-party plugin entry points; tests replace this function."""
     from importlib.metadata import entry_points
 
@@ -68,7 +80,7 @@ class Plugins:
     def __init__(
         self,
         builtins: Iterable[tuple[str, str]] = BUILTINS,
-        entry_points: Callable[[], list[Any]] | None = None,
+        entry_points: Callable[[], list[EntryPoint]] | None = None,
     ) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
@@ -118,11 +130,11 @@ class Plugins:
                 log.warning("Failed to load plugin %s=%s: %s", ep.name, ep.value, exc)
                 self.failures.append(PluginInfo(ep.name, source, error=str(exc)))
 
-    def _impls(self, hook_name: str) -> list[Any]:
+    def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
         """A hook's implementations in pluggy's call order (last registered first)."""
         return list(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
 
-    def _call(self, impl: Any, hook_name: str, kwargs: dict[str, Any]) -> None:
+    def _call(self, impl: pluggy.HookImpl, hook_name: str, kwargs: dict[str, object]) -> None:
         """Call one implementation on its own: pluggy's own call stops at the first exception,
         here a failing plugin is logged and the others still run. ``OrchError`` (a duplicate
         name) is the one error that propagates."""
@@ -138,7 +150,7 @@ class Plugins:
         except Exception as exc:
             log.warning("plugin %s failed in %s: %s", impl.plugin_name, hook_name, exc)
 
-    def _collect(self, hook_name: str, registry: Any) -> Any:
+    def _collect(self, hook_name: str, registry: R) -> R:
         for impl in self._impls(hook_name):
             registry.current_owner = self._sources.get(impl.plugin_name, impl.plugin_name)
             self._call(impl, hook_name, {"registry": registry})
@@ -209,7 +221,7 @@ class Plugins:
             infos.append(PluginInfo(name, self._sources.get(name, "?"), hooks))
         return infos + self.failures
 
-    def notify(self, hook_name: str, **kwargs: Any) -> None:
+    def notify(self, hook_name: str, **kwargs: object) -> None:
         """Fire an event hook; a failing plugin is logged, never allowed to break the caller.
 
         Scans entry points (once per process): a plugin may implement only event hooks.
