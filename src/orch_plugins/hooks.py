@@ -25,11 +25,13 @@ SessionStart
     to UserPromptSubmit: with ``--fork-session`` Claude Code 2.1.197 reports the parent's id at
     SessionStart, not the fork's.
 UserPromptSubmit
-    Inside an agent: records the session and attaches it to the run (:func:`_claim`).
-    Elsewhere: adds a short notice of
-    the agents that ended since the session's previous notice (name, status, one-line result,
-    output path) for the model, and one line on screen for the person (``systemMessage``:
-    names and statuses); nothing when nothing ended. The quick "nothing new" check compares
+    In any session, first keeps the arguments of an ``/orchestrate:COMMAND`` prompt exactly as
+    typed for ``orch slash`` (:func:`save_command_args`; the only write outside the state
+    directory, to the user state directory). Inside an agent: records the session and
+    attaches it to the run (:func:`_claim`). Elsewhere: adds a short notice of the agents that
+    ended since the session's previous notice (name, status, one-line result, output path) for
+    the model, and one line on screen for the person (``systemMessage``: names and statuses);
+    nothing when nothing ended. The quick "nothing new" check compares
     the mtime and size of ``<state_dir>/ended`` (appended to when a run ends) with the value
     remembered in ``<state_dir>/hooks/<session>.seen``, so it costs a stat and a small read.
 Stop, SessionEnd
