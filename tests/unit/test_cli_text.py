@@ -17,7 +17,10 @@ from orch_plugins.progress import describe, model_label, money, plural
 from tests.helpers import ROOT, orch
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The docs: README.md and the reference pages in docs/.
+README = "\n".join(
+    p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]
+)
 
 
 def _help(name: str, monkeypatch: pytest.MonkeyPatch) -> str:

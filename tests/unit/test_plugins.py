@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from orch_plugins import hookimpl, hookspecs, plugins
+from orch_plugins import hookimpl, plugins
 from orch_plugins.backend import Backend, Handle, LaunchSpec
 from orch_plugins.backends.subprocess import SubprocessBackend
 from orch_plugins.errors import OrchError
 from orch_plugins.plugins import Plugins
 from orch_plugins.roles import Role
-from tests.helpers import ROOT, orch, pid_gone, status_json, wait_for, write_dist
+from tests.helpers import orch, pid_gone, status_json, wait_for, write_dist
 
 EXAMPLE_SOURCE = "entry point orch_example_plugin (orch-example-plugin)"
 INSTALL_HINT = "pip install -e examples/orch-example-plugin"
@@ -620,26 +620,3 @@ def test_roles_show_prints_one_role(project: Path) -> None:
     assert builtin["source"] == "built-in orch_plugins.roles.builtin"
     r = orch("roles", "--show", "nosuch")
     assert r.returncode == 1 and "unknown role 'nosuch'" in r.stderr
-
-
-# -- docs -----------------------------------------------------------------------------------
-
-
-def hook_names() -> list[str]:
-    marker = f"{hookspecs.PROJECT}_spec"
-    return sorted(n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, marker))
-
-
-def test_hookspecs_are_found() -> None:
-    assert {"orch_register_backends", "orch_register_roles", "orch_agent_launched"} <= set(
-        hook_names()
-    )
-
-
-@pytest.mark.parametrize("hook", hook_names())
-def test_every_hook_is_documented_in_the_readme(hook: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
-    assert re.search(rf"^#### {re.escape(hook)}\s*$", text, re.M), (
-        f"README.md has no '#### {hook}' heading: document every hook in hookspecs.py"
-    )
