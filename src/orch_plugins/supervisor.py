@@ -742,8 +742,9 @@ class InteractiveSupervisor(Supervisor):
     hands its payload to this process in ``<run_dir>/stop.json``. The first ``Stop`` completes
     the run, its ``last_assistant_message`` the output (the transcript may not hold it yet
     when the hook fires); claude stays open for the person, and later turns refresh the
-    output. A sub-agent's stop (``agent_id``) is ignored, and the run keeps the first session
-    it reported (see :meth:`check_turn`). Needs the local store (DbReporter).
+    output. A sub-agent's stop (``agent_id``) is ignored, and so is a Stop while a sub-agent of
+    the session still works (:func:`subagents_running`); the run keeps the first session it
+    reported (see :meth:`check_turn`). Needs the local store (DbReporter).
     """
 
     def __init__(self, spec: dict[str, Any], reporter: Any) -> None:
@@ -820,6 +821,10 @@ class InteractiveSupervisor(Supervisor):
         payload = payload if isinstance(payload, dict) else {}
         if payload.get("agent_id") or payload.get("hook_event_name") == "SubagentStop":
             return  # a sub-agent (Task tool) stopped: the session's turn goes on
+        if subagents_running(payload):
+            # Claude Code 2.1.332 runs a Task sub-agent in the background: the session's turn
+            # stops while it works, and its result comes back as another turn, whose Stop counts.
+            return
         sid = payload.get("session_id")
         # The run keeps the first session it reported: a /clear or a /resume typed in the pane
         # starts or opens another session, which must not become this run's (nor move here).
@@ -933,6 +938,22 @@ def capture_own_pane() -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return proc.stdout.decode("utf-8", "replace").rstrip() if proc.returncode == 0 else ""
+
+
+def subagents_running(payload: dict[str, Any]) -> bool:
+    """Whether a Stop payload lists a sub-agent of the session still at work
+    (``background_tasks`` entries of type ``subagent``, running or pending; Claude Code 2.1.332
+    sends them, 2.1.197 an empty list). Background shell commands do not count: a dev server
+    the agent left running must not keep its run from completing."""
+    tasks = payload.get("background_tasks")
+    if not isinstance(tasks, list):
+        return False
+    return any(
+        isinstance(t, dict)
+        and t.get("type") == "subagent"
+        and t.get("status") in ("running", "pending")
+        for t in tasks
+    )
 
 
 def hook_settings(stop_file: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -186,3 +187,28 @@ def test_interactive_agent_keeps_its_session_and_resume_waits_for_its_claude(
     req = next(r for r in messages_api.conversation_requests() if "THIRD-TASK" in r.prompt_text)
     assert any("FIRST-TASK" in t for t in req.all_user_texts)  # the task's own session
     assert not any("AFTER-CLEAR" in t for t in req.all_user_texts)
+
+
+def test_interactive_agent_completes_after_its_subagent(
+    real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn, claude_bin: str
+) -> None:
+    """A Task sub-agent still at work does not end the run: Claude Code 2.1.332 runs it in the
+    background (the turn stops meanwhile, then its result comes back as another turn, whose
+    text the stand-in sees under the first prompt); 2.1.197 waits for it within the turn."""
+    trust_project(Path(os.environ["HOME"]), real_tmux_project)
+    # 2.1.332's default interactive mode ("auto") asks a server-side check the stand-in lacks.
+    settings = real_tmux_project / ".claude" / "settings.json"
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_text(json.dumps({"permissions": {"defaultMode": "acceptEdits"}}))
+    task = {"description": "helper", "prompt": "SUBTASK look", "subagent_type": "general-purpose"}
+    messages_api.on("SUBTASK", Reply.text("sub result", delay=3))
+    messages_api.on(
+        "DELEGATE", Reply.tool("Task", task), Reply.text("main turn done"), Reply.text("final")
+    )
+    orch("launch", "ia", "DELEGATE the work", "--interactive", check=True)
+    orch("wait", "ia", check=True, timeout=120)
+    version = subprocess.run([claude_bin, "--version"], capture_output=True, text=True).stdout
+    background = not version.startswith("2.1.197")
+    assert orch("output", "ia", check=True).stdout == (
+        "final\n" if background else "main turn done\n"
+    )

@@ -56,6 +56,22 @@ def test_a_subagents_stop_does_not_complete_an_interactive_run(interactive) -> N
     assert Path(run["output_path"]).read_text() == "task done"
 
 
+def test_a_stop_while_a_subagent_still_works_does_not_complete_the_run(interactive) -> None:
+    """Claude Code 2.1.332 runs a Task sub-agent in the background: the turn stops while it
+    works (listed in ``background_tasks``), and its result comes back as another turn. A
+    background shell command (a dev server) does not hold the run back."""
+    sid = str(uuid.uuid4())
+    sub = {"id": "a1", "type": "subagent", "status": "running", "description": "sub"}
+    shell = {"id": "b1", "type": "local_bash", "status": "running", "description": "server"}
+    stop(interactive, 1, session_id=sid, last_assistant_message="waiting", background_tasks=[sub])
+    assert interactive.store.get_run(interactive.run_id)["status"] == RUNNING
+    stop(
+        interactive, 2, session_id=sid, last_assistant_message="all done", background_tasks=[shell]
+    )
+    run = interactive.store.get_run(interactive.run_id)
+    assert run["status"] == COMPLETED and Path(run["output_path"]).read_text() == "all done"
+
+
 def test_an_interactive_run_keeps_its_first_session(interactive) -> None:
     """A /clear or /resume typed in the pane: later Stops come from another session."""
     first, other = str(uuid.uuid4()), str(uuid.uuid4())
