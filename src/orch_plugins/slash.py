@@ -120,6 +120,12 @@ def split_args(
     return words, options, text[pos:].strip()
 
 
+def value(options: dict[str, str | bool], key: str) -> str | None:
+    """A valued option's text from :func:`split_args` (None when not given)."""
+    found = options.get(key)
+    return found if isinstance(found, str) else None
+
+
 def split_tasks(text: str) -> list[str]:
     """Parallel tasks: one per line, and within a line split at a spaced ``|``."""
     tasks = [

@@ -344,14 +344,20 @@ def slash(
     orch = agents._orch()
     if command == "launch":
         [name], opts, task = parse.split_args(text, names=1, valued=("--role",))
-        runs = [orch.launch(name, task, role=opts.get("--role"))]
+        runs = [orch.launch(name, task, role=parse.value(opts, "--role"))]
     elif command == "resume":
         [name], opts, task = parse.split_args(text, names=1, flags=("--fork",), valued=("--as",))
-        runs = [orch.resume(name, task, fork=bool(opts.get("--fork")), as_name=opts.get("--as"))]
+        runs = [
+            orch.resume(
+                name, task, fork=bool(opts.get("--fork")), as_name=parse.value(opts, "--as")
+            )
+        ]
     else:  # parallel
         _, opts, rest = parse.split_args(text, valued=("--role", "--roles"))
         tasks = parse.split_tasks(rest)
-        roles = agents.role_per_task(opts.get("--role"), opts.get("--roles"), len(tasks))
+        roles = agents.role_per_task(
+            parse.value(opts, "--role"), parse.value(opts, "--roles"), len(tasks)
+        )
         runs = agents.launch_tasks(orch, tasks, roles)
     agents._report_launched(runs, as_json=False, single=len(runs) == 1, wait=False, orch=orch)
 
