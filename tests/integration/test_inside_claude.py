@@ -106,8 +106,9 @@ def orch_at(cc: CC, cwd: Path, *args: str, real: bool = False) -> subprocess.Com
 
 
 def test_an_orchestrator_in_a_subdirectory(cc: CC) -> None:
-    """Claude Code 2.1.197 reads .claude/settings.json only where it starts, so a plain claude
-    in pkg/a runs no orch hooks: orch says so when it matters. `orch start` there brings them."""
+    """Claude Code (2.1.197, 2.1.332) reads .claude/settings.json only where it starts, so a
+    plain claude in pkg/a runs no orch hooks: orch says so when it matters. `orch start` there
+    brings them."""
     cc.orch("install")
     fake_agents(cc)
     sub = cc.project / "pkg" / "a"

@@ -207,7 +207,7 @@ def hooks_problem(cwd: Path) -> str | None:
     """Why a Claude Code session started in ``cwd`` runs none of orch's hooks (so it is not
     recorded and never told which agents finished), with what to do; None when it runs them.
 
-    Claude Code (checked with 2.1.197) reads ``.claude/settings.json`` and
+    Claude Code (checked with 2.1.197 and 2.1.332) reads ``.claude/settings.json`` and
     ``settings.local.json`` only in the directory it starts in, plus ``~/.claude/settings.json``;
     slash commands, by contrast, are found in the directories above too.
     """
