@@ -15,7 +15,6 @@ that reports a session and sleeps, launches N agents on it, and measures:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -92,6 +91,7 @@ def main() -> None:
         print(f"  the same {n} as local subprocesses:    {ms(t_local)} wall: ssh adds {ms(extra)}")
 
         os.environ.update({k: v for k, v in env.items() if k.startswith("ORCH_")})
+        from orch_plugins.backend import BackendContext
         from orch_plugins.backends.ssh import SshBackend
         from orch_plugins.config import load_config
         from orch_plugins.store import Store
@@ -108,12 +108,15 @@ def main() -> None:
 
         def status_once() -> float:
             # poll_interval 0: every call really asks (orch wait's throttle is per process)
-            backend = SshBackend({**load_config().backends["ssh"], "poll_interval": 0})
+            config = load_config()
+            context = BackendContext.of("ssh", config, store.state_dir)
+            table = {**context.config, "poll_interval": 0}
+            backend = SshBackend(BackendContext(store.state_dir, table, context.hosts))
             t = time.perf_counter()
-            news = backend.collect(runs)
-            alive = backend.statuses([json.loads(r["handle"]) for r in runs])
+            updates = backend.poll(runs)
             elapsed = time.perf_counter() - t
-            assert all(alive) and not any(f.get("status") for f in news.values())
+            assert len(updates) == n and all(u.alive for u in updates.values())
+            assert not any(u.fields.get("status") for u in updates.values())
             return elapsed
 
         warm = [status_once() for _ in range(20)]

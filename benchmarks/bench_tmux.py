@@ -5,7 +5,7 @@
 1. tmux alone: N windows running ``sleep`` created in batched calls vs one call per window.
 2. The backend: N agents (real supervisors; ``/bin/sleep`` stands in for claude) through
    ``TmuxBackend.launch_many`` vs ``TmuxBackend.launch`` one by one.
-3. Status of the N agents: ``statuses()`` (no tmux call) and ``windows()`` (one tmux call).
+3. Status of the N agents: ``poll()`` (no tmux call) and ``windows()`` (one tmux call).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from orch_plugins.backend import LaunchSpec
+from orch_plugins.backend import BackendContext, LaunchSpec
 from orch_plugins.backends import tmux as tmux_mod
 from orch_plugins.backends.tmux import BATCH_BYTES, Tmux, TmuxBackend, session_name
 from orch_plugins.store import RUNNING, Store
@@ -62,7 +61,7 @@ def count_calls() -> list[int]:
         calls[0] += 1
         return real(self, *commands, **kw)
 
-    tmux_mod.Tmux.run = counted  # type: ignore[method-assign]
+    tmux_mod.Tmux.run = counted  # type: ignore[method-assign,assignment]
     return calls
 
 
@@ -116,7 +115,7 @@ def main() -> None:
         tmux.run(["kill-session", "-t", "=plain"])
 
         # 2. The backend, with real supervisors.
-        backend = TmuxBackend({})
+        backend = TmuxBackend(BackendContext(state))
         calls = count_calls()
         many = specs(store, n, "b")
         t = time.perf_counter()
@@ -126,7 +125,8 @@ def main() -> None:
         settle()
         calls[0] = 0
         t = time.perf_counter()
-        statuses = backend.statuses(handles)
+        runs = [{"run_id": i, "handle": json.dumps(h)} for i, h in enumerate(handles, 1)]
+        statuses = [u.alive for u in backend.poll(runs).values()]
         status_t = time.perf_counter() - t
         status_calls = calls[0]
         t = time.perf_counter()
@@ -148,7 +148,7 @@ def main() -> None:
         print(f"  launch x{n}   {single * 1000:7.0f} ms in {single_calls} tmux calls")
         print(f"status of {n} agents:")
         print(
-            f"  statuses()   {status_t * 1000:7.1f} ms, {status_calls} tmux calls, "
+            f"  poll()       {status_t * 1000:7.1f} ms, {status_calls} tmux calls, "
             f"{sum(statuses)} alive"
         )
         print(f"  windows()    {windows_t * 1000:7.1f} ms, {windows_calls} tmux call, ", end="")
@@ -161,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

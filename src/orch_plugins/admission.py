@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orch_plugins.backend import Backend, LaunchSpec
+from orch_plugins.backend import Backend, BackendContext, LaunchSpec
 from orch_plugins.config import Config, load_config
 from orch_plugins.store import FAILED, QUEUED, RUNNING, Store, public
 
@@ -64,7 +64,7 @@ def start(
         by_backend.setdefault(run["backend"], []).append((run, spec))
     for name, pairs in by_backend.items():
         try:
-            backend = plugins.backend(name, config.backends.get(name))
+            backend = plugins.backend(name, BackendContext.of(name, config, store.state_dir))
         except Exception as exc:
             for run, _ in pairs:
                 store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}")

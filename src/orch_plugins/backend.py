@@ -3,22 +3,77 @@
 A backend starts a *supervisor* (``orch_plugins.supervisor``) somewhere — a detached local
 process, a tmux window, a remote host — and the supervisor runs ``claude`` and writes everything
 it learns into the store. So a backend only answers what the store cannot know: is the agent's
-process still alive, stop it, (for remote backends) bring its files back.
+process still alive (:meth:`Backend.poll`), stop it, (for remote backends) what happened over
+there and bring its files back (:meth:`Backend.fetch_files`). It gets what it needs to know
+about the user's setup in a :class:`BackendContext`; it never reads config.toml or opens the
+store itself.
 """
 
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from orch_plugins.errors import OrchError
+
+if TYPE_CHECKING:
+    from orch_plugins.config import Config
 
 #: A backend's note of where its agent runs: JSON-serialisable, stored in the run's record, so any
 #: later process (``orch status`` tomorrow) can find the agent again.
 Handle = dict[str, Any]
+
+
+def handle_of(run: Mapping[str, Any]) -> Handle | None:
+    """A run record's backend handle (stored as JSON text), or None before the backend has
+    started the run or when the text is not a JSON object."""
+    raw = run.get("handle")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    return raw if isinstance(raw, dict) else None
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What the core hands a backend when it makes one, instead of the backend reading
+    config.toml or opening the store itself.
+
+    ``state_dir``: the orch state directory of the project (the store lives there; a backend
+    may keep files of its own beside it, never touch the store). ``config``: the backend's own
+    ``[backends.NAME]`` table (``{}`` when absent). ``hosts``: the ``[hosts.*]`` tables, by
+    name, in file order, as written (a backend that runs agents elsewhere validates them).
+    """
+
+    state_dir: Path
+    config: Mapping[str, Any] = field(default_factory=dict)
+    hosts: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, config: Config, state_dir: str | Path) -> BackendContext:
+        """The context of backend ``name`` under the user's ``config``."""
+        return cls(Path(state_dir), dict(config.backends.get(name) or {}), dict(config.hosts))
+
+
+@dataclass
+class RunUpdate:
+    """What :meth:`Backend.poll` learnt about one running run.
+
+    ``alive``: False only when the backend knows the agent's supervisor is gone; the core then
+    records the run ``lost`` unless it ended properly (``fields`` or the store say so). When
+    the backend cannot tell (a host out of reach), True. ``fields``: store fields to record
+    (progress such as ``num_turns``, an ``error`` note, a new ``handle`` as JSON text); a
+    ``status`` among them that is final ends the run with the other fields.
+    """
+
+    alive: bool = True
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 def project_name(state_dir: str | Path) -> str:
@@ -137,8 +192,10 @@ class Backend(abc.ABC):
     #: ``LaunchSpec.options`` is refused before the run is recorded.
     options: ClassVar[tuple[LaunchOption, ...]] = ()
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        self.config = config or {}
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+        #: The backend's ``[backends.NAME]`` table (``context.config``).
+        self.config = context.config
 
     @abc.abstractmethod
     def launch(self, spec: LaunchSpec) -> Handle:
@@ -178,21 +235,24 @@ class Backend(abc.ABC):
         """
         return self.launch(spec)
 
-    def statuses(self, handles: list[Handle]) -> list[bool]:
-        """Liveness of many agents at once; override when one call can answer for all."""
-        return [self.is_alive(h) for h in handles]
+    def poll(self, runs: Sequence[Mapping[str, Any]]) -> dict[int, RunUpdate]:
+        """What this backend knows about its running ``runs`` (store records, each with a
+        handle): ``{run_id: RunUpdate}``, one call for all of them. Called by every status read
+        and ``orch wait`` poll; it answers from this call alone (nothing carried over from an
+        earlier one). A run left out of the answer is taken as still running, nothing new.
 
-    def collect(self, runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-        """News about running agents whose supervisor cannot write the store (remote hosts).
-
-        Called by every status read with this backend's running runs, before :meth:`statuses`.
-        Returns ``{run_id: fields}``; the core records the fields, and a ``status`` among them
-        that is final ends the run. Local backends return nothing: their supervisors write the
-        store themselves.
+        The default asks :meth:`is_alive` for each. Override when one call can answer for all
+        (one ssh round trip per host), or when the supervisors cannot write the store
+        themselves (remote hosts): then return their progress and endings as ``fields``.
         """
-        return {}
+        out = {}
+        for run in runs:
+            handle = handle_of(run)
+            if handle is not None:
+                out[int(run["run_id"])] = RunUpdate(alive=self.is_alive(handle))
+        return out
 
-    def sync(self, run: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+    def fetch_files(self, run: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Bring a remote run's files (log, output) into ``run['run_dir']``; local: nothing.
 
         Called before ``orch output`` and ``orch logs`` read them.

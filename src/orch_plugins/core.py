@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orch_plugins import admission
-from orch_plugins.backend import LaunchSpec
+from orch_plugins.backend import Backend, BackendContext, LaunchSpec, handle_of
 from orch_plugins.claude import UNSET_ENV, agent_env, build_argv
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
@@ -356,9 +356,12 @@ class Orchestrator:
         """Start queued agents while slots are free; returns how many started."""
         return admission.pump(self.store, self.plugins, self.config)
 
-    def _backend(self, name: str) -> Any:
-        """The backend ``name``, built with its ``[backends.NAME]`` table from config.toml."""
-        return self.plugins.backend(name, self.config.backends.get(name))
+    def _backend(self, name: str) -> Backend:
+        """The backend ``name``, made with its context (its ``[backends.NAME]`` table, the
+        state directory, the ``[hosts.*]`` tables)."""
+        return self.plugins.backend(
+            name, BackendContext.of(name, self.config, self.store.state_dir)
+        )
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -366,34 +369,33 @@ class Orchestrator:
         """Check that running agents still live; mark the dead ones ``lost``; pump the queue."""
         running = [r for r in runs if r["status"] == RUNNING]
         lost: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-        by_backend: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+        by_backend: dict[str, list[dict[str, Any]]] = {}
         now = time.time()
         for run in running:
-            if not run["handle"]:
+            if handle_of(run) is None:
                 if now - (run["started_at"] or now) > START_GRACE:
                     lost.append((run, None))
                 continue
-            by_backend.setdefault(run["backend"], []).append((run, json.loads(run["handle"])))
+            by_backend.setdefault(run["backend"], []).append(run)
         changed = False
-        for name, pairs in by_backend.items():
+        for name, group in by_backend.items():
             try:
-                backend = self._backend(name)
-                news = backend.collect([run for run, _ in pairs])
-                if news:
-                    self._record_news(news)
-                    changed = True
-                    pairs = [
-                        (r, h)
-                        for r, h in pairs
-                        if news.get(r["run_id"], {}).get("status") not in FINAL
-                    ]
-                alive = backend.statuses([h for _, h in pairs]) if pairs else []
+                updates = self._backend(name).poll(group)
             except Exception as exc:
                 # A backend whose plugin is gone or whose host is unreachable: we cannot tell,
                 # so we say nothing rather than fail every status read.
                 log.warning("cannot check %s agents: %s", name, exc)
                 continue
-            lost.extend((run, h) for (run, h), ok in zip(pairs, alive) if not ok)
+            for run in group:
+                update = updates.get(run["run_id"])
+                if update is None:
+                    continue
+                if update.fields:
+                    changed = True
+                    if self._record(run["run_id"], update.fields):
+                        continue  # it ended, as its backend learnt
+                if not update.alive:
+                    lost.append((run, handle_of(run)))
         for run, handle in lost:
             fresh = self.store.get_run(run["run_id"])
             if fresh["status"] != RUNNING:
@@ -417,19 +419,22 @@ class Orchestrator:
             return runs
         return [self.store.get_run(r["run_id"]) for r in runs]
 
-    def sync(self, run: dict[str, Any]) -> None:
+    def fetch_files(self, run: dict[str, Any]) -> None:
         """Have the run's backend bring its files home (remote backends) before we read them."""
         with contextlib.suppress(OrchError):
-            self._backend(run["backend"]).sync(run)
+            self._backend(run["backend"]).fetch_files(run)
 
-    def _record_news(self, news: dict[int, dict[str, Any]]) -> None:
-        for run_id, fields in news.items():
-            fields = dict(fields)
-            status = fields.pop("status", None)
-            if status in FINAL:
-                self.store.finish(run_id, status, **fields)
-            elif fields:
-                self.store.update(run_id, **fields)
+    def _record(self, run_id: int, fields: dict[str, Any]) -> bool:
+        """Record what a backend learnt about a run; True when a final status among the
+        fields ended it."""
+        fields = dict(fields)
+        status = fields.pop("status", None)
+        if status in FINAL:
+            self.store.finish(run_id, status, **fields)
+            return True
+        if fields:
+            self.store.update(run_id, **fields)
+        return False
 
     def _stop_leftovers(self, backend: str, handle: dict[str, Any]) -> None:
         # Best effort: the run is already recorded as lost.
@@ -545,7 +550,8 @@ class Orchestrator:
     def free_names(self, prefix: str, count: int) -> list[str]:
         """The first ``count`` names ``prefixN`` that no listed (non-archived) run uses."""
         taken = {r["name"] for r in self.store.runs()}
-        out, i = [], 0
+        out: list[str] = []
+        i = 0
         while len(out) < count:
             i += 1
             candidate = f"{prefix}{i}"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import pluggy
 
 from orch_plugins import hookspecs
-from orch_plugins.backend import Backend, BackendRegistry, LaunchOption
+from orch_plugins.backend import Backend, BackendContext, BackendRegistry, LaunchOption
 from orch_plugins.errors import OrchError
 from orch_plugins.roles import Role, RoleRegistry
 
@@ -178,8 +178,9 @@ class Plugins:
             raise OrchError(f"unknown backend {name!r} (known: {known})")
         return cls
 
-    def backend(self, name: str, config: dict[str, Any] | None = None) -> Backend:
-        return self.backend_class(name)(config)
+    def backend(self, name: str, context: BackendContext) -> Backend:
+        """Backend ``name`` (see :meth:`backend_class`), made with ``context``."""
+        return self.backend_class(name)(context)
 
     def role(self, name: str) -> Role:
         role = self.roles().get(name)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from orch_plugins.backend import BackendContext
 from orch_plugins.backends.ssh import NO_FALLBACK, Host, SshBackend
 from orch_plugins.config import load_config
 from orch_plugins.errors import OrchError
@@ -170,6 +171,11 @@ def test_connection_drop_and_one_round_trip_per_host(
     assert wait_for(lambda: all(tree_gone(p) for p in pids))
 
 
+def context(table: dict[str, object], hosts: dict[str, object] | None = None) -> BackendContext:
+    """The ssh backend's context with this ``[backends.ssh]`` table (and ``[hosts.*]``)."""
+    return BackendContext(Path(".orchestrate"), table, hosts or load_config().hosts)
+
+
 def slow_calls(backend: SshBackend, host: Host, slow: Path, base: Path, n: int) -> None:
     """``n`` calls at once, from threads, each holding its session for the second that the
     ``slow`` claude's ``--version`` takes; all must succeed."""
@@ -203,12 +209,14 @@ def test_concurrent_calls_stay_under_sshds_sessions_per_connection(
     def burst(max_sessions: int) -> str:
         log.write_text("")
         backend = SshBackend(
-            {
-                "ssh": str(wrapper),
-                "ssh_config": str(two_hosts.ssh_config),
-                "control_dir": str(two_hosts.control_dir),
-                "max_sessions": max_sessions,
-            }
+            context(
+                {
+                    "ssh": str(wrapper),
+                    "ssh_config": str(two_hosts.ssh_config),
+                    "control_dir": str(two_hosts.control_dir),
+                    "max_sessions": max_sessions,
+                }
+            )
         )
         host = backend.host("h1")
         backend.call(host, {"cmd": "status", "runs": []})  # the master connection
@@ -287,10 +295,10 @@ def test_failures_are_clear_and_leave_other_agents_alone(
 
 def test_ssh_command_line_keeps_the_users_ssh_settings(tmp_path: Path) -> None:
     with pytest.raises(OrchError, match="too long for a unix socket"):
-        SshBackend({"control_dir": str(tmp_path / ("x" * 50))}).control_dir()
+        SshBackend(context({"control_dir": str(tmp_path / ("x" * 50))})).control_dir()
     short = Path(tempfile.mkdtemp(prefix="oc-"))
     shutil.rmtree(short)
-    backend = SshBackend({"control_dir": str(short / "c")})
+    backend = SshBackend(context({"control_dir": str(short / "c")}))
     host = Host.from_table(
         "h", {"ssh": "me@box", "ssh_config": "~/my_config", "ssh_options": ["ProxyJump=bastion"]}
     )
@@ -387,7 +395,7 @@ def test_a_host_allowing_fewer_sessions_is_learnt_not_turned_into_logins(
     slow = tmp_path / "slow-claude"
     slow.write_text("#!/bin/sh\nsleep 1\necho 1.0\n")
     slow.chmod(0o755)
-    config = load_config().backends["ssh"]
+    config = BackendContext.of("ssh", load_config(), project / ".orchestrate")
     host = SshBackend(config).host("h1")
 
     def burst() -> None:

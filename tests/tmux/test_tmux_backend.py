@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins.backend import LaunchSpec
+from orch_plugins.backend import BackendContext, LaunchSpec
 from orch_plugins.backends import tmux as tmux_mod
 from orch_plugins.backends.tmux import TmuxBackend, format_literal, session_name, tmux_arg
 from orch_plugins.store import Store
@@ -233,12 +233,17 @@ def _specs(store: Store, n: int, argv: list[str]) -> list[LaunchSpec]:
     return specs
 
 
+def as_runs(handles: list[dict]) -> list[dict]:
+    """Minimal run records for ``Backend.poll``: an id and the handle."""
+    return [{"run_id": i, "handle": json.dumps(h)} for i, h in enumerate(handles, 1)]
+
+
 def test_fifty_windows_in_one_call_and_status_without_tmux(
     tmux_project: Path, tmux_server: Tm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store.open()
     specs = _specs(store, 50, ["/bin/sleep", "60"])
-    backend = TmuxBackend({})
+    backend = TmuxBackend(BackendContext(store.state_dir))
     calls = []
     real_run = tmux_mod.Tmux.run
     monkeypatch.setattr(
@@ -259,7 +264,7 @@ def test_fifty_windows_in_one_call_and_status_without_tmux(
         assert elapsed < 2.5, f"50 windows took {elapsed:.2f} s"
         assert len({h["window"] for h in handles}) == 50
         calls.clear()
-        assert backend.statuses(handles) == [True] * 50
+        assert [u.alive for u in backend.poll(as_runs(handles)).values()] == [True] * 50
         assert calls == []  # liveness is read from /proc
         panes = backend.windows(store.state_dir)
         assert len(calls) == 1 and len([p for p in panes if p["name"].startswith("many")]) == 50
@@ -269,7 +274,7 @@ def test_fifty_windows_in_one_call_and_status_without_tmux(
             t.start()
         for t in threads:
             t.join()
-    assert not any(backend.statuses(handles))
+    assert not any(u.alive for u in backend.poll(as_runs(handles)).values())
 
 
 # -- interactive, with a fake interactive claude that runs the --settings hooks -----------------

@@ -20,7 +20,9 @@ class ExampleInlineBackend(Backend):
     """Runs the standard supervisor as a detached local process.
 
     The supervisor does the real work (runs claude, records progress and the result), so a
-    backend only starts it, says whether it still lives, and stops it.
+    backend only starts it, says whether it still lives, and stops it. orch hands it a context
+    (``self.context``: its ``[backends.example-inline]`` table, the state directory, the
+    ``[hosts.*]`` tables); the inherited ``poll`` asks :meth:`is_alive` for each running agent.
     """
 
     name = "example-inline"
@@ -37,7 +39,7 @@ class ExampleInlineBackend(Backend):
     def cancel(self, handle: Handle, grace: float) -> None:
         # Same process model as the built-in backend, so the same stop: SIGTERM the supervisor
         # (it stops claude and records "cancelled"), escalate if stuck, clean up orphans.
-        SubprocessBackend(self.config).cancel(handle, grace)
+        SubprocessBackend(self.context).cancel(handle, grace)
 
 
 @hookimpl

@@ -10,8 +10,9 @@ text, name or path is ever part of a remote command line.
 A remote agent is a detached supervisor in its own session on the host, writing
 ``state.json``, ``events.jsonl`` and ``output.md`` in its run directory
 (``BASE/<project-id>/runs/<run>-<name>-<token>``). It outlives the connection and the
-orchestrator. Status for all agents of a host is one ssh call (:meth:`SshBackend.collect`), which
-also brings the files of ended runs home; :meth:`SshBackend.sync` brings a running one's log.
+orchestrator. Status for all agents of a host is one ssh call (:meth:`SshBackend.poll`), which
+also brings the files of ended runs home; :meth:`SshBackend.fetch_files` brings a running one's
+log.
 
 Placement: a named host, else among the ``[hosts.*]`` tables the one with the fewest running
 agents below its ``max_parallel``. When every candidate is full the run is *deferred*: it keeps
@@ -32,7 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,14 @@ from typing import Any
 from orch_plugins import supervisor
 from orch_plugins.backend import (
     Backend,
+    BackendContext,
     BackendRegistry,
     DoctorCheck,
     Handle,
     LaunchOption,
     LaunchSpec,
+    RunUpdate,
+    handle_of,
     project_name,
 )
 from orch_plugins.errors import OrchError
@@ -319,13 +323,6 @@ def _size(path: str) -> int:
         return -1
 
 
-def _handle_of(run: dict[str, Any]) -> Handle | None:
-    try:
-        return json.loads(run["handle"]) if run.get("handle") else None
-    except ValueError:
-        return None
-
-
 class SshBackend(Backend):
     name = "ssh"
     description = "agents on remote hosts over your OpenSSH client (--host, [hosts.*] pools)"
@@ -339,12 +336,10 @@ class SshBackend(Backend):
         ),
     )
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__(config)
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
         self._hosts: dict[str, Host] | None = None
         self._control_dir: Path | None = None
-        #: Liveness learnt by :meth:`collect`, reused by :meth:`statuses` in the same refresh.
-        self._alive: dict[tuple[str, str], bool] = {}
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -368,13 +363,6 @@ class SshBackend(Backend):
         """Host keys set in ``[backends.ssh]``: defaults for every host (``ssh_config`` once)."""
         return {k: v for k, v in self.config.items() if k in HOST_KEYS and k != "ssh"}
 
-    @property
-    def hosts_config(self) -> dict[str, Any]:
-        """The ``[hosts.*]`` tables of config.toml, as written."""
-        from orch_plugins.config import load_config
-
-        return load_config().hosts
-
     def hosts(self) -> dict[str, Host]:
         """``[hosts.*]`` from config.toml, validated, in file order."""
         if self._hosts is None:
@@ -383,7 +371,7 @@ class SshBackend(Backend):
                 name: Host.from_table(
                     name, {**defaults, **table} if isinstance(table, dict) else table
                 )
-                for name, table in self.hosts_config.items()
+                for name, table in self.context.hosts.items()
             }
         return self._hosts
 
@@ -791,7 +779,7 @@ class SshBackend(Backend):
             store.close()
         counts: dict[str, int] = {}
         for run in runs:
-            handle = self._read_placement(run["run_dir"]) or _handle_of(run)
+            handle = self._read_placement(run["run_dir"]) or handle_of(run)
             if not handle or handle.get("deferred") or not handle.get("host"):
                 continue
             if handle.get("reserved") and not self._reservation_live(handle):
@@ -911,85 +899,65 @@ class SshBackend(Backend):
         return self._place(spec, host, source.get("cwd"))
 
     def is_alive(self, handle: Handle) -> bool:
-        return self.statuses([handle])[0]
+        """One status call to the agent's host. An unreachable host counts as alive: we cannot
+        tell, and must not call its agents lost because a network is down."""
+        if handle.get("deferred") or not handle.get("remote_dir"):
+            return bool(handle.get("deferred"))
+        name = str(handle["host"])
+        result = self._status_calls({name: [{"run_id": 0, "handle": handle}]}, files=False)[name]
+        if isinstance(result, SshError):
+            return True
+        entry = result[0]["runs"].get("0", {})
+        return bool(entry.get("alive")) or _final(entry)
 
-    def statuses(self, handles: list[Handle]) -> list[bool]:
-        """Liveness; from :meth:`collect`'s answer when it has just asked, else one call per
-        host. An unreachable host counts as alive: we cannot tell, and must not call its agents
-        lost because a network is down."""
-        out: dict[int, bool] = {}
-        ask: dict[str, list[tuple[int, Handle]]] = {}
-        for i, handle in enumerate(handles):
-            key = (str(handle.get("host")), str(handle.get("remote_dir")))
-            if handle.get("deferred") or not handle.get("remote_dir"):
-                out[i] = bool(handle.get("deferred"))
-            elif key in self._alive:
-                out[i] = self._alive[key]
-            else:
-                ask.setdefault(str(handle["host"]), []).append((i, handle))
-        if ask:
-            jobs = {
-                name: [{"run_id": i, "handle": h} for i, h in pairs] for name, pairs in ask.items()
-            }
-            for name, result in self._status_calls(jobs, files=False).items():
-                for i, _handle in ask[name]:
-                    if isinstance(result, SshError):
-                        out[i] = True
-                    else:
-                        entry = result[0]["runs"].get(str(i), {})
-                        out[i] = bool(entry.get("alive")) or _final(entry)
-        return [out[i] for i in range(len(handles))]
-
-    def collect(self, runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-        """One call per host for all its running agents: progress, endings, and the files of
-        those that ended. Deferred runs are placed when a slot has freed."""
-        news: dict[int, dict[str, Any]] = {}
+    def poll(self, runs: Sequence[Mapping[str, Any]]) -> dict[int, RunUpdate]:
+        """One status call per host for all its running agents: liveness, progress, endings,
+        and the files of those that ended. An unreachable host's agents count as alive, with a
+        note in their ``error``. A host asked less than ``poll_interval`` ago by this process
+        is not asked again (``orch wait`` polls fast): its agents are left out, nothing new.
+        Deferred runs are placed when a slot has freed."""
+        updates: dict[int, RunUpdate] = {}
         jobs: dict[str, list[dict[str, Any]]] = {}
         deferred = []
         for run in runs:
-            handle = _handle_of(run)
+            handle = handle_of(run)
             if not handle:
                 continue
             if handle.get("deferred"):
                 deferred.append((run, handle))
             elif handle.get("remote_dir"):
                 jobs.setdefault(str(handle["host"]), []).append({"run": run, "handle": handle})
+            else:
+                updates[run["run_id"]] = RunUpdate(alive=False)  # never started anywhere
         now = time.monotonic()
         for name in list(jobs):
             if now - _LAST_POLL.get(name, -1e9) < self.poll_interval:
-                # Asked a moment ago by this process (orch wait polls fast): nothing new yet.
-                for job in jobs.pop(name):
-                    self._alive[(name, str(job["handle"]["remote_dir"]))] = True
+                del jobs[name]
             else:
                 _LAST_POLL[name] = now
         for name, result in self._status_calls(jobs, files=False).items():
             for job in jobs[name]:
-                run, handle = job["run"], job["handle"]
-                key = (name, str(handle["remote_dir"]))
+                run = job["run"]
                 if isinstance(result, SshError):
-                    self._alive[key] = True
                     note = f"{UNREACHABLE}{result}"
-                    if run.get("error") != note:
-                        news[run["run_id"]] = {"error": note}
+                    fields = {"error": note} if run.get("error") != note else {}
+                    updates[run["run_id"]] = RunUpdate(alive=True, fields=fields)
                     continue
                 reply, blobs = result
                 entry = reply["runs"].get(str(run["run_id"]), {})
-                self._alive[key] = bool(entry.get("alive"))
                 self._store_files(run, job, entry, blobs)
-                fields = self._news(run, entry)
-                if fields:
-                    news[run["run_id"]] = fields
-                    if fields.get("status") in FINAL:  # its files came home in this answer
-                        (Path(run["run_dir"]) / SYNCED).touch()
+                fields = self._news(run, entry) or {}
+                if fields.get("status") in FINAL:  # its files came home in this answer
+                    (Path(run["run_dir"]) / SYNCED).touch()
+                alive = bool(entry.get("alive")) or _final(entry)
+                updates[run["run_id"]] = RunUpdate(alive=alive, fields=fields)
         for run, handle in deferred:
-            fields = self._place_deferred(run, handle)
-            if fields:
-                news[run["run_id"]] = fields
-        return news
+            updates[run["run_id"]] = RunUpdate(fields=self._place_deferred(run, handle) or {})
+        return updates
 
-    def sync(self, run: dict[str, Any]) -> None:
+    def fetch_files(self, run: Mapping[str, Any]) -> None:
         """Bring the run's log (from where the local copy ends) and output home."""
-        handle = _handle_of(run)
+        handle = handle_of(run)
         if not handle or not handle.get("remote_dir"):
             return
         marker = Path(run["run_dir"]) / SYNCED
@@ -1015,7 +983,7 @@ class SshBackend(Backend):
         """The OpenSSH client, when any host is configured; then each of ``hosts`` (see
         :func:`check_host`)."""
         checks = []
-        if self.hosts_config:
+        if self.context.hosts:
             ssh = shutil.which("ssh")
             detail = ssh or "the OpenSSH client 'ssh' is not installed"
             checks.append(DoctorCheck("local", "ssh", bool(ssh), detail))
@@ -1085,7 +1053,7 @@ class SshBackend(Backend):
 
     @staticmethod
     def _store_files(
-        run: dict[str, Any], job: dict[str, Any], entry: dict[str, Any], blobs: list[bytes]
+        run: Mapping[str, Any], job: dict[str, Any], entry: dict[str, Any], blobs: list[bytes]
     ) -> None:
         """Write what came home. The remote log is append-only, so bytes are written at their
         own offset: two processes syncing at once write the same bytes, never twice."""
@@ -1115,7 +1083,7 @@ class SshBackend(Backend):
                     os.close(fd)
 
     @staticmethod
-    def _news(run: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
+    def _news(run: Mapping[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
         state: dict[str, Any] = entry["state"] if isinstance(entry.get("state"), dict) else {}
         if state.get("status") in FINAL:
             fields = {k: state[k] for k in STATE_FIELDS if k in state}
@@ -1140,7 +1108,7 @@ class SshBackend(Backend):
             fields["error"] = None
         return fields or None
 
-    def _place_deferred(self, run: dict[str, Any], handle: Handle) -> dict[str, Any] | None:
+    def _place_deferred(self, run: Mapping[str, Any], handle: Handle) -> dict[str, Any] | None:
         """Start a waiting run if a slot has freed; fields for the store, or None."""
         try:
             spec = LaunchSpec(**json.loads(Path(run["run_dir"], "spec.json").read_text()))
@@ -1201,10 +1169,9 @@ def _final(entry: dict[str, Any]) -> bool:
     return isinstance(state, dict) and state.get("status") in FINAL
 
 
-def check_host(name: str, backend: SshBackend | None = None) -> list[tuple[str, bool | None, str]]:
+def check_host(name: str, backend: SshBackend) -> list[tuple[str, bool | None, str]]:
     """``orch doctor --host``: can agents run there? (ssh, sessions per connection, python3,
     claude and its version, base dir). ``(check, ok, detail)``; ok None is a warning."""
-    backend = backend or SshBackend()
     try:
         host = backend.host(name)
     except OrchError as exc:

@@ -40,11 +40,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orch_plugins.backend import BackendRegistry, Handle, LaunchOption, LaunchSpec, project_name
+from orch_plugins.backend import (
+    BackendRegistry,
+    Handle,
+    LaunchOption,
+    LaunchSpec,
+    handle_of,
+    project_name,
+)
 from orch_plugins.backends.subprocess import SubprocessBackend, supervisor_argv
 from orch_plugins.claude import AGENT_ENV, UNSET_ENV
 from orch_plugins.errors import OrchError
@@ -132,13 +139,13 @@ class Tmux:
         return self.run(["has-session", "-t", f"={session}"], check=False).returncode == 0
 
 
-def server_for(config: dict[str, Any]) -> Tmux:
+def server_for(config: Mapping[str, Any]) -> Tmux:
     """``ORCH_TMUX_SOCKET``, else ``[backends.tmux] socket``, else tmux's default (the server of
     ``$TMUX`` inside tmux, the user's default server outside)."""
     return Tmux(os.environ.get(SOCKET_ENV) or config.get("socket"), config.get("tmux"))
 
 
-def session_name(state_dir: str | Path, config: dict[str, Any]) -> str:
+def session_name(state_dir: str | Path, config: Mapping[str, Any]) -> str:
     """``[backends.tmux] session``, else ``orch-<project directory name>-<6 hex digits>``, the
     digits from the SHA-1 of the resolved state directory: one session per project, even for
     two checkouts called ``repo`` or ``demo.example.io`` beside ``demo-example-io`` (the name
@@ -382,22 +389,14 @@ class TmuxBackend(SubprocessBackend):
             or (not row.get("project") and (row.get("window"), row.get("pid")) in legacy)
         ]
 
-    def tidy(self, state_dir: str | Path) -> int:
+    def tidy(self, runs: Iterable[Mapping[str, Any]]) -> int:
         """Close this project's agent windows whose agent has ended (their pane is dead),
-        never another project's or anyone else's; returns how many."""
-        from orch_plugins.store import Store
-
-        store = Store(Path(state_dir), create=False)
-        try:
-            runs = store.runs(latest_only=False, include_archived=True)
-        finally:
-            store.close()
-        handles = []
-        for run in runs:
-            if run["backend"] == self.name and run["handle"]:
-                with contextlib.suppress(ValueError):
-                    handles.append(json.loads(run["handle"]))
-        windows = self.windows(state_dir, handles)
+        never another project's or anyone else's; returns how many. ``runs``: the project's
+        records (all of them, archived too), for windows from before the marks."""
+        handles = [
+            h for run in runs if run["backend"] == self.name and (h := handle_of(run)) is not None
+        ]
+        windows = self.windows(self.context.state_dir, handles)
         dead = sorted({w["window"] for w in windows if w["dead"] == "1"})
         if dead:
             self.server().run(*(["kill-window", "-t", w] for w in dead), check=False)
@@ -425,7 +424,7 @@ class Dashboard:
     default). The status pane's loop also adds viewers for agents started later.
     """
 
-    def __init__(self, state_dir: str | Path, config: dict[str, Any], max_agents: int = 6):
+    def __init__(self, state_dir: str | Path, config: Mapping[str, Any], max_agents: int = 6):
         self.state_dir = str(Path(state_dir).resolve())
         self.config = config
         self.max_agents = max_agents

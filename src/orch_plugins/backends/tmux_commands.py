@@ -88,6 +88,7 @@ def dashboard(
     Inside tmux the panes are added beside the current one; outside, a 'dashboard' window in
     the project's tmux session (with a new orchestrator pane) is created and attached.
     """
+    from orch_plugins.backend import BackendContext
     from orch_plugins.backends.tmux import Dashboard, TmuxBackend
     from orch_plugins.progress import plural
     from orch_plugins.store import Store
@@ -100,7 +101,8 @@ def dashboard(
     dash = Dashboard(store.state_dir, config, max_agents)
     if tidy or close:
         if tidy:
-            n = TmuxBackend(config).tidy(store.state_dir)
+            backend = TmuxBackend(BackendContext(store.state_dir, config))
+            n = backend.tidy(store.runs(latest_only=False, include_archived=True))
             typer.echo(f"closed {plural(n, 'window')} of ended agents")
         if close:
             n = dash.close()

@@ -406,7 +406,7 @@ def _print_output(orch: Any, run: dict[str, Any]) -> bool:
         raise OrchError(
             f"agent {name!r} is still {run['status']}; no output yet (orch wait {name})"
         )
-    orch.sync(run)
+    orch.fetch_files(run)
     out = Path(run["output_path"])
     if not out.exists():
         raise OrchError(f"agent {name!r} {run['status']} without output: {run['error'] or '-'}")
@@ -432,7 +432,7 @@ def logs(
     run = orch.store.require(name)
     reader = LogReader(run["log_path"], Path(run["run_dir"]) / "live.txt", raw=raw, live=follow)
     while True:
-        orch.sync(run)
+        orch.fetch_files(run)
         ended = run["status"] not in ("queued", "running")
         # An ended run is read once more, to its end, and then left: whether or not it has a
         # log (cancelled while queued, a launch that failed, an interactive agent).

@@ -106,9 +106,11 @@ def _hooks_check() -> Check:
 def _backend_checks(hosts: list[str]) -> list[Check]:
     """What each backend adds (its tools; the hosts it reaches), backends by name. A backend
     that cannot be built or fails is one failed line, never the end of the doctor."""
+    from orch_plugins.backend import BackendContext
     from orch_plugins.config import load_config
     from orch_plugins.errors import OrchError
     from orch_plugins.plugins import get_plugins
+    from orch_plugins.store import default_state_dir
 
     checks: list[Check] = []
     try:
@@ -116,9 +118,10 @@ def _backend_checks(hosts: list[str]) -> list[Check]:
     except OrchError as exc:  # already a failed "local: config" line
         return [(name, "config", False, str(exc)) for name in hosts]
     registry, _ = get_plugins().everything()
+    state_dir = default_state_dir()
     for name in registry.names():
         try:
-            backend = registry[name](cfg.backends.get(name))
+            backend = registry[name](BackendContext.of(name, cfg, state_dir))
             checks.extend(backend.doctor(hosts))
         except Exception as exc:
             checks.append(("local", f"backend {name}", False, f"its checks failed: {exc}"))

@@ -13,9 +13,12 @@ records ``cancelled``; a timeout records ``timed_out``; resume continues the ses
 earlier turns. Each drives the real ``claude`` (fixtures ``claude_bin``, ``claude_env``,
 ``messages_api`` from this package's pytest plugin) through the real ``orch`` command, so a
 missing Claude Code fails the tests rather than skipping them. Override :meth:`backend_env`
-for what the backend needs (a private tmux server, a host config).
+for what the backend needs (a private tmux server, a host config), and :meth:`agent_pids` when
+the agent's processes do not carry this project's ``ORCH_STATE_DIR`` in their environment (a
+remote host, here on loopback).
 
-The built-in ``subprocess`` and ``tmux`` backends and the example plugin run these tests too.
+The built-in ``subprocess``, ``tmux`` and ``ssh`` backends and the example plugin run these
+tests too.
 """
 
 from __future__ import annotations
@@ -129,6 +132,21 @@ class BackendConformance:
         finally:
             runner("cancel", "--all", check=False)
 
+    def agent_pids(self, orch: OrchRunner, name: str) -> list[int]:
+        """The processes of agent ``name`` on this machine (its supervisor, claude and what
+        they started): every process whose environment names the agent (``ORCH_AGENT``) and
+        this project's state directory (``ORCH_STATE_DIR``). Override for a backend whose
+        agents' environment differs."""
+        mine = (
+            f"ORCH_AGENT={name}".encode(),
+            f"ORCH_STATE_DIR={orch.env['ORCH_STATE_DIR']}".encode(),
+        )
+        return [
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and all(e in _environ(p) for e in mine)
+        ]
+
     def test_launch_records_result_cost_and_session(
         self, orch: OrchRunner, messages_api: MessagesStandIn
     ) -> None:
@@ -151,12 +169,7 @@ class BackendConformance:
         messages_api.on("CONFORM hang", Reply.text("never", delay=60))
         orch("launch", "c2", "CONFORM hang")
         orch.until(lambda: messages_api.conversation_requests())  # claude is mid-turn
-        mine = (b"ORCH_AGENT=c2", f"ORCH_STATE_DIR={orch.env['ORCH_STATE_DIR']}".encode())
-        pids = [
-            int(p.name)
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit() and all(e in _environ(p) for e in mine)
-        ]
+        pids = self.agent_pids(orch, "c2")
         assert pids, "no process of the agent found"
         orch("cancel", "c2")
         assert orch.status("c2")["status"] == "cancelled"
