@@ -592,8 +592,13 @@ class SshBackend(Backend):
                     proc = _popen_ssh(argv, err)
                     procs.append(proc)
                     assert proc.stdin is not None and proc.stdout is not None
-                    proc.stdin.write(data)
-                    proc.stdin.flush()
+                    try:
+                        proc.stdin.write(data)
+                        proc.stdin.flush()
+                    except BrokenPipeError:
+                        # ssh ended before reading it all (the request is larger than a
+                        # pipe holds): a refused session; its stderr says so below.
+                        pass
                     line = _read_reply_line(proc.stdout, remote.MARKER, timeout)
                     if remote.MARKER in line:
                         count += 1
