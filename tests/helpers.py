@@ -34,6 +34,17 @@ def orch(
     return out
 
 
+def orch_at_once(*commands: list[str], timeout: float = 120) -> None:
+    """Run several ``orch`` commands as processes at the same time; each must succeed."""
+    procs = [
+        subprocess.Popen([*ORCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for args in commands
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err
+
+
 def status_json(*names: str, all_: bool = False) -> list[dict[str, Any]]:
     args = ["status", "--json", *names] + (["--all"] if all_ else [])
     return json.loads(orch(*args, check=True).stdout)

@@ -1,76 +1,255 @@
-"""max_parallel and the queue: who starts the next agent, with no daemon to keep alive.
+"""The one scheduler: who starts next, and where, with no daemon to keep alive.
 
-Every launch, every supervisor that ends and every status read calls :func:`pump`, which takes
-queued runs off the queue, oldest first, while fewer than the run's ``max_parallel`` agents are
-running. Claiming a slot is one ``BEGIN IMMEDIATE`` transaction, so concurrent pumps never start
-a run twice nor exceed the limit.
+Every launch, every supervisor that ends and every status read that sees something change calls
+:func:`pump`. It takes runs off the queue, oldest first, through two pools:
+
+* **global**: a run starts only while fewer than its own ``max_parallel`` agents are running,
+  and a run that waits holds up everything queued behind it (FIFO).
+* **places**: a backend whose agents run in places of limited room (the ssh backend: hosts,
+  each with its ``max_parallel``) says per run where it may go and how many agents each place
+  holds (:meth:`Backend.places`), and which place a running agent holds
+  (:meth:`Backend.place_of`). Admission picks the place: the least loaded with room, then the
+  one with most room left, then the backend's order. The backend starts the run there
+  (``spec.place``). When every place is full the run keeps its global slot: it is ``running``
+  with the handle :data:`DEFERRED` and a ``waiting: every host is busy (h1 2/2, ...)`` note in
+  its ``error``, and a later pump places it, before anything queued behind it.
+
+(A rate-limit pool would be one more check in :meth:`_Round.admit`.)
+
+Claiming is one ``BEGIN IMMEDIATE`` transaction, so concurrent pumps never start a run twice
+nor exceed a limit. A run claimed for a place holds the handle ``{"placing": PLACE, "pid": P,
+"start_time": T}`` until its backend returns the real one, so the place is counted while it
+starts; the pump that placed it is the only one that starts it (a placeholder whose process is
+gone is taken as lost by the next status read).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orch_plugins.backend import Backend, BackendContext, LaunchSpec
+from orch_plugins.backend import Backend, BackendContext, Handle, LaunchSpec, handle_of
 from orch_plugins.config import Config, load_config
-from orch_plugins.store import FAILED, QUEUED, RUNNING, Store, public
+from orch_plugins.errors import OrchError
+from orch_plugins.store import CANCELLED, FAILED, QUEUED, RUNNING, Store, public
+
+if TYPE_CHECKING:
+    from orch_plugins.plugins import Plugins
 
 log = logging.getLogger(__name__)
 
-
-def _claim(store: Store) -> list[dict[str, Any]]:
-    """Take every queued run that fits, oldest first, in one transaction. A run waits while
-    its own ``max_parallel`` is reached, and so does everything queued behind it (FIFO)."""
-    claimed: list[int] = []
-    with store.transaction() as conn:
-        rows = conn.execute("SELECT * FROM runs WHERE status=? ORDER BY run_id", (QUEUED,))
-        queued = rows.fetchall()
-        if not queued:
-            return []
-        running = conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (RUNNING,)).fetchone()[0]
-        now = time.time()
-        for row in queued:
-            if running >= row["max_parallel"]:
-                break
-            conn.execute(
-                "UPDATE runs SET status=?, started_at=? WHERE run_id=?",
-                (RUNNING, now, row["run_id"]),
-            )
-            claimed.append(row["run_id"])
-            running += 1
-    return [store.get_run(run_id) for run_id in claimed]
+#: The handle of a run that holds a global slot but waits for room in a place.
+DEFERRED: Handle = {"deferred": True}
+#: The ``error`` note of a run waiting for room (cleared when it is placed).
+WAITING = "waiting: "
 
 
-def start(
-    store: Store, runs: list[dict[str, Any]], plugins: Any = None, config: Config | None = None
-) -> None:
-    """Hand claimed runs to their backends, many at once where a backend can batch (tmux);
-    a run its backend cannot start fails, with the reason."""
-    from orch_plugins.plugins import get_plugins
+def is_placeholder(handle: Mapping[str, Any] | None) -> bool:
+    """Whether a run's handle is admission's own (waiting for room, or being started), not
+    one its backend returned: there is nothing of it to poll or cancel yet."""
+    return handle is not None and ("deferred" in handle or "placing" in handle)
 
-    plugins = plugins or get_plugins()
-    config = config or load_config()
-    by_backend: dict[str, list[tuple[dict[str, Any], LaunchSpec]]] = {}
-    for run in runs:
+
+def is_deferred(handle: Mapping[str, Any] | None) -> bool:
+    """Whether a run holds a global slot but waits for room in a place."""
+    return handle is not None and bool(handle.get("deferred"))
+
+
+def abandoned(handle: Mapping[str, Any]) -> bool:
+    """A ``placing`` placeholder whose process is gone (it died while starting the run)."""
+    from orch_plugins.supervisor import pid_alive
+
+    return "placing" in handle and not pid_alive(handle.get("pid"), handle.get("start_time"))
+
+
+def pending(store: Store) -> bool:
+    """Whether a pump could start anything: a queued run, or a running one waiting for room."""
+    if store.count(QUEUED):
+        return True
+    running = store.runs(statuses=(RUNNING,), latest_only=False, include_archived=True)
+    return any(is_deferred(handle_of(r)) for r in running)
+
+
+def read_spec(run: Mapping[str, Any]) -> LaunchSpec:
+    return LaunchSpec(**json.loads(Path(run["run_dir"], "spec.json").read_text()))
+
+
+@dataclass
+class _Claim:
+    """A run this pump took and will start (``place``: where, for a backend with places)."""
+
+    run: dict[str, Any]
+    place: str | None = None
+    spec: LaunchSpec | None = None
+
+
+class _Round:
+    """One claiming transaction: the loads of every place, the backends asked, the decisions."""
+
+    def __init__(self, store: Store, plugins: Plugins | None, config: Config | None) -> None:
+        self.store, self._plugins, self._config = store, plugins, config
+        self._backends: dict[str, Backend] = {}
+        self._loads: dict[tuple[str, str], int] | None = None
+        self.running: list[dict[str, Any]] = []
+
+    @property
+    def plugins(self) -> Plugins:
+        """The plugin manager, loaded only once a run needs its backend asked."""
+        if self._plugins is None:
+            from orch_plugins.plugins import get_plugins
+
+            self._plugins = get_plugins()
+        return self._plugins
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config()
+        return self._config
+
+    def backend(self, name: str) -> Backend:
+        if name not in self._backends:
+            context = BackendContext.of(name, self.config, self.store.state_dir)
+            self._backends[name] = self.plugins.backend(name, context)
+        return self._backends[name]
+
+    def has_places(self, name: str) -> bool:
         try:
-            spec = LaunchSpec(**json.loads(Path(run["run_dir"], "spec.json").read_text()))
+            return type(self.backend(name)).places is not Backend.places
+        except Exception:
+            return False  # an unknown or broken backend: start() fails the run, saying why
+
+    def loads(self) -> dict[tuple[str, str], int]:
+        """Running agents per (backend, place), placeholders being started included."""
+        if self._loads is None:
+            self._loads = {}
+            for run in self.running:
+                handle = handle_of(run)
+                if handle is None or is_deferred(handle) or not self.has_places(run["backend"]):
+                    continue
+                if "placing" in handle:
+                    place = None if abandoned(handle) else str(handle["placing"])
+                else:
+                    place = self.backend(run["backend"]).place_of(handle)
+                if place is not None:
+                    key = (run["backend"], place)
+                    self._loads[key] = self._loads.get(key, 0) + 1
+        return self._loads
+
+    def choose(self, run: dict[str, Any], spec: LaunchSpec) -> tuple[str | None, str]:
+        """The place for ``run`` (None: every place is full) and, when none, the note why.
+        ``OrchError`` when the backend says the run can go nowhere."""
+        backend = self.backend(run["backend"])
+        places = backend.places(spec)
+        if not places:
+            raise OrchError(f"backend {backend.name!r} has no {backend.place_kind} for this run")
+        loads = self.loads()
+        load = {p: loads.get((run["backend"], p), 0) for p in places}
+        free = [p for p, limit in places.items() if load[p] < limit]
+        if not free:
+            busy = ", ".join(f"{p} {load[p]}/{limit}" for p, limit in places.items())
+            return None, f"{WAITING}every {backend.place_kind} is busy ({busy})"
+        order = {p: i for i, p in enumerate(places)}
+        best = min(free, key=lambda p: (load[p], -(places[p] - load[p]), order[p]))
+        loads[(run["backend"], best)] = load[best] + 1
+        return best, ""
+
+    def placeholder(self, place: str) -> str:
+        from orch_plugins.supervisor import proc_start_time
+
+        pid = os.getpid()
+        return json.dumps({"placing": place, "pid": pid, "start_time": proc_start_time(pid)})
+
+    def admit(self, run: dict[str, Any]) -> _Claim | None:
+        """Decide one run (queued, or running and deferred): a claim to start it now, or
+        None (it waits; a queued run is then deferred with its note). A run that can go
+        nowhere fails."""
+        deferred = run["status"] == RUNNING
+        if not self.has_places(run["backend"]):
+            if not deferred:
+                self._set_running(run, None)
+            return _Claim(run)
+        try:
+            spec = read_spec(run)
+            place, note = self.choose(run, spec)
         except Exception as exc:
-            store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}")
+            self.store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}", handle=None)
+            return None
+        if place is None:
+            if not deferred:
+                self._set_running(run, json.dumps(DEFERRED))
+            if run.get("error") != note:
+                self.store.update(run["run_id"], error=note)
+            return None
+        if deferred:
+            self.store.update(run["run_id"], handle=self.placeholder(place))
+        else:
+            self._set_running(run, self.placeholder(place))
+        return _Claim(run, place, spec)
+
+    def _set_running(self, run: dict[str, Any], handle: str | None) -> None:
+        import time
+
+        self.store.update(run["run_id"], status=RUNNING, started_at=time.time(), handle=handle)
+        run["status"] = RUNNING
+        self.running.append(run)
+
+
+def _claim(store: Store, round_: _Round) -> list[_Claim]:
+    """Take every run that fits, oldest first, in one transaction: first the deferred ones
+    that now have room (they already hold a global slot), then queued ones while their
+    ``max_parallel`` allows (a queued run that waits holds up those behind it)."""
+    claims: list[_Claim] = []
+    with store.transaction():
+        runs = store.runs(statuses=(QUEUED, RUNNING), latest_only=False, include_archived=True)
+        queued = [r for r in runs if r["status"] == QUEUED]
+        deferred = [r for r in runs if r["status"] == RUNNING and is_deferred(handle_of(r))]
+        if not queued and not deferred:
+            return []
+        round_.running = [r for r in runs if r["status"] == RUNNING]
+        for run in deferred:
+            claim = round_.admit(run)
+            if claim is not None:
+                claims.append(claim)
+        for run in queued:
+            if len(round_.running) >= run["max_parallel"]:
+                break
+            claim = round_.admit(run)
+            if claim is not None:
+                claims.append(claim)
+    for claim in claims:
+        claim.run = store.get_run(claim.run["run_id"])
+    return claims
+
+
+def start(store: Store, claims: list[_Claim], plugins: Plugins, config: Config) -> None:
+    """Hand claimed runs to their backends, many at once where a backend can batch (tmux),
+    each at its place where the backend has places; a run its backend cannot start fails,
+    with the reason. A run cancelled while it started is stopped again."""
+    by_backend: dict[str, list[tuple[dict[str, Any], LaunchSpec, str | None]]] = {}
+    for claim in claims:
+        run = claim.run
+        try:
+            spec = replace(claim.spec or read_spec(run), place=claim.place)
+        except Exception as exc:
+            store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}", handle=None)
             continue
-        by_backend.setdefault(run["backend"], []).append((run, spec))
-    for name, pairs in by_backend.items():
+        by_backend.setdefault(run["backend"], []).append((run, spec, claim.place))
+    for name, batch in by_backend.items():
         try:
             backend = plugins.backend(name, BackendContext.of(name, config, store.state_dir))
         except Exception as exc:
-            for run, _ in pairs:
+            for run, _, _ in batch:
                 store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}")
             continue
-        fresh = [(r, s) for r, s in pairs if s.resume_from is None]
-        handles: dict[int, Any] = {}
+        fresh = [(r, s) for r, s, p in batch if s.resume_from is None and p is None]
+        handles: dict[int, Handle] = {}
         if len(fresh) > 1 and type(backend).launch_many is not Backend.launch_many:
             try:
                 for (run, _), handle in zip(fresh, backend.launch_many([s for _, s in fresh])):
@@ -81,30 +260,42 @@ def start(
                 log.debug("launch_many on %s failed", name, exc_info=True)
                 for run, _ in fresh:
                     store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}")
-                pairs = [(r, s) for r, s in pairs if s.resume_from is not None]
-        for run, spec in pairs:
+                done = {r["run_id"] for r, _ in fresh}
+                batch = [b for b in batch if b[0]["run_id"] not in done]
+        for run, spec, place in batch:
             try:
-                handle = handles.get(run["run_id"])
-                if handle is None:
-                    if spec.resume_from is not None:
-                        handle = backend.resume(spec, spec.resume_from)
-                    else:
-                        handle = backend.launch(spec)
-                store.update(run["run_id"], handle=json.dumps(handle))
+                if run["run_id"] in handles:
+                    handle = handles[run["run_id"]]
+                elif spec.resume_from is not None:
+                    handle = backend.resume(spec, spec.resume_from)
+                else:
+                    handle = backend.launch(spec)
             except Exception as exc:
                 log.debug("launch of run %s failed", run["run_id"], exc_info=True)
-                store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}")
+                store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}", handle=None)
+                continue
+            fields: dict[str, Any] = {"handle": json.dumps(handle)}
+            if place is not None and str(run.get("error") or "").startswith(WAITING):
+                fields["error"] = None
+            store.update(run["run_id"], **fields)
+            if store.get_run(run["run_id"])["status"] == CANCELLED:
+                # Cancelled while it started (the cancel found no handle to stop): stop it.
+                backend.cancel(handle, spec.kill_grace)
                 continue
             plugins.notify("orch_agent_launched", run=public(store.get_run(run["run_id"])))
 
 
-def pump(store: Store, plugins: Any = None, config: Config | None = None) -> int:
-    """Start queued runs while slots are free; returns how many were started."""
+def pump(store: Store, plugins: Plugins | None = None, config: Config | None = None) -> int:
+    """Start runs while there is room; returns how many were started."""
     started = 0
-    while runs := _claim(store):
-        start(store, runs, plugins, config)
-        started += len(runs)
-    return started
+    while True:
+        round_ = _Round(store, plugins, config)
+        claims = _claim(store, round_)
+        if not claims:
+            return started
+        plugins, config = round_.plugins, round_.config
+        start(store, claims, plugins, config)
+        started += len(claims)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,13 +114,19 @@ class LaunchSpec:
     unset_env: list[str] = field(default_factory=list)
     #: Backend-specific launch options (for example ``{"interactive": True}``).
     options: dict[str, Any] = field(default_factory=dict)
+    #: Where admission decided the run goes, for a backend with places (:meth:`Backend.places`);
+    #: set on the spec handed to ``launch``/``resume``, never written to ``spec.json``.
+    place: str | None = None
 
     @property
     def spec_path(self) -> Path:
         return Path(self.run_dir) / "spec.json"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """What ``spec.json`` holds (the supervisor's input): every field but :attr:`place`."""
+        data = asdict(self)
+        del data["place"]
+        return data
 
 
 #: The types a launch option can have.
@@ -191,6 +197,8 @@ class Backend(abc.ABC):
     #: The launch options this backend takes (see :class:`LaunchOption`); any other key in
     #: ``LaunchSpec.options`` is refused before the run is recorded.
     options: ClassVar[tuple[LaunchOption, ...]] = ()
+    #: What one of its places is called in notes (``waiting: every host is busy``).
+    place_kind: ClassVar[str] = "place"
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
@@ -251,6 +259,23 @@ class Backend(abc.ABC):
             if handle is not None:
                 out[int(run["run_id"])] = RunUpdate(alive=self.is_alive(handle))
         return out
+
+    def places(self, spec: LaunchSpec) -> dict[str, int] | None:
+        """Where this run may go, and how many agents each place holds at once:
+        ``{place: limit}``, in the order to prefer on a tie. Admission counts what runs in
+        each place (:meth:`place_of`), picks one with room and sets ``spec.place`` before
+        :meth:`launch`/:meth:`resume`; when none has room the run waits (deferred). Raise
+        ``OrchError`` when the run can go nowhere (it fails with the message). Called in the
+        claiming transaction: answer from the context and the spec, without network calls.
+
+        None (the default): no places; only the global ``max_parallel`` applies.
+        """
+        return None
+
+    def place_of(self, handle: Handle) -> str | None:
+        """The place a running agent holds, from the handle :meth:`launch` returned (for a
+        backend with :meth:`places`)."""
+        return None
 
     def fetch_files(self, run: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Bring a remote run's files (log, output) into ``run['run_dir']``; local: nothing.

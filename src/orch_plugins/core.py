@@ -372,8 +372,13 @@ class Orchestrator:
         by_backend: dict[str, list[dict[str, Any]]] = {}
         now = time.time()
         for run in running:
-            if handle_of(run) is None:
+            handle = handle_of(run)
+            if handle is None:
                 if now - (run["started_at"] or now) > START_GRACE:
+                    lost.append((run, None))
+                continue
+            if admission.is_placeholder(handle):  # waiting for room, or being started
+                if admission.abandoned(handle):
                     lost.append((run, None))
                 continue
             by_backend.setdefault(run["backend"], []).append(run)
@@ -398,8 +403,8 @@ class Orchestrator:
                     lost.append((run, handle_of(run)))
         for run, handle in lost:
             fresh = self.store.get_run(run["run_id"])
-            if fresh["status"] != RUNNING:
-                changed = True
+            if fresh["status"] != RUNNING or (handle is None and fresh["handle"] != run["handle"]):
+                changed = True  # it ended, or its backend started it after all
                 continue
             if self.store.finish(
                 run["run_id"],
@@ -410,8 +415,8 @@ class Orchestrator:
                 changed = True
                 if handle:
                     self._stop_leftovers(run["backend"], handle)
-        if (changed or running or any(r["status"] == QUEUED for r in runs)) and self.store.count(
-            QUEUED
+        if (changed or running or any(r["status"] == QUEUED for r in runs)) and admission.pending(
+            self.store
         ):
             self.start_queued()
             changed = True
@@ -518,8 +523,9 @@ class Orchestrator:
             ):
                 continue
             run = self.store.get_run(run["run_id"])  # it may have just been started
-            handle = json.loads(run["handle"]) if run["handle"] else None
-            if handle:
+            handle = handle_of(run)
+            # A placeholder has nothing to stop yet: the pump starting it stops it again.
+            if handle and not admission.is_placeholder(handle):
                 backend = self._backend(run["backend"])
                 t = threading.Thread(target=backend.cancel, args=(handle, grace))
                 t.start()
@@ -531,7 +537,7 @@ class Orchestrator:
             # A supervisor that could not record its ending is recorded here.
             self.store.finish(run["run_id"], CANCELLED, error="cancelled")
             out.append(self.store.get_run(run["run_id"]))
-        if self.store.count(QUEUED):
+        if admission.pending(self.store):
             self.start_queued()
         return out
 

@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from orch_plugins import CLAUDE_CODE_VERSION
 from orch_plugins.store import STATUS_FIELDS
-from tests.helpers import ORCH, orch, pid_gone, status_json, wait_for
+from tests.helpers import orch, orch_at_once, pid_gone, status_json, wait_for
 
 HOSTILE = (
     'it\'s "quoted" $(rm -rf /) `id` $HOME; echo pwned | cat && exit 1\n'
@@ -226,17 +225,9 @@ def _max_overlap(project: Path) -> int:
 
 
 def test_fifty_concurrent_launches(project: Path) -> None:
-    procs = [
-        subprocess.Popen(
-            [*ORCH, "launch", f"c{i}", f"SLEEP=0.2 task {i}", "--max-parallel", "4"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for i in range(50)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
+    orch_at_once(
+        *(["launch", f"c{i}", f"SLEEP=0.2 task {i}", "--max-parallel", "4"] for i in range(50))
+    )
     orch("wait", check=True, timeout=180)
     runs = status_json()
     assert sorted(r["name"] for r in runs) == sorted(f"c{i}" for i in range(50))

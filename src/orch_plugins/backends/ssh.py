@@ -14,10 +14,11 @@ orchestrator. Status for all agents of a host is one ssh call (:meth:`SshBackend
 also brings the files of ended runs home; :meth:`SshBackend.fetch_files` brings a running one's
 log.
 
-Placement: a named host, else among the ``[hosts.*]`` tables the one with the fewest running
-agents below its ``max_parallel``. When every candidate is full the run is *deferred*: it keeps
-its admission slot, shows "waiting", and is placed by a later status read once a slot frees.
-See the README's "Remote hosts over ssh".
+Placement is admission's (:mod:`orch_plugins.admission`): this backend only says where a run
+may go (:meth:`SshBackend.places`: the named host, the host that holds a resumed session, else
+every ``[hosts.*]`` table, each with its ``max_parallel``) and which host a running agent holds
+(:meth:`SshBackend.place_of`); admission picks the host and hands it over as ``spec.place``.
+See docs/backends.md, "Remote hosts over ssh".
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from orch_plugins import supervisor
+from orch_plugins.admission import WAITING
 from orch_plugins.backend import (
     Backend,
     BackendContext,
@@ -53,7 +55,7 @@ from orch_plugins.backend import (
 )
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
-from orch_plugins.store import FINAL, RUNNING, atomic_write
+from orch_plugins.store import FINAL, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +99,9 @@ PROGRESS_FIELDS = (
     "claude_pid",
     "claude_start",
 )
-#: Prefixes of the notes this backend puts in a running run's ``error`` (cleared when stale).
-WAITING, UNREACHABLE = "waiting: ", "status unknown: "
+#: Prefix of the note this backend puts in a running run's ``error`` while its host is out of
+#: reach (cleared, like admission's ``waiting:`` note, when news arrives).
+UNREACHABLE = "status unknown: "
 DEST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:%+\[\]-]*")
 SSH_OPTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*[= ]\S.*")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -116,8 +119,6 @@ REFUSED_RETRIES = 10
 #: Given to ssh while a master is up: a refused session then fails instead of quietly turning
 #: into a full login (a multiplexed session never runs a ProxyCommand).
 NO_FALLBACK = "ProxyCommand=false"
-#: A reservation whose process died this long ago is taken as abandoned.
-RESERVATION_TTL = 120.0
 
 
 class SshError(OrchError):
@@ -326,6 +327,7 @@ def _size(path: str) -> int:
 class SshBackend(Backend):
     name = "ssh"
     description = "agents on remote hosts over your OpenSSH client (--host, [hosts.*] pools)"
+    place_kind = "host"
     options = (
         LaunchOption(
             "host",
@@ -741,115 +743,7 @@ class SshBackend(Backend):
             raise SshError(host, reply.get("kind", "remote"), reply.get("error", "failed"))
         return reply, blobs
 
-    # -- placement ------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _placement_lock(self, state_dir: str) -> Iterator[None]:
-        fd = os.open(Path(state_dir) / "ssh-placement.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _read_placement(run_dir: str) -> Handle | None:
-        try:
-            return json.loads((Path(run_dir) / "ssh-handle.json").read_text())
-        except (OSError, ValueError):
-            return None
-
-    @staticmethod
-    def _write_placement(run_dir: str, handle: Handle | None) -> None:
-        path = Path(run_dir) / "ssh-handle.json"
-        if handle is None:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        else:
-            atomic_write(path, json.dumps(handle))
-
-    def loads(self, state_dir: str) -> dict[str, int]:
-        """Running agents per host, from the local store and the placement notes beside it
-        (a placement made a moment ago, not yet recorded, is counted too)."""
-        from orch_plugins.store import Store
-
-        store = Store(Path(state_dir), create=False)
-        try:
-            runs = [
-                r
-                for r in store.runs(statuses=(RUNNING,), latest_only=False, include_archived=True)
-                if r["backend"] == self.name
-            ]
-        finally:
-            store.close()
-        counts: dict[str, int] = {}
-        for run in runs:
-            handle = self._read_placement(run["run_dir"]) or handle_of(run)
-            if not handle or handle.get("deferred") or not handle.get("host"):
-                continue
-            if handle.get("reserved") and not self._reservation_live(handle):
-                continue
-            counts[handle["host"]] = counts.get(handle["host"], 0) + 1
-        return counts
-
-    @staticmethod
-    def _reservation_live(handle: Handle) -> bool:
-        return time.time() - float(handle.get("at", 0)) < RESERVATION_TTL or supervisor.pid_alive(
-            handle.get("pid"), None
-        )
-
-    def _choose(self, state_dir: str, wanted: str | None) -> tuple[Host | None, str]:
-        """The host to start on (None: all full) and, when none, a note saying why."""
-        if wanted:
-            candidates = [self.host(wanted)]
-        else:
-            candidates = list(self.hosts().values())
-            if not candidates:
-                raise OrchError(
-                    "no remote hosts: pass --host HOST, or add [hosts.NAME] tables to "
-                    'config.toml (see the README\'s "Remote hosts over ssh")'
-                )
-        loads = self.loads(state_dir)
-        free = [h for h in candidates if loads.get(h.name, 0) < h.max_parallel]
-        if not free:
-            busy = ", ".join(
-                f"{h.name} {loads.get(h.name, 0)}/{h.max_parallel}" for h in candidates
-            )
-            return None, f"{WAITING}every host is busy ({busy})"
-        order = {h.name: i for i, h in enumerate(candidates)}
-        best = min(
-            free,
-            key=lambda h: (
-                loads.get(h.name, 0),
-                -(h.max_parallel - loads.get(h.name, 0)),
-                order[h.name],
-            ),
-        )
-        return best, ""
-
-    def _place(self, spec: LaunchSpec, wanted: str | None, cwd: str | None) -> Handle:
-        with self._placement_lock(spec.state_dir):
-            host, _note = self._choose(spec.state_dir, wanted)
-            if host is None:
-                handle: Handle = {"deferred": True, "host": wanted, "cwd": cwd}
-                self._write_placement(spec.run_dir, handle)
-                return handle
-            self._reserve(spec.run_dir, host)
-        return self._start_reserved(spec, host, cwd)
-
-    def _reserve(self, run_dir: str, host: Host) -> None:
-        self._write_placement(
-            run_dir, {"host": host.name, "reserved": True, "pid": os.getpid(), "at": time.time()}
-        )
-
-    def _start_reserved(self, spec: LaunchSpec, host: Host, cwd: str | None) -> Handle:
-        try:
-            handle = self._start(spec, host, cwd)
-        except BaseException:
-            self._write_placement(spec.run_dir, None)
-            raise
-        self._write_placement(spec.run_dir, handle)
-        return handle
+    # -- starting -------------------------------------------------------------------------------
 
     def _start(self, spec: LaunchSpec, host: Host, cwd: str | None) -> Handle:
         """Ship spec, prompt and supervisor in one call; the host starts it detached."""
@@ -886,28 +780,49 @@ class SshBackend(Backend):
 
     # -- the Backend interface ------------------------------------------------------------------
 
+    def places(self, spec: LaunchSpec) -> dict[str, int]:
+        """The hosts this run may go to, each with its ``max_parallel``: the host that holds
+        the session it resumes or forks, else the ``host`` option, else every ``[hosts.*]``
+        table in file order. ``OrchError`` when there is none, or a resumed session lives on
+        another host than the one asked for."""
+        wanted = spec.options.get("host")
+        if spec.resume_from is not None:
+            host = spec.resume_from.get("host")
+            if not host:
+                raise OrchError(
+                    "that session was not recorded on a remote host, so it cannot continue over ssh"
+                )
+            if wanted and wanted != host:
+                raise OrchError(f"that session lives on host {host!r}, not {wanted!r}")
+            wanted = host
+        if wanted:
+            chosen = self.host(str(wanted))
+            return {chosen.name: chosen.max_parallel}
+        hosts = self.hosts()
+        if not hosts:
+            raise OrchError(
+                "no remote hosts: pass --host HOST, or add [hosts.NAME] tables to "
+                'config.toml (see the README\'s "Remote hosts over ssh")'
+            )
+        return {h.name: h.max_parallel for h in hosts.values()}
+
+    def place_of(self, handle: Handle) -> str | None:
+        return str(handle["host"]) if handle.get("host") else None
+
     def launch(self, spec: LaunchSpec) -> Handle:
-        if spec.options.get("interactive"):
-            raise OrchError("the ssh backend runs agents with -p; --interactive needs tmux")
-        return self._place(spec, spec.options.get("host"), None)
+        """Start on the host admission chose (``spec.place``; else the first it may use)."""
+        return self._start(spec, self.host(spec.place or next(iter(self.places(spec)))), None)
 
     def resume(self, spec: LaunchSpec, source: Handle) -> Handle:
         """Go back to the host (and directory) that holds the session's transcript."""
-        host = (source or {}).get("host")
-        if not host:
-            raise OrchError(
-                "that session was not recorded on a remote host, so it cannot continue over ssh"
-            )
-        wanted = spec.options.get("host")
-        if wanted and wanted != host:
-            raise OrchError(f"that session lives on host {host!r}, not {wanted!r}")
-        return self._place(spec, host, source.get("cwd"))
+        host = spec.place or next(iter(self.places(spec)))
+        return self._start(spec, self.host(host), source.get("cwd"))
 
     def is_alive(self, handle: Handle) -> bool:
         """One status call to the agent's host. An unreachable host counts as alive: we cannot
         tell, and must not call its agents lost because a network is down."""
-        if handle.get("deferred") or not handle.get("remote_dir"):
-            return bool(handle.get("deferred"))
+        if not handle.get("remote_dir"):
+            return False
         name = str(handle["host"])
         result = self._status_calls({name: [{"run_id": 0, "handle": handle}]}, files=False)[name]
         if isinstance(result, SshError):
@@ -919,18 +834,14 @@ class SshBackend(Backend):
         """One status call per host for all its running agents: liveness, progress, endings,
         and the files of those that ended. An unreachable host's agents count as alive, with a
         note in their ``error``. A host asked less than ``poll_interval`` ago by this process
-        is not asked again (``orch wait`` polls fast): its agents are left out, nothing new.
-        Deferred runs are placed when a slot has freed."""
+        is not asked again (``orch wait`` polls fast): its agents are left out, nothing new."""
         updates: dict[int, RunUpdate] = {}
         jobs: dict[str, list[dict[str, Any]]] = {}
-        deferred = []
         for run in runs:
             handle = handle_of(run)
             if not handle:
                 continue
-            if handle.get("deferred"):
-                deferred.append((run, handle))
-            elif handle.get("remote_dir"):
+            if handle.get("remote_dir"):
                 jobs.setdefault(str(handle["host"]), []).append({"run": run, "handle": handle})
             else:
                 updates[run["run_id"]] = RunUpdate(alive=False)  # never started anywhere
@@ -956,8 +867,6 @@ class SshBackend(Backend):
                     (Path(run["run_dir"]) / SYNCED).touch()
                 alive = bool(entry.get("alive")) or _final(entry)
                 updates[run["run_id"]] = RunUpdate(alive=alive, fields=fields)
-        for run, handle in deferred:
-            updates[run["run_id"]] = RunUpdate(fields=self._place_deferred(run, handle) or {})
         return updates
 
     def fetch_files(self, run: Mapping[str, Any]) -> None:
@@ -1001,7 +910,7 @@ class SshBackend(Backend):
         return checks
 
     def cancel(self, handle: Handle, grace: float) -> None:
-        if handle.get("deferred") or not handle.get("remote_dir"):
+        if not handle.get("remote_dir"):
             return  # never started anywhere
         host = self.host(str(handle["host"]), handle.get("destination"))
         request = {"cmd": "cancel", "run": _remote_run(handle), "grace": grace}
@@ -1112,41 +1021,6 @@ class SshBackend(Backend):
         if run.get("error") and str(run["error"]).startswith((WAITING, UNREACHABLE)):
             fields["error"] = None
         return fields or None
-
-    def _place_deferred(self, run: Mapping[str, Any], handle: Handle) -> dict[str, Any] | None:
-        """Start a waiting run if a slot has freed; fields for the store, or None."""
-        try:
-            spec = LaunchSpec(**json.loads(Path(run["run_dir"], "spec.json").read_text()))
-            with self._placement_lock(spec.state_dir):
-                placed = self._read_placement(run["run_dir"])
-                if placed and not placed.get("deferred"):
-                    if not placed.get("reserved"):  # placed by another process: record it
-                        return {"handle": json.dumps(placed), "error": None}
-                    if self._reservation_live(placed):
-                        return None  # another process is starting it right now
-                if not self._still_running(spec):
-                    return None  # cancelled meanwhile
-                host, note = self._choose(spec.state_dir, handle.get("host"))
-                if host is None:
-                    return {"error": note} if run.get("error") != note else None
-                self._reserve(run["run_dir"], host)
-            new = self._start_reserved(spec, host, handle.get("cwd"))
-        except (OrchError, OSError, ValueError, TypeError) as exc:
-            return {"status": "failed", "error": f"launch failed: {exc}"}
-        if not self._still_running(spec):  # cancelled while it started: stop it there
-            self.cancel(new, spec.kill_grace)
-            return None
-        return {"handle": json.dumps(new), "error": None}
-
-    @staticmethod
-    def _still_running(spec: LaunchSpec) -> bool:
-        from orch_plugins.store import Store
-
-        store = Store(Path(spec.state_dir), create=False)
-        try:
-            return store.get_run(spec.run_id)["status"] == RUNNING
-        finally:
-            store.close()
 
 
 def _live_state(path: Path) -> tuple[str | None, int]:
