@@ -34,9 +34,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orch_plugins.backend import Backend, BackendContext, Handle, LaunchSpec, handle_of
+from orch_plugins.backend import Backend, BackendContext, LaunchSpec
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
+from orch_plugins.model import Handle, Run
 from orch_plugins.store import CANCELLED, FAILED, QUEUED, RUNNING, Store, public
 
 if TYPE_CHECKING:
@@ -73,10 +74,10 @@ def pending(store: Store) -> bool:
     if store.count(QUEUED):
         return True
     running = store.runs(statuses=(RUNNING,), latest_only=False, include_archived=True)
-    return any(is_deferred(handle_of(r)) for r in running)
+    return any(is_deferred(r["handle"]) for r in running)
 
 
-def read_spec(run: Mapping[str, Any]) -> LaunchSpec:
+def read_spec(run: Run) -> LaunchSpec:
     return LaunchSpec(**json.loads(Path(run["run_dir"], "spec.json").read_text()))
 
 
@@ -84,7 +85,7 @@ def read_spec(run: Mapping[str, Any]) -> LaunchSpec:
 class _Claim:
     """A run this pump took and will start (``place``: where, for a backend with places)."""
 
-    run: dict[str, Any]
+    run: Run
     place: str | None = None
     spec: LaunchSpec | None = None
 
@@ -96,7 +97,7 @@ class _Round:
         self.store, self._plugins, self._config = store, plugins, config
         self._backends: dict[str, Backend] = {}
         self._loads: dict[tuple[str, str], int] | None = None
-        self.running: list[dict[str, Any]] = []
+        self.running: list[Run] = []
 
     @property
     def plugins(self) -> Plugins:
@@ -130,7 +131,7 @@ class _Round:
         if self._loads is None:
             self._loads = {}
             for run in self.running:
-                handle = handle_of(run)
+                handle = run["handle"]
                 if handle is None or is_deferred(handle) or not self.has_places(run["backend"]):
                     continue
                 if "placing" in handle:
@@ -142,7 +143,7 @@ class _Round:
                     self._loads[key] = self._loads.get(key, 0) + 1
         return self._loads
 
-    def choose(self, run: dict[str, Any], spec: LaunchSpec) -> tuple[str | None, str]:
+    def choose(self, run: Run, spec: LaunchSpec) -> tuple[str | None, str]:
         """The place for ``run`` (None: every place is full) and, when none, the note why.
         ``OrchError`` when the backend says the run can go nowhere."""
         backend = self.backend(run["backend"])
@@ -160,13 +161,13 @@ class _Round:
         loads[(run["backend"], best)] = load[best] + 1
         return best, ""
 
-    def placeholder(self, place: str) -> str:
+    def placeholder(self, place: str) -> Handle:
         from orch_plugins.supervisor import proc_start_time
 
         pid = os.getpid()
-        return json.dumps({"placing": place, "pid": pid, "start_time": proc_start_time(pid)})
+        return {"placing": place, "pid": pid, "start_time": proc_start_time(pid)}
 
-    def admit(self, run: dict[str, Any]) -> _Claim | None:
+    def admit(self, run: Run) -> _Claim | None:
         """Decide one run (queued, or running and deferred): a claim to start it now, or
         None (it waits; a queued run is then deferred with its note). A run that can go
         nowhere fails."""
@@ -183,7 +184,7 @@ class _Round:
             return None
         if place is None:
             if not deferred:
-                self._set_running(run, json.dumps(DEFERRED))
+                self._set_running(run, dict(DEFERRED))
             if run.get("error") != note:
                 self.store.update(run["run_id"], error=note)
             return None
@@ -193,7 +194,7 @@ class _Round:
             self._set_running(run, self.placeholder(place))
         return _Claim(run, place, spec)
 
-    def _set_running(self, run: dict[str, Any], handle: str | None) -> None:
+    def _set_running(self, run: Run, handle: Handle | None) -> None:
         import time
 
         self.store.update(run["run_id"], status=RUNNING, started_at=time.time(), handle=handle)
@@ -209,7 +210,7 @@ def _claim(store: Store, round_: _Round) -> list[_Claim]:
     with store.transaction():
         runs = store.runs(statuses=(QUEUED, RUNNING), latest_only=False, include_archived=True)
         queued = [r for r in runs if r["status"] == QUEUED]
-        deferred = [r for r in runs if r["status"] == RUNNING and is_deferred(handle_of(r))]
+        deferred = [r for r in runs if r["status"] == RUNNING and is_deferred(r["handle"])]
         if not queued and not deferred:
             return []
         round_.running = [r for r in runs if r["status"] == RUNNING]
@@ -232,7 +233,7 @@ def start(store: Store, claims: list[_Claim], plugins: Plugins, config: Config) 
     """Hand claimed runs to their backends, many at once where a backend can batch (tmux),
     each at its place where the backend has places; a run its backend cannot start fails,
     with the reason. A run cancelled while it started is stopped again."""
-    by_backend: dict[str, list[tuple[dict[str, Any], LaunchSpec, str | None]]] = {}
+    by_backend: dict[str, list[tuple[Run, LaunchSpec, str | None]]] = {}
     for claim in claims:
         run = claim.run
         try:
@@ -274,7 +275,7 @@ def start(store: Store, claims: list[_Claim], plugins: Plugins, config: Config) 
                 log.debug("launch of run %s failed", run["run_id"], exc_info=True)
                 store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}", handle=None)
                 continue
-            fields: dict[str, Any] = {"handle": json.dumps(handle)}
+            fields: dict[str, Any] = {"handle": handle}
             if place is not None and str(run.get("error") or "").startswith(WAITING):
                 fields["error"] = None
             store.update(run["run_id"], **fields)

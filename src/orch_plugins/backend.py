@@ -12,32 +12,26 @@ store itself.
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from orch_plugins.errors import OrchError
+from orch_plugins.model import Handle, Run
 
 if TYPE_CHECKING:
     from orch_plugins.config import Config
 
-#: A backend's note of where its agent runs: JSON-serialisable, stored in the run's record, so any
-#: later process (``orch status`` tomorrow) can find the agent again.
-Handle = dict[str, Any]
-
-
-def handle_of(run: Mapping[str, Any]) -> Handle | None:
-    """A run record's backend handle (stored as JSON text), or None before the backend has
-    started the run or when the text is not a JSON object."""
-    raw = run.get("handle")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return None
-    return raw if isinstance(raw, dict) else None
+__all__ = [
+    "Backend",
+    "BackendContext",
+    "BackendRegistry",
+    "Handle",
+    "LaunchSpec",
+    "RunUpdate",
+    "project_name",
+]
 
 
 @dataclass(frozen=True)
@@ -68,8 +62,8 @@ class RunUpdate:
     ``alive``: False only when the backend knows the agent's supervisor is gone; the core then
     records the run ``lost`` unless it ended properly (``fields`` or the store say so). When
     the backend cannot tell (a host out of reach), True. ``fields``: store fields to record
-    (progress such as ``num_turns``, an ``error`` note, a new ``handle`` as JSON text); a
-    ``status`` among them that is final ends the run with the other fields.
+    (progress such as ``num_turns``, an ``error`` note, a new ``handle`` as the :data:`Handle`
+    itself); a ``status`` among them that is final ends the run with the other fields.
     """
 
     alive: bool = True
@@ -243,11 +237,12 @@ class Backend(abc.ABC):
         """
         return self.launch(spec)
 
-    def poll(self, runs: Sequence[Mapping[str, Any]]) -> dict[int, RunUpdate]:
-        """What this backend knows about its running ``runs`` (store records, each with a
-        handle): ``{run_id: RunUpdate}``, one call for all of them. Called by every status read
-        and ``orch wait`` poll; it answers from this call alone (nothing carried over from an
-        earlier one). A run left out of the answer is taken as still running, nothing new.
+    def poll(self, runs: Sequence[Run]) -> dict[int, RunUpdate]:
+        """What this backend knows about its running ``runs`` (store records, each with its
+        handle decoded): ``{run_id: RunUpdate}``, one call for all of them. Called by every
+        status read and ``orch wait`` poll; it answers from this call alone (nothing carried
+        over from an earlier one). A run left out of the answer is taken as still running,
+        nothing new.
 
         The default asks :meth:`is_alive` for each. Override when one call can answer for all
         (one ssh round trip per host), or when the supervisors cannot write the store
@@ -255,9 +250,9 @@ class Backend(abc.ABC):
         """
         out = {}
         for run in runs:
-            handle = handle_of(run)
+            handle = run["handle"]
             if handle is not None:
-                out[int(run["run_id"])] = RunUpdate(alive=self.is_alive(handle))
+                out[run["run_id"]] = RunUpdate(alive=self.is_alive(handle))
         return out
 
     def places(self, spec: LaunchSpec) -> dict[str, int] | None:
@@ -277,7 +272,7 @@ class Backend(abc.ABC):
         backend with :meth:`places`)."""
         return None
 
-    def fetch_files(self, run: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+    def fetch_files(self, run: Run) -> None:  # noqa: B027 - optional hook
         """Bring a remote run's files (log, output) into ``run['run_dir']``; local: nothing.
 
         Called before ``orch output`` and ``orch logs`` read them.

@@ -14,14 +14,19 @@ import re
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orch_plugins.plugins import Plugins
 
 from orch_plugins import admission
-from orch_plugins.backend import Backend, BackendContext, LaunchSpec, handle_of
+from orch_plugins.backend import Backend, BackendContext, LaunchSpec
 from orch_plugins.claude import UNSET_ENV, agent_env, build_argv
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
+from orch_plugins.model import MAX_TASK_BYTES, Handle, LaunchRequest, Run, check_task
 from orch_plugins.roles import Role
 from orch_plugins.store import (
     CANCELLED,
@@ -43,8 +48,7 @@ log = logging.getLogger(__name__)
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 #: A claimed run whose backend has not reported a handle after this long is taken as lost.
 START_GRACE = 60.0
-#: Tasks above this are refused: claude's context could not hold them anyway.
-MAX_TASK_BYTES = 16 * 1024 * 1024
+__all__ = ["MAX_TASK_BYTES", "Orchestrator", "Source", "WaitTimeout", "check_task"]
 #: The role a run was launched with, as resolved then (``Role.to_json()``), in its run directory:
 #: resume and fork reuse it rather than looking the name up again where they are called from.
 ROLE_FILE = "role.json"
@@ -54,16 +58,49 @@ class WaitTimeout(OrchError):
     """``orch wait --timeout`` ran out before the awaited agents ended."""
 
 
+@dataclass(frozen=True)
+class Source:
+    """What a fork or a resume starts from: a Claude Code session, where it ran, and (for an
+    agent) the backend and handle of its newest run, and that run."""
+
+    #: The agent name or session id the source was asked for as.
+    ref: str
+    session_id: str
+    cwd: str
+    backend: str | None = None
+    handle: Handle | None = None
+    run: Run | None = None
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """The session a new run continues (``claude --resume``), and what it is recorded as."""
+
+    session_id: str
+    fork: bool
+    #: The source run's handle ({} when it had none): the backend's ``resume`` gets it. None
+    #: for a bare session id, which is simply launched with ``--resume``.
+    handle: Handle | None
+    #: The ``parent`` column: ``NAME#RUN_ID`` for a resume, the ``--from`` reference for a fork.
+    parent: str
+    #: For a resume: the recorded claude of each earlier run on the session, for the new run's
+    #: supervisor to stop if it still runs (``LaunchSpec.previous_claudes``).
+    previous_claudes: list[dict[str, int | None]] = field(default_factory=list)
+
+
 class Orchestrator:
     def __init__(
-        self, store: Store | None = None, config: Config | None = None, plugins: Any = None
+        self,
+        store: Store | None = None,
+        config: Config | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.store = store or Store.open()
         self.config = config or load_config()
         self._plugins = plugins
 
     @property
-    def plugins(self) -> Any:
+    def plugins(self) -> Plugins:
         if self._plugins is None:
             from orch_plugins.plugins import get_plugins
 
@@ -72,60 +109,48 @@ class Orchestrator:
 
     # -- launching --------------------------------------------------------------------------
 
-    def launch(
-        self,
-        name: str,
-        task: str,
-        *,
-        role: str | None = None,
-        backend: str | None = None,
-        timeout: float | None = None,
-        retries: int = 0,
-        model: str | None = None,
-        cwd: str | Path | None = None,
-        from_: str | None = None,
-        max_parallel: int | None = None,
-        options: dict[str, Any] | None = None,
-        start: bool = True,
-    ) -> dict[str, Any]:
+    def launch(self, request: LaunchRequest, *, start: bool = True) -> Run:
         """Record a new agent and start it if a slot is free; never waits for the agent.
 
         ``start=False`` only queues it: a caller launching many calls :meth:`start_queued`
         once afterwards, so a backend that can batch (tmux) starts them in few calls.
+        Raises :class:`OrchError` for an unknown source, role or backend, or a name in use.
         """
-        validate_name(name)
-        source = self.resolve_source(from_) if from_ else None
-        role_obj, keep_role = None, False
-        if source:
-            cwd = self._source_cwd(source, cwd)
-            backend = backend or source.get("backend")
-            if role is None and source.get("run") is not None:
-                # A fork of an agent keeps the agent's role (or none) unless told otherwise.
-                role, role_obj = source["run"]["role"], self.run_role(source["run"])
-                keep_role = True
-        return self._create(
-            name,
-            task,
-            role=role,
-            role_obj=role_obj,
-            keep_role=keep_role,
-            backend=backend,
-            timeout=timeout,
-            retries=retries,
-            model=model,
-            cwd=cwd,
-            max_parallel=max_parallel,
-            resume_session=source["session_id"] if source else None,
-            fork=True,
-            resume_handle=source.get("handle") if source else None,
-            parent=from_,
-            options=options,
-            start=start,
+        if request.source is None:
+            return self._create(request, origin=None, role_obj=None, keep_role=False, start=start)
+        source = self.resolve_source(request.source)
+        request = replace(
+            request,
+            cwd=self._source_cwd(source, request.cwd),
+            backend=request.backend or source.backend,
         )
+        role_obj, keep_role = None, False
+        if request.role is None and source.run is not None:
+            # A fork of an agent keeps the agent's role (or none) unless told otherwise.
+            request = replace(request, role=source.run["role"])
+            role_obj, keep_role = self.run_role(source.run), True
+        origin = _Origin(source.session_id, True, source.handle, parent=source.ref)
+        return self._create(
+            request, origin=origin, role_obj=role_obj, keep_role=keep_role, start=start
+        )
+
+    def launch_many(self, requests: list[LaunchRequest]) -> list[Run]:
+        """Record several agents, then start as many as slots allow in one go, so a backend
+        that can batch (tmux) starts them in few calls. Returns their records, in order. An
+        error (a name in use, an unknown role) stops at that request: the earlier ones stay
+        recorded and are started."""
+        ids: list[int] = []
+        try:
+            for request in requests:
+                ids.append(self.launch(request, start=False)["run_id"])
+        finally:
+            if ids:
+                self.start_queued()
+        return [self.store.get_run(run_id) for run_id in ids]
 
     def resume(
         self, name: str, task: str, *, fork: bool = False, as_name: str | None = None
-    ) -> dict[str, Any]:
+    ) -> Run:
         """Continue an agent's Claude Code session (or a fork of it) with a new prompt.
 
         A resume (not a fork) never runs beside a claude still living on the session: an
@@ -139,29 +164,23 @@ class Orchestrator:
         if not src["session_id"]:
             raise OrchError(f"agent {name!r} has no recorded Claude Code session to resume")
         previous = [] if fork else self._previous_claudes(src["session_id"])
-        new_name = as_name or (self._fork_name(name) if fork else name)
-        validate_name(new_name)
-        return self._create(
-            new_name,
-            task,
+        request = LaunchRequest(
+            name=as_name or (self._fork_name(name) if fork else name),
+            task=task,
             role=src["role"],
-            role_obj=self.run_role(src),
-            keep_role=True,
             backend=src["backend"],
-            timeout=src["timeout"],
-            retries=src["retries"],
             model=src["model"],
             cwd=src["cwd"],
-            max_parallel=None,
-            resume_session=src["session_id"],
-            fork=fork,
-            resume_handle=json.loads(src["handle"]) if src["handle"] else {},
-            parent=f"{name}#{src['run_id']}",
+            timeout=src["timeout"],
+            retries=src["retries"],
             options=_carried_options(src),
-            previous_claudes=previous,
         )
+        origin = _Origin(
+            src["session_id"], fork, src["handle"] or {}, f"{name}#{src['run_id']}", previous
+        )
+        return self._create(request, origin=origin, role_obj=self.run_role(src), keep_role=True)
 
-    def _previous_claudes(self, session_id: str) -> list[dict[str, Any]]:
+    def _previous_claudes(self, session_id: str) -> list[dict[str, int | None]]:
         """The recorded claude of each earlier run on ``session_id`` (newest first), for the
         new run's supervisor to stop if it still runs. Refuses while one of them is an
         interactive agent's claude still open for a person (its run completed, claude alive
@@ -192,7 +211,7 @@ class Orchestrator:
                 return candidate
         raise OrchError(f"no free fork name for {name!r}; pass --as NEWNAME")
 
-    def run_role(self, run: dict[str, Any]) -> Role | None:
+    def run_role(self, run: Run) -> Role | None:
         """The role ``run`` was launched with, as it was then (its ``role.json``), so a resume
         or fork from any directory gets the same prompt, tools and mode. A run recorded before
         roles were kept has no such file: its role is looked up by name (``OrchError`` when
@@ -211,88 +230,63 @@ class Orchestrator:
         except (TypeError, ValueError, AttributeError) as exc:
             raise OrchError(f"{path} does not hold a role: {exc}") from None
 
-    def resolve_source(self, ref: str) -> dict[str, Any]:
-        """An agent name or a Claude Code session id -> session id, cwd, backend, handle and,
-        for an agent, its latest ``run``."""
+    def resolve_source(self, ref: str) -> Source:
+        """An agent name (its newest run) or a Claude Code session id, as a :class:`Source`;
+        :class:`OrchError` when it is neither, or the agent has no session yet."""
         if NAME_RE.fullmatch(ref):
             run = self.store.latest(ref)
             if run is not None:
                 if not run["session_id"]:
                     raise OrchError(f"agent {ref!r} has no recorded Claude Code session yet")
-                return {
-                    "session_id": run["session_id"],
-                    "cwd": run["cwd"],
-                    "backend": run["backend"],
-                    "handle": json.loads(run["handle"]) if run["handle"] else {},
-                    "run": run,
-                }
+                return Source(
+                    ref, run["session_id"], run["cwd"], run["backend"], run["handle"] or {}, run
+                )
         if UUID_RE.fullmatch(ref):
             known = self.store.session(ref)
             if known and known.get("cwd"):
-                return {"session_id": ref, "cwd": known["cwd"]}
+                return Source(ref, ref, known["cwd"])
             cwd = transcript_cwd(ref)
             if cwd:
-                return {"session_id": ref, "cwd": cwd}
+                return Source(ref, ref, cwd)
         raise OrchError(f"unknown agent or session {ref!r} (see 'orch status' and 'orch sessions')")
 
     @staticmethod
-    def _source_cwd(source: dict[str, Any], cwd: str | Path | None) -> str:
+    def _source_cwd(source: Source, cwd: str | None) -> str:
         # Claude Code keeps sessions per project directory: a fork must run where its source ran.
-        if cwd is not None and Path(cwd).resolve() != Path(source["cwd"]).resolve():
-            raise OrchError(
-                f"a forked session must run in its source's directory {source['cwd']!r}"
-            )
-        return source["cwd"]
+        if cwd is not None and Path(cwd).resolve() != Path(source.cwd).resolve():
+            raise OrchError(f"a forked session must run in its source's directory {source.cwd!r}")
+        return source.cwd
 
     def _create(
         self,
-        name: str,
-        task: str,
+        request: LaunchRequest,
         *,
-        role: str | None,
-        role_obj: Role | None = None,
-        keep_role: bool = False,
-        backend: str | None,
-        timeout: float | None,
-        retries: int,
-        model: str | None,
-        cwd: str | Path | None,
-        max_parallel: int | None,
-        resume_session: str | None,
-        fork: bool,
-        resume_handle: dict[str, Any] | None,
-        parent: str | None,
-        options: dict[str, Any] | None,
+        origin: _Origin | None,
+        role_obj: Role | None,
+        keep_role: bool,
         start: bool = True,
-        previous_claudes: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        prompt = check_task(task)
-        if timeout is not None and timeout <= 0:
-            raise OrchError("--timeout must be a positive number of seconds")
-        if retries < 0:
-            raise OrchError("--retries must be 0 or more")
-        if max_parallel is not None and max_parallel < 1:
-            raise OrchError("--max-parallel must be at least 1")
-        workdir = Path(cwd or os.getcwd()).expanduser().resolve()
-        if not workdir.is_dir():
-            raise OrchError(f"working directory {str(workdir)!r} does not exist")
-        # keep_role: a resume or fork has the role (or none) its source ran with, never the
-        # configured default_role.
-        role_name = role if keep_role else role or self.config.default_role
+    ) -> Run:
+        """Record ``request`` as a queued run with its prompt, role and spec files, then (with
+        ``start``) pump the queue. ``keep_role``: ``request.role`` is final (a resume or fork
+        has the role, or none, its source ran with, never the configured default_role) and
+        ``role_obj`` is that role as it was."""
+        name = request.name
+        workdir = request.cwd or str(Path(os.getcwd()).resolve())
+        role_name = request.role if keep_role else request.role or self.config.default_role
         if role_obj is None and role_name:
             role_obj = self.plugins.role(role_name)
-        backend_name = backend or self.config.default_backend
+        backend_name = request.backend or self.config.default_backend
         # An unknown backend, or options it does not take: fail before recording.
-        options = self.plugins.backend_class(backend_name).check_options(options or {})
+        options = self.plugins.backend_class(backend_name).check_options(request.options)
         argv = build_argv(
             self.config.resolve_claude(),
             role=role_obj,
-            model=model,
-            resume_session=resume_session,
-            fork=fork,
-            interactive=bool((options or {}).get("interactive")),
+            model=request.model,
+            resume_session=origin.session_id if origin else None,
+            fork=origin.fork if origin else False,
+            interactive=bool(options.get("interactive")),
         )
-        framed = role_obj.frame(prompt) if role_obj else prompt
+        framed = role_obj.frame(request.task) if role_obj else request.task
         state_dir = str(self.store.state_dir.resolve())
         with self.store.transaction():
             active = self.store.active_run(name)
@@ -302,15 +296,15 @@ class Orchestrator:
                 )
             run = self.store.insert_run(
                 name=name,
-                task=prompt,
+                task=request.task,
                 role=role_name,
                 backend=backend_name,
-                model=model or (role_obj.model if role_obj else None),
-                cwd=str(workdir),
-                timeout=timeout,
-                retries=retries,
-                max_parallel=max_parallel or self.config.max_parallel,
-                parent=parent,
+                model=request.model or (role_obj.model if role_obj else None),
+                cwd=workdir,
+                timeout=request.timeout,
+                retries=request.retries,
+                max_parallel=request.max_parallel or self.config.max_parallel,
+                parent=origin.parent if origin else None,
                 # Claude Code puts its session id in its Bash tool's environment: the
                 # UserPromptSubmit notice goes to the session that launched the agent.
                 launched_by=os.environ.get("CLAUDE_CODE_SESSION_ID") or None,
@@ -329,23 +323,23 @@ class Orchestrator:
                     run_id=run["run_id"],
                     name=name,
                     state_dir=state_dir,
-                    fork_of=resume_session if fork else None,
+                    fork_of=origin.session_id if origin and origin.fork else None,
                 ),
-                cwd=str(workdir),
+                cwd=workdir,
                 run_dir=str(run_dir),
                 state_dir=state_dir,
                 prompt_path=str(prompt_path),
                 output_path=run["output_path"],
                 log_path=run["log_path"],
-                timeout=timeout,
-                retries=retries,
+                timeout=request.timeout,
+                retries=request.retries,
                 retry_backoff=self.config.retry_backoff,
                 kill_grace=self.config.kill_grace,
                 result_grace=self.config.result_grace,
-                resume_from=resume_handle if resume_session else None,
-                previous_claudes=previous_claudes or [],
+                resume_from=origin.handle if origin else None,
+                previous_claudes=origin.previous_claudes if origin else [],
                 unset_env=list(UNSET_ENV),
-                options=options or {},
+                options=options,
             )
             atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
         if start:
@@ -365,14 +359,14 @@ class Orchestrator:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def refresh(self, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def refresh(self, runs: list[Run]) -> list[Run]:
         """Check that running agents still live; mark the dead ones ``lost``; pump the queue."""
         running = [r for r in runs if r["status"] == RUNNING]
-        lost: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-        by_backend: dict[str, list[dict[str, Any]]] = {}
+        lost: list[tuple[Run, Handle | None]] = []
+        by_backend: dict[str, list[Run]] = {}
         now = time.time()
         for run in running:
-            handle = handle_of(run)
+            handle = run["handle"]
             if handle is None:
                 if now - (run["started_at"] or now) > START_GRACE:
                     lost.append((run, None))
@@ -400,7 +394,7 @@ class Orchestrator:
                     if self._record(run["run_id"], update.fields):
                         continue  # it ended, as its backend learnt
                 if not update.alive:
-                    lost.append((run, handle_of(run)))
+                    lost.append((run, run["handle"]))
         for run, handle in lost:
             fresh = self.store.get_run(run["run_id"])
             if fresh["status"] != RUNNING or (handle is None and fresh["handle"] != run["handle"]):
@@ -424,7 +418,7 @@ class Orchestrator:
             return runs
         return [self.store.get_run(r["run_id"]) for r in runs]
 
-    def fetch_files(self, run: dict[str, Any]) -> None:
+    def fetch_files(self, run: Run) -> None:
         """Have the run's backend bring its files home (remote backends) before we read them."""
         with contextlib.suppress(OrchError):
             self._backend(run["backend"]).fetch_files(run)
@@ -441,14 +435,12 @@ class Orchestrator:
             self.store.update(run_id, **fields)
         return False
 
-    def _stop_leftovers(self, backend: str, handle: dict[str, Any]) -> None:
+    def _stop_leftovers(self, backend: str, handle: Handle) -> None:
         # Best effort: the run is already recorded as lost.
         with contextlib.suppress(Exception):
             self._backend(backend).cancel(handle, 0.5)
 
-    def status(
-        self, names: Iterable[str] = (), *, include_all: bool = False
-    ) -> list[dict[str, Any]]:
+    def status(self, names: Iterable[str] = (), *, include_all: bool = False) -> list[Run]:
         names = list(names)
         for name in names:
             self.store.require(name)
@@ -466,7 +458,7 @@ class Orchestrator:
         timeout: float | None = None,
         poll: float = 0.05,
         recheck: float = 0.5,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Run]:
         """Block until the awaited agents (default: all active ones) end; return their runs.
 
         Every ``poll`` seconds it only stats the store's ``ended`` marker (appended to whenever
@@ -503,7 +495,7 @@ class Orchestrator:
 
     # -- stopping and tidying ---------------------------------------------------------------
 
-    def cancel(self, names: Iterable[str] = (), *, all_: bool = False) -> list[dict[str, Any]]:
+    def cancel(self, names: Iterable[str] = (), *, all_: bool = False) -> list[Run]:
         """Cancel agents: queued ones at once, running ones through their backend, in parallel."""
         if all_:
             targets = self.store.runs(statuses=(QUEUED, RUNNING), latest_only=False)
@@ -523,7 +515,7 @@ class Orchestrator:
             ):
                 continue
             run = self.store.get_run(run["run_id"])  # it may have just been started
-            handle = handle_of(run)
+            handle = run["handle"]
             # A placeholder has nothing to stop yet: the pump starting it stops it again.
             if handle and not admission.is_placeholder(handle):
                 backend = self._backend(run["backend"])
@@ -566,26 +558,14 @@ class Orchestrator:
         return out
 
 
-def _carried_options(run: dict[str, Any]) -> dict[str, Any] | None:
+def _carried_options(run: Run) -> dict[str, object]:
     """Launch options a resumed run keeps: an interactive agent stays interactive."""
     try:
         options = json.loads(Path(run["run_dir"], "spec.json").read_text())["options"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return {"interactive": True} if options.get("interactive") else None
-
-
-def check_task(task: str) -> str:
-    if not isinstance(task, str) or not task.strip():
-        raise OrchError("the task is empty")
-    size = len(task.encode("utf-8", "surrogatepass"))
-    if size > MAX_TASK_BYTES:
-        raise OrchError(f"the task is {size} bytes; the limit is {MAX_TASK_BYTES}")
-    try:
-        task.encode("utf-8")
-    except UnicodeEncodeError:
-        raise OrchError("the task is not valid UTF-8") from None
-    return task
+        interactive = bool(options.get("interactive"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return {"interactive": True} if interactive else {}
 
 
 def transcript_cwd(session_id: str) -> str | None:

@@ -53,6 +53,7 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms a hook)
 if TYPE_CHECKING:
+    from orch_plugins.model import Run
     from orch_plugins.store import Store
 
 #: File in the state directory that the store appends a line to (after the commit) whenever a
@@ -405,7 +406,7 @@ def _lock(fh: object) -> None:
 
 def collect_notice(
     sd: str, sid: str, seen_path: str, mark: str | None, event: _Event | None = None
-) -> list[dict]:
+) -> list[Run]:
     """Claim the runs that ended since this session's watermark (store records, oldest end
     first; ``[]`` when nothing ended).
 
@@ -462,7 +463,7 @@ def _one_line(text: str | None) -> str:
     return ""
 
 
-def _result_line(run: dict) -> str:
+def _result_line(run: Run) -> str:
     if run["status"] != "completed":
         return _one_line(run.get("error")) or "no error recorded"
     try:
@@ -473,7 +474,7 @@ def _result_line(run: dict) -> str:
     return _one_line(head) or "empty output"
 
 
-def format_notice(runs: list[dict]) -> str:
+def format_notice(runs: list[Run]) -> str:
     """The text added to the orchestrator's prompt: one line per ended agent."""
     if not runs:
         return ""
@@ -489,7 +490,7 @@ def format_notice(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_screen_note(runs: list[dict]) -> str:
+def format_screen_note(runs: list[Run]) -> str:
     """The one line shown to the person (the hook's ``systemMessage``): who ended, how.
 
     ``orch: 2 agents ended: parser completed, perf failed (orch status)``; at most

@@ -26,7 +26,14 @@ from orch_plugins.errors import OrchError
 # every agent and every hook.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, cast
+
+    from orch_plugins.model import Handle, JSONObject, Run
+else:
+
+    def cast(_type: object, value: object) -> object:
+        return value
+
 
 SCHEMA_VERSION = 2
 #: Columns added after schema 1, in order: ``_migrate`` adds the ones an older store lacks.
@@ -186,9 +193,8 @@ def default_state_dir(start: Path | None = None) -> Path:
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write to a temporary name and rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
-        fh.write(data)
+    with open(tmp, "wb") as fh:
+        fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
     os.replace(tmp, path)
 
 
@@ -274,9 +280,13 @@ class Store:
     def run_dir_for(self, run_id: int, name: str) -> Path:
         return self.state_dir / "runs" / f"{run_id}-{name}"
 
-    def insert_run(self, **fields: Any) -> dict[str, Any]:
-        """Insert a queued run; call inside :meth:`transaction`. Paths are derived from its id."""
+    def insert_run(self, **fields: Any) -> Run:
+        """Insert a queued run; call inside :meth:`transaction`. Paths are derived from its id.
+
+        ``fields`` are columns of the ``runs`` table (see :class:`orch_plugins.model.Run`)."""
         fields.setdefault("status", QUEUED)
+        if "handle" in fields:
+            fields["handle"] = encode_handle(fields["handle"])
         fields.setdefault("created_at", time.time())
         fields.update(run_dir="", output_path="", log_path="")
         cols = ", ".join(fields)
@@ -291,32 +301,32 @@ class Store:
         )
         return self.get_run(run_id)
 
-    def get_run(self, run_id: int) -> dict[str, Any]:
+    def get_run(self, run_id: int) -> Run:
         row = self.conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
             raise OrchError(f"no run with id {run_id}")
-        return dict(row)
+        return _run(row)
 
-    def latest(self, name: str) -> dict[str, Any] | None:
+    def latest(self, name: str) -> Run | None:
         """The newest run of an agent name (archived runs included)."""
         row = self.conn.execute(
             "SELECT * FROM runs WHERE name=? ORDER BY run_id DESC LIMIT 1", (name,)
         ).fetchone()
-        return dict(row) if row else None
+        return _run(row) if row else None
 
-    def require(self, name: str) -> dict[str, Any]:
+    def require(self, name: str) -> Run:
         validate_name(name)
         run = self.latest(name)
         if run is None:
             raise OrchError(f"no agent named {name!r} (see 'orch status --all')")
         return run
 
-    def active_run(self, name: str) -> dict[str, Any] | None:
+    def active_run(self, name: str) -> Run | None:
         row = self.conn.execute(
             "SELECT * FROM runs WHERE name=? AND status IN (?, ?) ORDER BY run_id DESC LIMIT 1",
             (name, *ACTIVE),
         ).fetchone()
-        return dict(row) if row else None
+        return _run(row) if row else None
 
     def runs(
         self,
@@ -325,7 +335,7 @@ class Store:
         include_archived: bool = False,
         latest_only: bool = True,
         statuses: Iterable[str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Run]:
         """Runs oldest first; by default only each name's newest run, archived ones left out."""
         where, args = [], []
         if not include_archived:
@@ -346,7 +356,7 @@ class Store:
             )
         else:
             sql = f"SELECT * FROM runs {clause} ORDER BY run_id"
-        return [dict(r) for r in self.conn.execute(sql, args)]
+        return [_run(r) for r in self.conn.execute(sql, args)]
 
     def count(self, status: str) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (status,)).fetchone()[
@@ -354,8 +364,11 @@ class Store:
         ]
 
     def update(self, run_id: int, **fields: Any) -> None:
+        """Set columns of a run (a ``handle`` is given as the :data:`Handle` itself)."""
         if not fields:
             return
+        if "handle" in fields:
+            fields["handle"] = encode_handle(fields["handle"])
         sets = ", ".join(f"{k}=?" for k in fields)
         self.conn.execute(f"UPDATE runs SET {sets} WHERE run_id=?", [*fields.values(), run_id])
 
@@ -395,14 +408,14 @@ class Store:
             )
         return cur.rowcount
 
-    def delete(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
+    def delete(self, run_ids: Iterable[int]) -> list[Run]:
         ids = list(run_ids)
         if not ids:
             return []
         marks = ", ".join("?" for _ in ids)
         with self.transaction():
             rows = [
-                dict(r)
+                _run(r)
                 for r in self.conn.execute(f"SELECT * FROM runs WHERE run_id IN ({marks})", ids)
             ]
             self.conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", ids)
@@ -462,11 +475,11 @@ class Store:
                     "UPDATE sessions SET ended_at=? WHERE session_id=?", (now, session_id)
                 )
 
-    def session_runs(self, session_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    def session_runs(self, session_id: str, limit: int = 50) -> list[Run]:
         """The runs that recorded ``session_id`` as theirs, newest first (resumes of one
         session share it; a fork has its own)."""
         return [
-            dict(r)
+            _run(r)
             for r in self.conn.execute(
                 "SELECT * FROM runs WHERE session_id=? ORDER BY run_id DESC LIMIT ?",
                 (session_id, limit),
@@ -479,11 +492,11 @@ class Store:
         ).fetchone()
         return dict(row) if row else None
 
-    def ended_since(self, since: float) -> list[dict[str, Any]]:
+    def ended_since(self, since: float) -> list[Run]:
         """Runs that reached a final status after ``since`` (epoch seconds), oldest first."""
         marks = ", ".join("?" for _ in FINAL)
         return [
-            dict(r)
+            _run(r)
             for r in self.conn.execute(
                 f"SELECT * FROM runs WHERE ended_at > ? AND status IN ({marks}) ORDER BY ended_at",
                 (since, *FINAL),
@@ -501,9 +514,36 @@ class Store:
         return [dict(r) for r in self.conn.execute("SELECT * FROM sessions ORDER BY first_seen")]
 
 
-def public(run: dict[str, Any]) -> dict[str, Any]:
+def encode_handle(handle: Handle | str | None) -> str | None:
+    """A backend's handle as the ``handle`` column holds it (JSON text). A string is taken as
+    JSON already encoded (what backends stored before handles were decoded by the store)."""
+    if handle is None or isinstance(handle, str):
+        return handle
+    return json.dumps(handle)
+
+
+def decode_handle(text: str | None) -> Handle | None:
+    """The ``handle`` column as the backend wrote it; None when empty or not a JSON object."""
+    if not text:
+        return None
+    try:
+        handle = json.loads(text)
+    except ValueError:
+        return None
+    return handle if isinstance(handle, dict) else None
+
+
+def _run(row: sqlite3.Row) -> Run:
+    """A ``runs`` row as a :class:`~orch_plugins.model.Run`: the one place a handle is decoded."""
+    run = dict(row)
+    run["handle"] = decode_handle(run["handle"])
+    return cast("Run", run)
+
+
+def public(run: Run) -> JSONObject:
     """The documented status object of a run (``orch status --json``)."""
-    out = {k: run.get(k) for k in STATUS_FIELDS}
+    row = cast("dict[str, Any]", run)
+    out = {k: row.get(k) for k in STATUS_FIELDS}
     for key in _TIME_FIELDS:
         out[key] = iso(out[key])
     if isinstance(out["usage"], str):
@@ -512,4 +552,4 @@ def public(run: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             out["usage"] = None
     out["archived"] = bool(out["archived"])
-    return out
+    return cast("JSONObject", out)

@@ -528,6 +528,7 @@ def test_builtins_resolve_without_scanning_entry_points(
     # A whole launch: role and backend resolve without a scan; the one scan comes after the
     # backend returned, for the orch_agent_launched event (third-party listeners must hear it).
     from orch_plugins.core import Orchestrator
+    from orch_plugins.model import LaunchRequest
     from orch_plugins.store import Store
 
     store = Store.open()
@@ -540,7 +541,7 @@ def test_builtins_resolve_without_scanning_entry_points(
     monkeypatch.setattr(plugins, "discover_entry_points", discover)
     plugins.set_plugins(None)
     orch_ = Orchestrator(store=store)
-    orch_.launch("a1", "hi", role="bug-hunter")
+    orch_.launch(LaunchRequest("a1", "hi", role="bug-hunter"))
     assert len(handles_at_scan) == 1 and handles_at_scan[0], handles_at_scan
     [run] = orch_.wait(["a1"], timeout=30)
     assert run["status"] == "completed"

@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +50,11 @@ from orch_plugins.backend import (
     LaunchOption,
     LaunchSpec,
     RunUpdate,
-    handle_of,
     project_name,
 )
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
+from orch_plugins.model import Run
 from orch_plugins.store import FINAL, atomic_write
 
 log = logging.getLogger(__name__)
@@ -830,7 +830,7 @@ class SshBackend(Backend):
         entry = result[0]["runs"].get("0", {})
         return bool(entry.get("alive")) or _final(entry)
 
-    def poll(self, runs: Sequence[Mapping[str, Any]]) -> dict[int, RunUpdate]:
+    def poll(self, runs: Sequence[Run]) -> dict[int, RunUpdate]:
         """One status call per host for all its running agents: liveness, progress, endings,
         and the files of those that ended. An unreachable host's agents count as alive, with a
         note in their ``error``. A host asked less than ``poll_interval`` ago by this process
@@ -838,7 +838,7 @@ class SshBackend(Backend):
         updates: dict[int, RunUpdate] = {}
         jobs: dict[str, list[dict[str, Any]]] = {}
         for run in runs:
-            handle = handle_of(run)
+            handle = run["handle"]
             if not handle:
                 continue
             if handle.get("remote_dir"):
@@ -869,9 +869,9 @@ class SshBackend(Backend):
                 updates[run["run_id"]] = RunUpdate(alive=alive, fields=fields)
         return updates
 
-    def fetch_files(self, run: Mapping[str, Any]) -> None:
+    def fetch_files(self, run: Run) -> None:
         """Bring the run's log (from where the local copy ends) and output home."""
-        handle = handle_of(run)
+        handle = run["handle"]
         if not handle or not handle.get("remote_dir"):
             return
         marker = Path(run["run_dir"]) / SYNCED
@@ -967,7 +967,7 @@ class SshBackend(Backend):
 
     @staticmethod
     def _store_files(
-        run: Mapping[str, Any], job: dict[str, Any], entry: dict[str, Any], blobs: list[bytes]
+        run: Run, job: dict[str, Any], entry: dict[str, Any], blobs: list[bytes]
     ) -> None:
         """Write what came home. The remote log is append-only, so bytes are written at their
         own offset: two processes syncing at once write the same bytes, never twice."""
@@ -997,7 +997,7 @@ class SshBackend(Backend):
                     os.close(fd)
 
     @staticmethod
-    def _news(run: Mapping[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
+    def _news(run: Run, entry: dict[str, Any]) -> dict[str, Any] | None:
         state: dict[str, Any] = entry["state"] if isinstance(entry.get("state"), dict) else {}
         if state.get("status") in FINAL:
             fields = {k: state[k] for k in STATE_FIELDS if k in state}

@@ -49,13 +49,13 @@ from orch_plugins.backend import (
     Handle,
     LaunchOption,
     LaunchSpec,
-    handle_of,
     project_name,
 )
 from orch_plugins.backends.subprocess import SubprocessBackend, supervisor_argv
 from orch_plugins.claude import AGENT_ENV, UNSET_ENV
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
+from orch_plugins.model import Run
 from orch_plugins.supervisor import pid_alive, proc_start_time
 
 if TYPE_CHECKING:
@@ -389,13 +389,11 @@ class TmuxBackend(SubprocessBackend):
             or (not row.get("project") and (row.get("window"), row.get("pid")) in legacy)
         ]
 
-    def tidy(self, runs: Iterable[Mapping[str, Any]]) -> int:
+    def tidy(self, runs: Iterable[Run]) -> int:
         """Close this project's agent windows whose agent has ended (their pane is dead),
         never another project's or anyone else's; returns how many. ``runs``: the project's
         records (all of them, archived too), for windows from before the marks."""
-        handles = [
-            h for run in runs if run["backend"] == self.name and (h := handle_of(run)) is not None
-        ]
+        handles = [run["handle"] for run in runs if run["backend"] == self.name and run["handle"]]
         windows = self.windows(self.context.state_dir, handles)
         dead = sorted({w["window"] for w in windows if w["dead"] == "1"})
         if dead:
@@ -526,7 +524,7 @@ class Dashboard:
         )
         return proc.stdout.strip().splitlines()[-1]
 
-    def _runs(self) -> list[dict[str, Any]]:
+    def _runs(self) -> list[Run]:
         from orch_plugins.store import Store
 
         store = Store(Path(self.state_dir), create=False)
@@ -535,7 +533,7 @@ class Dashboard:
         finally:
             store.close()
 
-    def reconcile(self, window: str, runs: list[dict[str, Any]]) -> bool:
+    def reconcile(self, window: str, runs: list[Run]) -> bool:
         """Give each running agent (up to ``max_agents``) a viewer pane in ``window`` (or the
         window of a pane ``%N``); a viewer of an ended agent is reused before a new pane is
         split off. Returns whether anything changed."""
@@ -598,13 +596,13 @@ def _clear() -> str:
     return "\033[H\033[2J\033[3J"
 
 
-def _age(run: dict[str, Any]) -> str:
+def _age(run: Run) -> str:
     start = run.get("started_at") or run.get("created_at") or time.time()
     secs = max(0.0, (run.get("ended_at") or time.time()) - start)
     return f"{secs:.0f}s" if secs < 120 else f"{secs / 60:.0f}m"
 
 
-def status_lines(runs: list[dict[str, Any]], width: int) -> list[str]:
+def status_lines(runs: list[Run], width: int) -> list[str]:
     """The status pane's table: one line per agent, newest last."""
     from orch_plugins.progress import money
 
@@ -683,7 +681,7 @@ def view_loop(state_dir: str, run_id: int) -> None:
 
     store = Store(Path(state_dir), create=False)
     run = store.get_run(run_id)
-    handle = json.loads(run["handle"]) if run["handle"] else {}
+    handle = run["handle"] or {}
     head = f"== {run['name']} (run {run_id}, {run['backend']}) =="
     if handle.get("interactive"):
         _mirror(store, run_id, handle, head)

@@ -7,7 +7,6 @@ closing it never stops an agent. The work is done by :class:`orch_plugins.backen
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -37,7 +36,7 @@ def _step_in(name: str, attach: bool) -> None:
     from orch_plugins.store import Store
 
     run = Store.open().require(name)
-    handle = json.loads(run["handle"]) if run["handle"] else {}
+    handle = run["handle"] or {}
     if not handle.get("window"):
         raise OrchError(
             f"agent {name!r} has no tmux window (backend {run['backend']}); "

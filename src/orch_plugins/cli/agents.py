@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from orch_plugins.cli.backend_options import OPTION_OPT, WithBackendFlags, backend_and_options
 from orch_plugins.errors import OrchError
+
+if TYPE_CHECKING:
+    from orch_plugins.core import Orchestrator
+    from orch_plugins.model import JSON, LaunchRequest, Run
 
 app = typer.Typer()
 
@@ -42,8 +47,11 @@ TASK_FILE_OPT = typer.Option(
 HANDOVER_DIR = ".orch-tasks"
 
 
-def _common(
+def _request(
     ctx: typer.Context,
+    name: str,
+    task: str,
+    role: str | None,
     backend: str | None,
     option: list[str] | None,
     timeout: float | None,
@@ -51,28 +59,37 @@ def _common(
     model: str | None,
     cwd: Path | None,
     max_parallel: int | None,
-) -> dict[str, Any]:
-    """The launch flags that ``launch`` and ``parallel`` share, as Orchestrator.launch keywords;
-    the backend's own options (``-o``, declared flags) are checked by the backend."""
+    *,
+    source: str | None = None,
+) -> LaunchRequest:
+    """The launch flags that ``launch`` and ``parallel`` share, as one checked request
+    (:class:`OrchError` on a bad value); the backend's own options (``-o``, declared flags)
+    are checked by the backend when the core records the run."""
+    from orch_plugins.model import LaunchRequest
+
     backend, options = backend_and_options(ctx, backend, option)
-    return {
-        "backend": backend,
-        "options": options,
-        "timeout": timeout,
-        "retries": retries,
-        "model": model,
-        "cwd": cwd,
-        "max_parallel": max_parallel,
-    }
+    return LaunchRequest(
+        name=name,
+        task=task,
+        role=role,
+        backend=backend,
+        options=options,
+        timeout=timeout,
+        retries=retries,
+        model=model,
+        cwd=str(cwd) if cwd else None,
+        max_parallel=max_parallel,
+        source=source,
+    )
 
 
-def _orch() -> Any:
+def _orch() -> Orchestrator:
     from orch_plugins.core import Orchestrator
 
     return Orchestrator()
 
 
-def _public(run: dict[str, Any]) -> dict[str, Any]:
+def _public(run: Run) -> dict[str, JSON]:
     from orch_plugins.store import public
 
     return public(run)
@@ -121,7 +138,7 @@ def _echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2 if sys.stdout.isatty() else None, ensure_ascii=False))
 
 
-def _launched_line(run: dict[str, Any]) -> str:
+def _launched_line(run: Run) -> str:
     where = f" ({run['status']})" if run["status"] != "running" else ""
     return f"{run['name']}: launched{where}, run {run['run_id']}, output {run['output_path']}"
 
@@ -154,16 +171,16 @@ def launch(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Start one agent in the background and return at once."""
-    text = _task_or_file(task, task_file)
+    flags = (backend, option, timeout, retries, model, cwd, max_parallel)
+    request = _request(ctx, name, _task_or_file(task, task_file), role, *flags, source=from_)
     orch = _orch()
-    common = _common(ctx, backend, option, timeout, retries, model, cwd, max_parallel)
-    run = orch.launch(name, text, role=role, from_=from_, **common)
+    run = orch.launch(request)
     _hand_over_done(task_file)
     _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
 
 
 def _report_launched(
-    runs: list[dict[str, Any]], *, as_json: bool, single: bool, wait: bool, orch: Any
+    runs: list[Run], *, as_json: bool, single: bool, wait: bool, orch: Orchestrator
 ) -> None:
     """Print what was launched; a run its backend could not even start fails the command."""
     _warn_if_unheard(orch)
@@ -210,12 +227,14 @@ def parallel(
     role_list = role_per_task(role, roles, len(tasks))
     texts = [_read_task(t) for t in tasks]
     orch = _orch()
-    common = _common(ctx, backend, option, timeout, retries, model, cwd, max_parallel)
-    runs = launch_tasks(orch, texts, role_list, prefix=prefix, **common)
+    flags = (backend, option, timeout, retries, model, cwd, max_parallel)
+    runs = launch_tasks(
+        orch, texts, role_list, prefix=prefix, make=lambda n, t, r: _request(ctx, n, t, r, *flags)
+    )
     _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)
 
 
-def _warn_if_unheard(orch: Any) -> None:
+def _warn_if_unheard(orch: Orchestrator) -> None:
     """One line on stderr when the Claude Code session launching agents will not be told when
     they finish: its hooks never recorded it (started where they do not run)."""
     import os
@@ -245,28 +264,33 @@ def role_per_task(role: str | None, roles: str | None, n: int) -> list[str | Non
 
 
 def launch_tasks(
-    orch: Any, texts: list[str], roles: list[str | None], *, prefix: str = "agent", **kw: Any
-) -> list[dict[str, Any]]:
-    """One agent per task, named PREFIX1, PREFIX2, … (the first free numbers), all queued
-    first and then started at once, so a backend that can batch starts them in few calls.
-    ``kw`` goes to :meth:`Orchestrator.launch`. Returns the runs' records."""
+    orch: Orchestrator,
+    texts: list[str],
+    roles: list[str | None],
+    *,
+    prefix: str = "agent",
+    make: Callable[[str, str, str | None], LaunchRequest] | None = None,
+) -> list[Run]:
+    """One agent per task, named PREFIX1, PREFIX2, … (the first free numbers), all checked,
+    then queued, then started at once, so a backend that can batch starts them in few calls.
+    ``make(name, task, role)`` builds each request (default: only those three set).
+    Returns the runs' records; :class:`OrchError` (nothing recorded) for a bad task."""
+    if make is None:
+        from orch_plugins.model import LaunchRequest
+
+        make = LaunchRequest
     names = orch.free_names(prefix, len(texts))
-    runs = [
-        orch.launch(name, text, role=r, start=False, **kw)
-        for name, text, r in zip(names, texts, roles)
-    ]
-    orch.start_queued()
-    return [orch.store.get_run(r["run_id"]) for r in runs]
+    return orch.launch_many([make(n, t, r) for n, t, r in zip(names, texts, roles)])
 
 
-def _age(run: dict[str, Any]) -> str:
+def _age(run: Run) -> str:
     start = run.get("started_at") or run.get("created_at")
     end = run.get("ended_at") or time.time()
     secs = max(0.0, end - start) if start else 0.0
     return f"{secs:.0f}s" if secs < 120 else f"{secs / 60:.0f}m"
 
 
-def _table(runs: list[dict[str, Any]]) -> str:
+def _table(runs: list[Run]) -> str:
     from orch_plugins.progress import money
 
     rows = [("NAME", "STATUS", "ROLE", "BACKEND", "TIME", "TURNS", "COST", "TASK / ERROR")]
@@ -313,13 +337,13 @@ def status(
         typer.echo("no agents")
 
 
-def _ended_line(run: dict[str, Any]) -> str:
+def _ended_line(run: Run) -> str:
     """``NAME: STATUS`` and, unless it completed, ``: ERROR``."""
     tail = f": {run['error']}" if run.get("error") and run["status"] != "completed" else ""
     return f"{run['name']}: {run['status']}{tail}"
 
 
-def _finish_wait(orch: Any, names: list[str], *, as_json: bool, single: bool) -> None:
+def _finish_wait(orch: Orchestrator, names: list[str], *, as_json: bool, single: bool) -> None:
     """``--wait`` of launch/resume (``single``) and parallel: with ``--json`` the ended run
     records, shaped as without ``--wait`` (one object for one agent, an array for parallel);
     else one agent's output, or a ``NAME: STATUS`` line per agent (parallel, or an agent that
@@ -399,7 +423,7 @@ def output(
         raise typer.Exit(1)
 
 
-def _print_output(orch: Any, run: dict[str, Any]) -> bool:
+def _print_output(orch: Orchestrator, run: Run) -> bool:
     """Print one run's result; False (and the reason on stderr) unless it completed."""
     name = run["name"]
     if run["status"] in ("queued", "running"):

@@ -341,10 +341,12 @@ def slash(
         else:
             agents.output(names=words, path=False)
         return
+    from orch_plugins.model import LaunchRequest
+
     orch = agents._orch()
     if command == "launch":
         [name], opts, task = parse.split_args(text, names=1, valued=("--role",))
-        runs = [orch.launch(name, task, role=parse.value(opts, "--role"))]
+        runs = [orch.launch(LaunchRequest(name, task, role=parse.value(opts, "--role")))]
     elif command == "resume":
         [name], opts, task = parse.split_args(text, names=1, flags=("--fork",), valued=("--as",))
         runs = [
