@@ -300,10 +300,15 @@ def pump(store: Store, plugins: Plugins | None = None, config: Config | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m orch_plugins.admission STATE_DIR``: what an ending supervisor runs."""
+    """``python -m orch_plugins.admission STATE_DIR``: what an ending supervisor runs when
+    agents are queued or a run's end is not yet announced: start what fits, then fire
+    ``orch_agent_ended`` for every end not yet announced."""
+    from orch_plugins.events import announce_ended
+
     args = sys.argv[1:] if argv is None else argv
     store = Store(Path(args[0]), create=False)
     pump(store)
+    announce_ended(store)
     return 0
 
 

@@ -26,6 +26,7 @@ from orch_plugins.backend import Backend, BackendContext, LaunchSpec
 from orch_plugins.claude import UNSET_ENV, agent_env, build_argv
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
+from orch_plugins.events import SETTLE, announce_ended
 from orch_plugins.model import MAX_TASK_BYTES, Handle, LaunchRequest, Run, check_task
 from orch_plugins.roles import Role
 from orch_plugins.store import (
@@ -146,6 +147,7 @@ class Orchestrator:
         finally:
             if ids:
                 self.start_queued()
+                self._announce()
         return [self.store.get_run(run_id) for run_id in ids]
 
     def resume(
@@ -344,11 +346,17 @@ class Orchestrator:
             atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
         if start:
             self.start_queued()
+            self._announce()  # a run its backend refused has ended
         return self.store.get_run(run["run_id"])
 
     def start_queued(self) -> int:
         """Start queued agents while slots are free; returns how many started."""
         return admission.pump(self.store, self.plugins, self.config)
+
+    def _announce(self, settle: float = 0.0) -> None:
+        """Fire ``orch_agent_ended`` for ends not yet announced (see :mod:`orch_plugins.events`):
+        all of them, or with ``settle`` only those older than that many seconds."""
+        announce_ended(self.store, self._plugins, settle=settle)
 
     def _backend(self, name: str) -> Backend:
         """The backend ``name``, made with its context (its ``[backends.NAME]`` table, the
@@ -376,7 +384,7 @@ class Orchestrator:
                     lost.append((run, None))
                 continue
             by_backend.setdefault(run["backend"], []).append(run)
-        changed = False
+        changed = ended = False
         for name, group in by_backend.items():
             try:
                 updates = self._backend(name).poll(group)
@@ -392,6 +400,7 @@ class Orchestrator:
                 if update.fields:
                     changed = True
                     if self._record(run["run_id"], update.fields):
+                        ended = True
                         continue  # it ended, as its backend learnt
                 if not update.alive:
                     lost.append((run, run["handle"]))
@@ -406,7 +415,7 @@ class Orchestrator:
                 error="the agent's process ended without recording a result "
                 "(killed, or the machine restarted)",
             ):
-                changed = True
+                changed = ended = True
                 if handle:
                     self._stop_leftovers(run["backend"], handle)
         if (changed or running or any(r["status"] == QUEUED for r in runs)) and admission.pending(
@@ -414,6 +423,9 @@ class Orchestrator:
         ):
             self.start_queued()
             changed = True
+        # An end this read recorded is announced now; others are their pump process's, unless
+        # it evidently never ran.
+        self._announce(0.0 if ended else SETTLE)
         if not changed:
             return runs
         return [self.store.get_run(r["run_id"]) for r in runs]
@@ -531,10 +543,12 @@ class Orchestrator:
             out.append(self.store.get_run(run["run_id"]))
         if admission.pending(self.store):
             self.start_queued()
+        self._announce()
         return out
 
     def clear(self, *, archive: bool = False) -> int:
         """Forget (or archive) every ended run; running and queued agents are never touched."""
+        self._announce()  # before their records go
         runs = self.store.runs(include_archived=not archive, latest_only=False)
         ended = [r for r in runs if r["status"] in FINAL]
         if archive:

@@ -6,7 +6,7 @@ A plugin is a module or object with functions marked ``@hookimpl``; it is regist
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import typer
 
     from orch_plugins.backend import BackendRegistry
+    from orch_plugins.model import JSONObject
     from orch_plugins.roles import RoleRegistry
 
 PROJECT = "orch_plugins"
@@ -57,10 +58,29 @@ def orch_register_commands(app: typer.Typer) -> None:
 
 
 @hookspec
-def orch_agent_launched(run: dict[str, Any]) -> None:
+def orch_agent_launched(run: JSONObject) -> None:
     """An agent's run was handed to its backend.
 
     Called in the process that started it (``orch launch``, or whichever process took the run
     off the queue), after the backend returned. ``run`` is the public status object
     (see ``orch status --json``). Return value ignored; exceptions are logged, not raised.
+    """
+
+
+@hookspec
+def orch_agent_ended(run: JSONObject) -> None:
+    """A run reached a final status: ``completed``, ``failed``, ``cancelled``, ``timed_out`` or
+    ``lost``.
+
+    Called exactly once per such run, whoever noticed the end (the agent's supervisor, a
+    status read that found it lost or collected a remote agent's end, a cancel, a launch its
+    backend refused), by the first process that claims the event in the store: normally the
+    detached ``python -m orch_plugins.admission`` process an ending supervisor starts (the
+    supervisor itself loads no plugins), else ``orch launch``, ``orch cancel``, ``orch
+    clear``, or a status read or wait that recorded the end; an end left unannounced for 30 s
+    is announced by the next status read. So it may fire a moment after ``orch wait``
+    returned, and never on stdout. A process killed between the claim and the call loses that
+    one event. ``run`` is the public status object (see ``orch status --json``) with the final
+    status, ``ended_at``, ``error``, ``cost_usd``, ``usage`` and ``output_path``. Return value
+    ignored; exceptions are logged, not raised.
     """

@@ -116,6 +116,9 @@ class Run(TypedDict):
     #: The agent's claude process (pid, start time in clock ticks since boot), once started.
     claude_pid: int | None
     claude_start: int | None
+    #: 1 once a process has claimed the run's ``orch_agent_ended`` event (see
+    #: :meth:`orch_plugins.store.Store.claim_ended`).
+    end_announced: int
 
 
 def check_task(task: str) -> str:

@@ -35,12 +35,7 @@ else:
         return value
 
 
-SCHEMA_VERSION = 2
-#: Columns added after schema 1, in order: ``_migrate`` adds the ones an older store lacks.
-_ADDED_COLUMNS = (
-    ("claude_pid", "INTEGER"),
-    ("claude_start", "INTEGER"),
-)
+SCHEMA_VERSION = 3
 DB_NAME = "state.db"
 #: Appended to once per run that ends, after the commit: hooks compare its size and mtime, so
 #: "nothing ended since the last prompt" costs a stat instead of opening the store.
@@ -94,6 +89,20 @@ _TIME_FIELDS = ("created_at", "started_at", "ended_at", "last_activity")
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+#: Columns added after schema 1, in order: ``_migrate`` adds the ones an older store lacks, as
+#: (name, declaration, statement run once when the column is added, or None).
+_ADDED_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("claude_pid", "INTEGER", None),
+    ("claude_start", "INTEGER", None),
+    # orch_agent_ended is claimed once per run (1 = claimed). Runs that ended before the event
+    # existed are not announced when an older store is opened.
+    (
+        "end_announced",
+        "INTEGER NOT NULL DEFAULT 0",
+        f"UPDATE runs SET end_announced=1 WHERE status IN ({', '.join(map(repr, FINAL))})",
+    ),
+)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -129,7 +138,8 @@ CREATE TABLE IF NOT EXISTS runs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     archived INTEGER NOT NULL DEFAULT 0,
     claude_pid INTEGER,
-    claude_start INTEGER
+    claude_start INTEGER,
+    end_announced INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
@@ -252,9 +262,16 @@ class Store:
                 if statement.strip():
                     self.conn.execute(statement)
             have = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
-            for column, kind in _ADDED_COLUMNS:
+            for column, declaration, backfill in _ADDED_COLUMNS:
                 if column not in have:
-                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
+                    if backfill:
+                        self.conn.execute(backfill)
+            # Only the few runs not yet announced: "is there an end to announce?" stays cheap.
+            self.conn.execute(
+                "CREATE INDEX IF NOT EXISTS runs_unannounced ON runs(ended_at) "
+                "WHERE end_announced=0"
+            )
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -397,6 +414,43 @@ class Store:
         self._ended_pending = False
         with contextlib.suppress(OSError), open(self.state_dir / ENDED_MARKER, "a") as fh:
             fh.write("x\n")
+
+    # -- the end-of-run event ----------------------------------------------------------------
+
+    def _unannounced_where(self, ended_before: float | None) -> tuple[str, list[object]]:
+        marks = ", ".join("?" for _ in FINAL)
+        where = f"end_announced=0 AND status IN ({marks})"
+        args: list[object] = list(FINAL)
+        if ended_before is not None:
+            where += " AND ended_at < ?"
+            args.append(ended_before)
+        return where, args
+
+    def unannounced(self, *, ended_before: float | None = None) -> bool:
+        """Whether a run reached a final status and its ``orch_agent_ended`` event is not yet
+        claimed (only runs that ended before ``ended_before``, epoch seconds, when given).
+        One indexed read; no transaction."""
+        where, args = self._unannounced_where(ended_before)
+        row = self.conn.execute(f"SELECT 1 FROM runs WHERE {where} LIMIT 1", args).fetchone()
+        return row is not None
+
+    def claim_ended(self, *, ended_before: float | None = None) -> list[Run]:
+        """Claim the ``orch_agent_ended`` event of every ended run not yet claimed (only those
+        that ended before ``ended_before``, epoch seconds, when given), oldest end first.
+
+        The read and the marking happen in one ``BEGIN IMMEDIATE`` transaction, so each run
+        is returned to exactly one caller, across every process, ever: the caller then fires
+        the event. A caller killed between the claim and the call loses that event."""
+        where, args = self._unannounced_where(ended_before)
+        with self.transaction():
+            rows = self.conn.execute(
+                f"SELECT * FROM runs WHERE {where} ORDER BY ended_at, run_id", args
+            ).fetchall()
+            if rows:
+                ids = [row["run_id"] for row in rows]
+                marks = ", ".join("?" for _ in ids)
+                self.conn.execute(f"UPDATE runs SET end_announced=1 WHERE run_id IN ({marks})", ids)
+        return [_run(row) for row in rows]
 
     def archive(self, run_ids: Iterable[int]) -> int:
         ids = list(run_ids)

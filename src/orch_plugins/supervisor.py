@@ -164,8 +164,11 @@ class DbReporter:
     def cancel_requested(self) -> bool:
         return bool(self.store.get_run(self.run_id)["cancel_requested"])
 
-    def queued(self) -> int:
-        return self.store.count("queued")
+    def pump_wanted(self) -> bool:
+        """Whether the pump process has work: queued agents, or an end (this run's, normally)
+        whose ``orch_agent_ended`` no process has claimed yet; it needs the plugins, which
+        this process never loads."""
+        return bool(self.store.count("queued")) or self.store.unannounced()
 
 
 class FileReporter:
@@ -195,8 +198,8 @@ class FileReporter:
     def cancel_requested(self) -> bool:
         return (self.run_dir / "cancel_requested").exists()
 
-    def queued(self) -> int:
-        return 0
+    def pump_wanted(self) -> bool:
+        return False  # the local orch pumps and announces when it collects this run's end
 
 
 # -- live text and claude's stdout file ---------------------------------------------------------
@@ -866,7 +869,7 @@ class InteractiveSupervisor(Supervisor):
         self.rep.finish(
             "completed", error=None, duration_ms=int((now - self.started_at) * 1000), **fields
         )
-        if self.rep.queued():
+        if self.rep.pump_wanted():
             pump_queue(self.spec["state_dir"])
 
     def end(self, rc: int | None) -> None:
@@ -1138,7 +1141,8 @@ def _last_line(path: Path) -> str:
 
 
 def pump_queue(state_dir: str) -> None:
-    """Let the next queued agent start, in a detached process that may load plugins."""
+    """Let the next queued agent start and announce ended runs (``orch_agent_ended``), in a
+    detached process that may load plugins."""
     # Not -S: the queue may hold agents of third-party backends, found through site-packages.
     subprocess.Popen(
         [sys.executable, "-m", "orch_plugins.admission", state_dir],
@@ -1188,8 +1192,8 @@ def main(argv: list[str] | None = None) -> int:
             reporter.finish("failed", error=f"supervisor error: {exc!r}")
         finally:
             raise
-    if reporter.queued():
-        pump_queue(spec["state_dir"])  # the run is recorded: its slot is free
+    if reporter.pump_wanted():
+        pump_queue(spec["state_dir"])  # the run is recorded: its slot is free, its end news
     sup.stop_leftovers()
     return 0
 
