@@ -60,6 +60,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def handle(project: Path, name: str) -> dict[str, Any]:
+    """The backend handle of an agent's latest run, straight from the store."""
+    import sqlite3
+
+    con = sqlite3.connect(project / ".orchestrate" / "state.db")
+    try:
+        row = con.execute(
+            "SELECT handle FROM runs WHERE name=? ORDER BY run_id DESC LIMIT 1", (name,)
+        ).fetchone()
+        return json.loads(row[0])
+    finally:
+        con.close()
+
+
 def pid_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)

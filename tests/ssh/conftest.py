@@ -6,10 +6,8 @@ as a green one.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -84,18 +82,6 @@ def configure(ssh_project: Path, two_hosts: Hosts, tmp_path: Path) -> ConfigureF
 
 #: Host tables whose "claude" is the fast fake (tests of the mechanics, not of Claude Code).
 FAKE = {"claude": str(FAKE_CLAUDE)}
-
-
-def handle(project: Path, name: str) -> dict:
-    """The backend handle of an agent's latest run, straight from the store."""
-    con = sqlite3.connect(project / ".orchestrate" / "state.db")
-    try:
-        row = con.execute(
-            "SELECT handle FROM runs WHERE name=? ORDER BY run_id DESC LIMIT 1", (name,)
-        ).fetchone()
-        return json.loads(row[0])
-    finally:
-        con.close()
 
 
 def tree_gone(pid: int) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from orch_plugins.store import COMPLETED, FAILED, Store
-from tests.helpers import ORCH, orch, pid_gone, status_json, wait_for
+from tests.helpers import ORCH, handle, orch, pid_gone, status_json, wait_for
 from tests.unit.test_plugins import site, write_dist  # noqa: F401 - the fixture
 
 COUNTER = """
@@ -75,17 +75,6 @@ def called(log: Path, name: str) -> dict[str, Any]:
     return wait_for(lambda: next((c for c in calls(log) if c["name"] == name), None))
 
 
-def _handle(project: Path, name: str) -> dict[str, Any]:
-    con = sqlite3.connect(project / ".orchestrate" / "state.db")
-    try:
-        row = con.execute(
-            "SELECT handle FROM runs WHERE name=? ORDER BY run_id DESC LIMIT 1", (name,)
-        ).fetchone()
-        return json.loads(row[0])
-    finally:
-        con.close()
-
-
 def test_every_final_status_fires_once(project: Path, ended: Path) -> None:
     # completed, failed, timed_out: recorded by the supervisor, announced by the process it
     # starts when it ends.
@@ -102,9 +91,9 @@ def test_every_final_status_fires_once(project: Path, ended: Path) -> None:
     assert status_json("q1")[0]["status"] == "queued"
     orch("cancel", "stop", "q1", check=True)
     # lost: its supervisor was killed, so a status read records the end and announces it.
-    handle = _handle(project, "gone")
-    os.kill(handle["pid"], signal.SIGKILL)
-    wait_for(lambda: pid_gone(handle["pid"]))
+    pid = handle(project, "gone")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: pid_gone(pid))
     assert status_json("gone")[0]["status"] == "lost"
     orch("wait", "ok", "bad", "slow", timeout=120)
 
@@ -134,7 +123,7 @@ def test_concurrent_status_reads_announce_each_end_once(project: Path, ended: Pa
     orch("parallel", *["SLEEP=60"] * 6, check=True)
     names = [f"agent{i}" for i in range(1, 7)]
     wait_for(lambda: all(r["session_id"] for r in status_json(*names)))
-    pids = [_handle(project, n)["pid"] for n in names]
+    pids = [handle(project, n)["pid"] for n in names]
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     for pid in pids:
