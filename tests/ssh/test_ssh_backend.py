@@ -21,14 +21,13 @@ from orch_plugins.backends.ssh import NO_FALLBACK, Host, SshBackend
 from orch_plugins.config import load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.supervisor import descendants
-from tests.helpers import Follow, orch, pid_gone, status_json, wait_for
+from tests.helpers import Follow, handle, orch, pid_gone, status_json, wait_for
 from tests.ssh.conftest import (
     FAKE,
     LOCAL_SECRET_KEY,
     LOCAL_SECRET_URL,
     ConfigureFn,
     drop_masters,
-    handle,
     tree_gone,
 )
 from tests.ssh.sshd import Hosts, SshdMissing, start_hosts

@@ -10,8 +10,8 @@ import pytest
 
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
-from tests.helpers import megabyte_answers, orch, pid_gone, status_json, wait_for
-from tests.ssh.conftest import drop_masters, handle
+from tests.helpers import handle, megabyte_answers, orch, pid_gone, status_json, wait_for
+from tests.ssh.conftest import drop_masters
 from tests.ssh.sshd import Hosts
 
 pytestmark = pytest.mark.e2e
