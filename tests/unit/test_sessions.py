@@ -131,7 +131,7 @@ def test_resume_stops_the_claude_a_lost_run_left_running(project: Path) -> None:
     orch("launch", "keep", "NOTERM SLEEP=60 first", check=True)
     run = wait_for(lambda: status_json("keep")[0]["claude_pid"] and status_json("keep")[0])
     leftover, start = run["claude_pid"], proc_start_time(run["claude_pid"])
-    supervisor = json.loads(Store(project / ".orchestrate").get_run(run["run_id"])["handle"])
+    supervisor = Store(project / ".orchestrate").get_run(run["run_id"])["handle"] or {}
     os.kill(supervisor["pid"], signal.SIGKILL)
     wait_for(lambda: pid_gone(supervisor["pid"]))
 
