@@ -9,7 +9,7 @@ import pytest
 
 from orch_plugins.testing.api import MessagesStandIn, Reply
 from tests.helpers import orch, status_json, wait_for
-from tests.unit.test_agent_ended import calls, ended, site  # noqa: F401 - fixtures
+from tests.unit.test_agent_ended import calls, ended  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from orch_plugins.store import COMPLETED, FAILED, Store
-from tests.helpers import ORCH, handle, orch, pid_gone, status_json, wait_for
-from tests.unit.test_plugins import site, write_dist  # noqa: F401 - the fixture
+from tests.helpers import ORCH, handle, orch, pid_gone, status_json, wait_for, write_dist
 
 COUNTER = """
 import json, os
@@ -56,7 +55,7 @@ def orch_agent_ended(run):
 
 
 @pytest.fixture
-def ended(project: Path, site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
+def ended(project: Path, site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The file the counting plugin appends a line to per ``orch_agent_ended`` call."""
     write_dist(
         site, "ended-counter", {"ended_counter": "ended_counter"}, {"ended_counter": COUNTER}
