@@ -132,8 +132,9 @@ def test_concurrent_status_reads_announce_each_end_once(project: Path, ended: Pa
         subprocess.Popen([*ORCH, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for args in [["status"]] * 4 + [["wait"]] * 2
     ]
-    for proc, code in zip(readers, [0] * 4 + [1] * 2):  # wait: 1, they did not complete
-        assert proc.wait(timeout=120) == code
+    # wait: 1 when the agents it waited for did not complete, 0 when they had already ended.
+    for proc, codes in zip(readers, [(0,)] * 4 + [(0, 1)] * 2):
+        assert proc.wait(timeout=120) in codes
         assert proc.stderr is not None and proc.stderr.read() == b""
     assert all(r["status"] == "lost" for r in status_json(*names))
     wait_for(lambda: len(calls(ended)) >= 6)
