@@ -234,8 +234,8 @@ def _specs(store: Store, n: int, argv: list[str]) -> list[LaunchSpec]:
 
 
 def as_runs(handles: list[dict]) -> list[dict]:
-    """Minimal run records for ``Backend.poll``: an id and the handle."""
-    return [{"run_id": i, "handle": json.dumps(h)} for i, h in enumerate(handles, 1)]
+    """Minimal run records for ``Backend.poll``: an id and the (decoded) handle."""
+    return [{"run_id": i, "handle": h} for i, h in enumerate(handles, 1)]
 
 
 def test_fifty_windows_in_one_call_and_status_without_tmux(

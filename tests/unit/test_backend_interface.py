@@ -12,6 +12,7 @@ from orch_plugins import hookimpl
 from orch_plugins.backend import Backend, BackendContext, Handle, LaunchSpec, RunUpdate
 from orch_plugins.config import load_config
 from orch_plugins.core import Orchestrator
+from orch_plugins.model import LaunchRequest
 from orch_plugins.plugins import Plugins
 from orch_plugins.store import Store
 
@@ -63,7 +64,8 @@ def test_poll_updates_are_recorded_and_the_context_is_handed_in(
     plugins.register(Plugin(), "scripted", "test")
     store = Store.open()
     orch = Orchestrator(store=store, config=load_config(), plugins=plugins)
-    runs = [orch.launch(n, "task", backend="scripted") for n in ("busy", "gone", "done")]
+    names = ("busy", "gone", "done")
+    runs = [orch.launch(LaunchRequest(n, "task", backend="scripted")) for n in names]
     assert [r["status"] for r in runs] == ["running"] * 3
 
     context = Scripted.contexts[-1]
