@@ -300,15 +300,22 @@ def pump(store: Store, plugins: Plugins | None = None, config: Config | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m orch_plugins.admission STATE_DIR``: what an ending supervisor runs when
-    agents are queued or a run's end is not yet announced: start what fits, then fire
-    ``orch_agent_ended`` for every end not yet announced."""
-    from orch_plugins.events import announce_ended
+    """``python -m orch_plugins.admission STATE_DIR [--announce FILE]``: what an ending
+    supervisor runs when agents are queued: start what fits, fire ``orch_agent_ended`` for
+    every end not yet announced, and for the run its supervisor handed over in FILE."""
+    from orch_plugins.events import announce_ended, announce_file
 
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    ended = None
+    if "--announce" in args and args.index("--announce") + 1 < len(args):
+        i = args.index("--announce")
+        ended = args[i + 1]
+        del args[i : i + 2]
     store = Store(Path(args[0]), create=False)
     pump(store)
     announce_ended(store)
+    if ended:
+        announce_file(ended)
     return 0
 
 

@@ -1,25 +1,30 @@
 """The end-of-run event: ``orch_agent_ended(run)``, fired once per run that reaches a final status.
 
-Whoever records the end (a supervisor, a status read that finds the agent lost, a cancel, a
-status read that collects a remote agent's end, a launch its backend could not start) only
-writes the store; the event is fired by a process that loads the plugins, after claiming it in
-the store (:meth:`orch_plugins.store.Store.claim_ended`: one ``BEGIN IMMEDIATE`` transaction, so
-exactly one process, ever, gets each run). The supervisor stays standard-library-only: when a
-run's end is not yet announced it starts the pump process (``python -m orch_plugins.admission``),
-which announces every pending end after taking queued runs off the queue.
+Each end is claimed once in the store (the ``end_announced`` column), so exactly one process,
+ever, fires each run's event:
 
-Which process announces:
+* An agent's supervisor (standard library only, it never loads plugins) claims the event in the
+  very statement that records the end, writes the run's status object to
+  ``<state_dir>/events/ended-RUN_ID.json`` and starts a detached ``python -m
+  orch_plugins.events FILE`` (or, when agents wait in the queue, ``python -m
+  orch_plugins.admission STATE_DIR --announce FILE``), which fires it (:func:`announce_file`)
+  without opening the store: once ``orch wait`` has seen the end, nothing but the queue pump
+  writes the store on that agent's behalf.
+* Any other end (a status read that finds the agent lost or collects a remote agent's end, a
+  cancel, a launch its backend refused) is recorded unclaimed, and claimed by
+  :func:`announce_ended` (:meth:`orch_plugins.store.Store.claim_ended`: one ``BEGIN IMMEDIATE``
+  transaction): right away by the process that recorded it, and by the queue pump, ``orch
+  launch``, ``orch cancel`` and ``orch clear``; any other status read or wait claims only ends
+  left unclaimed for :data:`SETTLE` seconds (their process died first), so a plain ``orch
+  status`` never loads third-party plugins.
 
-* the pump process, every pending end;
-* a launch (its queue pump), a cancel, ``orch clear`` and a status read or ``orch wait`` that
-  recorded an end itself (a lost or a remote agent), every pending end;
-* any other status read or wait, only ends pending for more than :data:`SETTLE` seconds (their
-  pump process did not run: killed, or the machine restarted), so a plain ``orch status``
-  never loads third-party plugins.
+A process killed between the claim and the call loses that one event.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -52,3 +57,43 @@ def announce_ended(store: Store, plugins: Plugins | None = None, *, settle: floa
         for run in runs:
             plugins.notify("orch_agent_ended", run=public(run))
     return len(runs)
+
+
+def announce_file(path: str, plugins: Plugins | None = None) -> None:
+    """Fire ``orch_agent_ended`` for the run whose public status object an ending supervisor
+    wrote to ``path`` (it claimed the event when it recorded the end), then remove the file.
+    The store is not opened: a process that only announces never touches it."""
+    import json
+    import logging
+    import os
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            run = json.load(fh)
+    except (OSError, ValueError) as exc:
+        logging.getLogger(__name__).warning("cannot read the ended run in %s: %s", path, exc)
+        return
+    if plugins is None:
+        from orch_plugins.plugins import get_plugins
+
+        plugins = get_plugins()
+    plugins.notify("orch_agent_ended", run=run)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m orch_plugins.events FILE``: what an ending supervisor runs when no agent
+    waits in the queue (:func:`announce_file`)."""
+    from orch_plugins.plugins import Plugins
+
+    # No built-in plugin listens to events (tests/unit/test_agent_ended.py checks): leaving
+    # the built-in backends and roles out saves ~60 ms of CPU per agent that ends.
+    plugins = Plugins(builtins=())
+    for path in sys.argv[1:] if argv is None else argv:
+        announce_file(path, plugins)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

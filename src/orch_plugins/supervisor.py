@@ -40,6 +40,8 @@ PROGRESS_INTERVAL = 0.5
 INTERACTIVE_POLL = 0.25
 #: Interactive mode: a longer task goes to claude as a pointer to its file, not as argv.
 INTERACTIVE_ARG_LIMIT = 100_000
+#: In the state directory: the ended runs' status objects handed to the announcing process.
+EVENTS_DIR = "events"
 #: Variables a tmux pane sets for its terminal, kept when the launcher's environment is loaded.
 PANE_ENV = ("TERM", "COLORTERM", "TMUX", "TMUX_PANE")
 #: Seconds claude may linger after its ``result`` event before what is left of its process tree
@@ -154,21 +156,44 @@ class DbReporter:
         # create=False: a state dir removed while the agent ran must not be resurrected empty.
         self.store = Store(Path(spec["state_dir"]), create=False)
         self.run_id = int(spec["run_id"])
+        #: This process recorded the run's end, and with it claimed its orch_agent_ended.
+        self.claimed = False
+        self.handed_over = False
 
     def update(self, **fields: Any) -> None:
         self.store.update(self.run_id, **fields)
 
     def finish(self, status: str, **fields: Any) -> None:
-        self.store.finish(self.run_id, status, **fields)
+        # The end and the claim of its orch_agent_ended event in one statement: the event is
+        # fired exactly once, by the process after_end starts, which never opens the store.
+        if self.store.finish(self.run_id, status, end_announced=1, **fields):
+            self.claimed = True
 
     def cancel_requested(self) -> bool:
         return bool(self.store.get_run(self.run_id)["cancel_requested"])
 
-    def pump_wanted(self) -> bool:
-        """Whether the pump process has work: queued agents, or an end (this run's, normally)
-        whose ``orch_agent_ended`` no process has claimed yet; it needs the plugins, which
-        this process never loads."""
-        return bool(self.store.count("queued")) or self.store.unannounced()
+    def after_end(self) -> None:
+        """Once the run's end is recorded: start the process that loads the plugins (this one
+        never does) when it has work, queued agents to start or this run's end to announce.
+        Announcing needs no store: the run's status object is handed over in a file."""
+        from orch_plugins.store import public
+
+        queued = bool(self.store.count("queued"))
+        announce = self.claimed and not self.handed_over
+        if not (queued or announce):
+            return
+        self.handed_over = True
+        news = Path(self.store.state_dir, EVENTS_DIR, f"ended-{self.run_id}.json")
+        try:
+            if announce:
+                news.parent.mkdir(exist_ok=True)
+                write_atomic(news, json.dumps(public(self.store.get_run(self.run_id))))
+            pump_queue(
+                str(self.store.state_dir) if queued else None, str(news) if announce else None
+            )
+        except OSError:
+            if announce:  # not handed over after all: a later status read announces it
+                self.store.update(self.run_id, end_announced=0)
 
 
 class FileReporter:
@@ -198,8 +223,8 @@ class FileReporter:
     def cancel_requested(self) -> bool:
         return (self.run_dir / "cancel_requested").exists()
 
-    def pump_wanted(self) -> bool:
-        return False  # the local orch pumps and announces when it collects this run's end
+    def after_end(self) -> None:
+        pass  # the local orch pumps and announces when it collects this run's end
 
 
 # -- live text and claude's stdout file ---------------------------------------------------------
@@ -869,8 +894,7 @@ class InteractiveSupervisor(Supervisor):
         self.rep.finish(
             "completed", error=None, duration_ms=int((now - self.started_at) * 1000), **fields
         )
-        if self.rep.pump_wanted():
-            pump_queue(self.spec["state_dir"])
+        self.rep.after_end()
 
     def end(self, rc: int | None) -> None:
         if self.completed:
@@ -1140,12 +1164,19 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def pump_queue(state_dir: str) -> None:
-    """Let the next queued agent start and announce ended runs (``orch_agent_ended``), in a
-    detached process that may load plugins."""
-    # Not -S: the queue may hold agents of third-party backends, found through site-packages.
+def pump_queue(state_dir: str | None, ended: str | None = None) -> None:
+    """In a detached process that loads the plugins: let the next queued agents start (with
+    ``state_dir``) and fire ``orch_agent_ended`` for the run in the file ``ended``. Raises
+    ``OSError`` when that process cannot be started."""
+    if state_dir:
+        argv = ["-m", "orch_plugins.admission", state_dir]
+        argv += ["--announce", ended] if ended else []
+    else:  # nothing to start: the announcement alone, without the store
+        argv = ["-m", "orch_plugins.events", str(ended)]
+    # Not -S: the queue may hold agents of third-party backends, and plugins listen to events,
+    # found through site-packages.
     subprocess.Popen(
-        [sys.executable, "-m", "orch_plugins.admission", state_dir],
+        [sys.executable, *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -1190,10 +1221,10 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # record the crash rather than leave the agent "running"
         try:
             reporter.finish("failed", error=f"supervisor error: {exc!r}")
+            reporter.after_end()
         finally:
             raise
-    if reporter.pump_wanted():
-        pump_queue(spec["state_dir"])  # the run is recorded: its slot is free, its end news
+    reporter.after_end()  # the run is recorded: its slot is free, its end is news
     sup.stop_leftovers()
     return 0
 

@@ -116,6 +116,8 @@ def test_every_final_status_fires_once(project: Path, ended: Path) -> None:
     assert names == Counter(list(expected)), names
     runs = {r["name"]: r for r in status_json()}
     assert sorted(c["run_id"] for c in calls(ended)) == sorted(r["run_id"] for r in runs.values())
+    # The status objects the supervisors handed over are gone once announced.
+    assert list((project / ".orchestrate" / "events").glob("*")) == []
 
 
 def test_concurrent_status_reads_announce_each_end_once(project: Path, ended: Path) -> None:
@@ -193,3 +195,16 @@ def test_an_older_store_is_migrated_without_announcing_history(
     store.finish(store.require("busy")["run_id"], COMPLETED)
     assert [r["name"] for r in store.claim_ended()] == ["busy"]
     assert store.claim_ended() == []
+
+
+def test_no_built_in_plugin_listens_to_events() -> None:
+    """``python -m orch_plugins.events`` loads only third-party plugins: were a built-in to
+    implement an event hook, it would never hear the ends that process announces."""
+    import importlib
+
+    from orch_plugins.plugins import BUILTINS
+
+    for _, module in BUILTINS:
+        mod = importlib.import_module(module)
+        for hook in ("orch_agent_launched", "orch_agent_ended"):
+            assert not hasattr(mod, hook), f"{module} implements {hook}: see events.main"
