@@ -53,6 +53,8 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms a hook)
 if TYPE_CHECKING:
+    from typing import TypeGuard
+
     from orch_plugins.model import Run
     from orch_plugins.store import Store
 
@@ -100,7 +102,7 @@ def state_dir() -> str | None:
         here = parent
 
 
-def _valid_session_id(sid: object) -> bool:
+def _valid_session_id(sid: object) -> TypeGuard[str]:
     """Session ids end up in file names: accept only what Claude Code issues (uuid-like)."""
     return (
         isinstance(sid, str) and 0 < len(sid) <= 100 and all(c.isalnum() or c in "-_" for c in sid)
@@ -311,9 +313,8 @@ def on_user_prompt_submit(event: _Event) -> None:
             run_id=_claim(store, sid),
         )
         return
-    sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
-    if not _valid_session_id(sid):
-        sid = event.session_id
+    env_sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
+    sid = env_sid if _valid_session_id(env_sid) else event.session_id
     mark = _marker_state(sd)
     seen_path = os.path.join(sd, SEEN_DIR, f"{sid}.seen")
     if mark is not None and _seen_mark(seen_path) == mark:
@@ -444,10 +445,12 @@ def collect_notice(
             # launched from a plain terminal are everyone's.
             and run.get("launched_by") in (None, sid)
         ]
-        watermark = max([base, *(r["ended_at"] for r in fresh)])
+        # ended_since reads only runs that have an ended_at: the filter drops none of them.
+        ends = {r["run_id"]: r["ended_at"] for r in fresh if r["ended_at"] is not None}
+        watermark = max([base, *ends.values()])
         if fresh:
             store.mark_notified(sid, watermark)
-        recent.update({r["run_id"]: r["ended_at"] for r in fresh})
+        recent.update(ends)
         kept = " ".join(f"{k}:{v!r}" for k, v in recent.items() if v > watermark - OVERLAP)
         fh.seek(0)
         fh.truncate()

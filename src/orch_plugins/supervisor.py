@@ -438,7 +438,6 @@ class Supervisor:
         attempt = 0
         while True:
             attempt += 1
-            self.result = None
             self.rep.update(attempt=attempt)
             rc = self.run_once()
             if self.stop_reason or attempt > retries or not self.transient():
@@ -499,6 +498,7 @@ class Supervisor:
         reads it and however slowly."""
         spec = self.spec
         env = self.child_env()
+        self.result = None
         if self.stopping.is_set():
             return None
         self.result_at = None
@@ -1055,7 +1055,9 @@ def read_transcript(path: str | None, since: float) -> tuple[str | None, int, in
         if not isinstance(entry, dict) or entry.get("type") != "assistant":
             continue
         msg = entry.get("message")
-        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(msg, dict):
+            continue
+        content = msg.get("content")
         if not isinstance(content, list):
             continue
         blocks = [b for b in content if isinstance(b, dict)]
