@@ -10,7 +10,7 @@ import pytest
 
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.conformance import BackendConformance, OrchRunner
-from tests.ssh.conftest import handle
+from tests.helpers import handle
 from tests.ssh.sshd import Hosts
 
 pytestmark = pytest.mark.e2e
