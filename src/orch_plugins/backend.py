@@ -67,7 +67,7 @@ class RunUpdate:
     """
 
     alive: bool = True
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, object] = field(default_factory=dict)
 
 
 def project_name(state_dir: str | Path) -> str:
@@ -103,11 +103,11 @@ class LaunchSpec:
     #: Claude processes earlier runs of the resumed session may have left running, as
     #: ``{"pid", "start_time", "run_id"}``: the supervisor stops those still alive (same pid
     #: and start time) before it starts claude.
-    previous_claudes: list[dict[str, Any]] = field(default_factory=list)
+    previous_claudes: list[dict[str, int | None]] = field(default_factory=list)
     #: Variables removed from the inherited environment before claude starts.
     unset_env: list[str] = field(default_factory=list)
     #: Backend-specific launch options (for example ``{"interactive": True}``).
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, OptionValue] = field(default_factory=dict)
     #: Where admission decided the run goes, for a backend with places (:meth:`Backend.places`);
     #: set on the spec handed to ``launch``/``resume``, never written to ``spec.json``.
     place: str | None = None
@@ -123,8 +123,9 @@ class LaunchSpec:
         return data
 
 
-#: The types a launch option can have.
+#: The types a launch option can have, and its values once checked (:meth:`LaunchOption.convert`).
 OptionType = type[str] | type[int] | type[float] | type[bool]
+OptionValue = str | int | float | bool
 #: Words ``-o KEY=VALUE`` accepts for a ``bool`` launch option.
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -147,7 +148,7 @@ class LaunchOption:
     metavar: str | None = None
     selects_backend: bool = False
 
-    def convert(self, value: object, backend: str) -> str | int | float | bool:
+    def convert(self, value: object, backend: str) -> OptionValue:
         """``value`` as this option's type (text from ``-o`` is converted); ``OrchError``
         naming the option when it does not fit."""
         if self.type is bool:
@@ -279,13 +280,13 @@ class Backend(abc.ABC):
         """
 
     @classmethod
-    def check_options(cls, options: Mapping[str, object]) -> dict[str, Any]:
+    def check_options(cls, options: Mapping[str, object]) -> dict[str, OptionValue]:
         """The launch options of a new run, checked against :attr:`options` and converted to
         their declared types; ``OrchError`` (one line, nothing recorded) for an unknown key or
         a value that does not fit. Override to check more (say, values that exclude each
         other), calling this first."""
         declared = {o.key: o for o in cls.options}
-        out: dict[str, Any] = {}
+        out: dict[str, OptionValue] = {}
         for key, value in options.items():
             option = declared.get(key)
             if option is None:

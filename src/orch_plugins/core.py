@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -435,10 +435,11 @@ class Orchestrator:
         with contextlib.suppress(OrchError):
             self._backend(run["backend"]).fetch_files(run)
 
-    def _record(self, run_id: int, fields: dict[str, Any]) -> bool:
+    def _record(self, run_id: int, update: Mapping[str, object]) -> bool:
         """Record what a backend learnt about a run; True when a final status among the
         fields ended it."""
-        fields = dict(fields)
+        # Columns of the run, as the backend learnt them: the store writes them as given.
+        fields: dict[str, Any] = dict(update)
         status = fields.pop("status", None)
         if status in FINAL:
             self.store.finish(run_id, status, **fields)

@@ -6,7 +6,7 @@ A plugin is a module or object with functions marked ``@hookimpl``; it is regist
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import typer
 
     from orch_plugins.backend import BackendRegistry
+    from orch_plugins.model import JSONObject
     from orch_plugins.roles import RoleRegistry
 
 PROJECT = "orch_plugins"
@@ -57,7 +58,7 @@ def orch_register_commands(app: typer.Typer) -> None:
 
 
 @hookspec
-def orch_agent_launched(run: dict[str, Any]) -> None:
+def orch_agent_launched(run: JSONObject) -> None:
     """An agent's run was handed to its backend.
 
     Called in the process that started it (``orch launch``, or whichever process took the run
@@ -67,7 +68,7 @@ def orch_agent_launched(run: dict[str, Any]) -> None:
 
 
 @hookspec
-def orch_agent_ended(run: dict[str, Any]) -> None:
+def orch_agent_ended(run: JSONObject) -> None:
     """A run reached a final status: ``completed``, ``failed``, ``cancelled``, ``timed_out`` or
     ``lost``.
 

@@ -91,7 +91,7 @@ def test_hookspecs_are_found() -> None:
         hook_specs()
     )
     assert signature_line("orch_agent_launched") == (
-        "def orch_agent_launched(run: dict[str, Any]) -> None: ..."
+        "def orch_agent_launched(run: JSONObject) -> None: ..."
     )
 
 

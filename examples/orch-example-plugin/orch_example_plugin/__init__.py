@@ -7,11 +7,11 @@ the module itself as the plugin, so the ``@hookimpl`` functions below are all th
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from orch_plugins import hookimpl
 from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec
 from orch_plugins.backends.subprocess import SubprocessBackend, spawn_supervisor
+from orch_plugins.model import JSONObject
 from orch_plugins.roles import Role, RoleRegistry
 from orch_plugins.supervisor import pid_alive
 
@@ -62,7 +62,7 @@ def orch_register_roles(registry: RoleRegistry) -> None:
 
 
 @hookimpl
-def orch_agent_launched(run: dict[str, Any]) -> None:
+def orch_agent_launched(run: JSONObject) -> None:
     log = os.environ.get("ORCH_EXAMPLE_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as fh:
