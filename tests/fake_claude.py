@@ -10,6 +10,10 @@ echoes the prompt's sha256. After the result, ``LINGER=N`` stays N seconds more;
 leaves a child (``sleep N``) holding stdout open and exits. ``STREAM=N`` answers N words, one
 every 0.3 s, as partial messages (``stream_event`` deltas, as with
 ``--include-partial-messages``) and then as the message and the result.
+
+Sessions: each prompt is kept under ``$HOME/.fake-claude/SESSION``; ``--resume SESSION`` also
+reads the ``API=``/``API_FAILS=`` directives of the session's earlier prompts (the model would
+see them), so a retry that continues a session behaves like the attempt it continues.
 """
 
 import hashlib
@@ -39,6 +43,20 @@ def emit(event):
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
 
+
+sessions = os.path.join(os.path.expanduser("~"), ".fake-claude")
+earlier = ""
+if "--resume" in argv:
+    try:
+        with open(os.path.join(sessions, argv[argv.index("--resume") + 1]), encoding="utf-8") as fh:
+            earlier = fh.read()
+    except OSError:
+        pass
+os.makedirs(sessions, exist_ok=True)
+with open(os.path.join(sessions, sid), "a", encoding="utf-8") as fh:
+    fh.write(earlier if "--fork-session" in argv else "")
+    fh.write(prompt + "\n")
+directives = " ".join(re.findall(r"API(?:_FAILS)?=\d+", earlier)) + " " + prompt
 
 emit({"type": "system", "subtype": "init", "session_id": sid, "model": "fake", "argv": argv})
 m = re.search(r"STREAM=(\d+)", prompt)
@@ -92,8 +110,8 @@ m = re.search(r"PAUSE=([0-9.]+)", prompt)
 if m:  # mid-turn, as during a long tool call
     time.sleep(float(m.group(1)))
 digest = hashlib.sha256(data).hexdigest()
-m = re.search(r"API=(\d+)", prompt)
-fails = int((re.search(r"API_FAILS=(\d+)", prompt) or [0, 99])[1])
+m = re.search(r"API=(\d+)", directives)
+fails = int((re.search(r"API_FAILS=(\d+)", directives) or [0, 99])[1])
 if m:
     counter = os.environ.get("FAKE_API_FAIL_FILE")
     n = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -187,3 +188,34 @@ def write_dist(root: Path, name: str, eps: dict[str, str], modules: dict[str, st
     (info / "entry_points.txt").write_text(f"[orch_plugins]\n{lines}")
     for module, source in modules.items():
         (root / f"{module}.py").write_text(source)
+
+
+def leaver(tag: str) -> tuple[str, str]:
+    """A Bash command leaving two sleeps behind, and the text that finds them in /proc."""
+    arg = f"{random.randint(100000, 999999)}.{random.randint(10, 99)}"
+    command = (
+        f"setsid sleep {arg} >/dev/null 2>&1 </dev/null & "
+        f"(sleep {arg} >/dev/null 2>&1 </dev/null &) ; echo {tag} left"
+    )
+    return command, f"sleep {arg}"
+
+
+def cmdlines() -> list[tuple[int, bytes]]:
+    """``(pid, command line with spaces)`` of every live (not zombie) process."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append((int(entry), cmd))
+    return out
+
+
+def running(needle: str) -> list[int]:
+    """Live processes whose command line is ``needle``."""
+    return [pid for pid, cmd in cmdlines() if cmd.decode(errors="replace") == needle]

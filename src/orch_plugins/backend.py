@@ -111,6 +111,15 @@ class LaunchSpec:
     #: Where admission decided the run goes, for a backend with places (:meth:`Backend.places`);
     #: set on the spec handed to ``launch``/``resume``, never written to ``spec.json``.
     place: str | None = None
+    #: Leave what the agent started running when the run ends (claude itself is still stopped
+    #: on cancel and timeout).
+    keep_children: bool = False
+    #: ``"auto"``: a cgroup for the run where the machine allows one, plus the process tree
+    #: and the environment marker; ``"tree"``: no cgroup.
+    containment: str = "auto"
+    #: claude's argv for a retry that continues the session: ``argv`` without its own
+    #: ``--resume``/``--fork-session``; the supervisor appends ``--resume SESSION_ID``.
+    retry_argv: list[str] | None = None
 
     @property
     def spec_path(self) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from orch_plugins import procs
 from orch_plugins.roles import Role
 
 #: Set by a Claude Code session in its Bash tool's children. A nested ``claude`` started with
@@ -26,7 +27,7 @@ UNSET_ENV = (
 
 #: Set by :func:`agent_env` for one agent: a process that is no agent (the orchestrator, a tmux
 #: server) must not carry them, or its sessions would be taken for that agent's.
-AGENT_ENV = ("ORCH_AGENT", "ORCH_RUN_ID", "ORCH_FORK_OF")
+AGENT_ENV = procs.AGENT_VARS
 
 
 def build_argv(
@@ -69,16 +70,19 @@ def build_argv(
 
 
 def agent_env(
-    *, run_id: int, name: str, state_dir: str, fork_of: str | None = None
+    *, run_id: int, name: str, state_dir: str, token: str, fork_of: str | None = None
 ) -> dict[str, str]:
     """Variables added to the agent's environment: the hooks use them to attach the session id
     to the right record (``ORCH_FORK_OF``: the session a fork was made from, never its own;
-    empty for a run that is no fork, so it does not inherit a forked parent's), and the
-    auto-updater must not npm-install behind our back."""
+    empty for a run that is no fork, so it does not inherit a forked parent's);
+    ``ORCH_RUN_ID`` with ``ORCH_RUN_TOKEN`` (random, one per run) marks every process the
+    agent starts, so they are found and stopped when the run ends (see
+    :mod:`orch_plugins.procs`); and the auto-updater must not npm-install behind our back."""
     return {
         "DISABLE_AUTOUPDATER": "1",
         "ORCH_AGENT": name,
         "ORCH_RUN_ID": str(run_id),
+        "ORCH_RUN_TOKEN": token,
         "ORCH_STATE_DIR": state_dir,
         "ORCH_FORK_OF": fork_of or "",
     }

@@ -25,7 +25,9 @@ SETTINGS: dict[str, tuple[str, type, Any]] = {
     "retry_backoff": ("ORCH_RETRY_BACKOFF", float, 2.0),
     "kill_grace": ("ORCH_KILL_GRACE", float, 5.0),
     "result_grace": ("ORCH_RESULT_GRACE", float, 3.0),
+    "containment": ("ORCH_CONTAINMENT", str, "auto"),
 }
+CONTAINMENTS = ("auto", "tree")
 
 
 def config_path() -> Path:
@@ -46,6 +48,8 @@ class Config:
     retry_backoff: float = 2.0
     kill_grace: float = 5.0
     result_grace: float = 3.0
+    #: How a run's processes are held together: ``auto`` (a cgroup where possible) or ``tree``.
+    containment: str = "auto"
     #: ``[backends.NAME]`` tables, handed to each backend's constructor.
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ``[hosts.NAME]`` tables (remote backends).
@@ -101,6 +105,8 @@ def load_config() -> Config:
             raise OrchError(f"{source}: max_parallel must be at least 1")
         if key == "result_grace" and not 0 <= value <= 3600:
             raise OrchError(f"{source}: result_grace must be between 0 and 3600 seconds")
+        if key == "containment" and value not in CONTAINMENTS:
+            raise OrchError(f"{source}: containment must be one of {', '.join(CONTAINMENTS)}")
         setattr(cfg, key, value)
     for table in ("backends", "hosts"):
         value = data.get(table, {})

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -42,7 +43,7 @@ from orch_plugins.store import (
     atomic_write,
     validate_name,
 )
-from orch_plugins.supervisor import pid_alive, proc_start_time
+from orch_plugins.procs import pid_alive, proc_start_time
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ class Orchestrator:
             timeout=src["timeout"],
             retries=src["retries"],
             options=_carried_options(src),
+            keep_children=_kept_children(src),
         )
         origin = _Origin(
             src["session_id"], fork, src["handle"] or {}, f"{name}#{src['run_id']}", previous
@@ -280,13 +282,20 @@ class Orchestrator:
         backend_name = request.backend or self.config.default_backend
         # An unknown backend, or options it does not take: fail before recording.
         options = self.plugins.backend_class(backend_name).check_options(request.options)
+        claude_bin = self.config.resolve_claude()
+        interactive = bool(options.get("interactive"))
         argv = build_argv(
-            self.config.resolve_claude(),
+            claude_bin,
             role=role_obj,
             model=request.model,
             resume_session=origin.session_id if origin else None,
             fork=origin.fork if origin else False,
-            interactive=bool(options.get("interactive")),
+            interactive=interactive,
+        )
+        # Claude's argv for a retry that continues the session (the supervisor appends
+        # --resume SESSION_ID): the same options, without this run's own resume or fork.
+        retry_argv = build_argv(
+            claude_bin, role=role_obj, model=request.model, interactive=interactive
         )
         framed = role_obj.frame(request.task) if role_obj else request.task
         state_dir = str(self.store.state_dir.resolve())
@@ -325,6 +334,7 @@ class Orchestrator:
                     run_id=run["run_id"],
                     name=name,
                     state_dir=state_dir,
+                    token=secrets.token_hex(16),
                     fork_of=origin.session_id if origin and origin.fork else None,
                 ),
                 cwd=workdir,
@@ -342,6 +352,9 @@ class Orchestrator:
                 previous_claudes=origin.previous_claudes if origin else [],
                 unset_env=list(UNSET_ENV),
                 options=options,
+                keep_children=request.keep_children or bool(role_obj and role_obj.keep_children),
+                containment=self.config.containment,
+                retry_argv=retry_argv,
             )
             atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
         if start:
@@ -571,6 +584,14 @@ class Orchestrator:
             if candidate not in taken:
                 out.append(validate_name(candidate))
         return out
+
+
+def _kept_children(run: Run) -> bool:
+    """Whether the run was launched to keep what its agent started (a resume keeps it too)."""
+    try:
+        return bool(json.loads(Path(run["run_dir"], "spec.json").read_text())["keep_children"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _carried_options(run: Run) -> dict[str, object]:

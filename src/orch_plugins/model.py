@@ -151,7 +151,8 @@ class LaunchRequest:
     backend's launch options as given (``{"interactive": True}``, ``{"host": "h1"}``); the
     backend checks and converts them (``Backend.check_options``) before the run is recorded.
     ``source``: an agent name or Claude Code session id whose context the agent starts from
-    (a fork, ``orch launch --from``).
+    (a fork, ``orch launch --from``). ``keep_children``: leave what the agent started
+    running when the run ends (a role's ``keep_children`` does too).
 
     Raises :class:`OrchError` with a one-line message on the first bad field.
     """
@@ -167,6 +168,7 @@ class LaunchRequest:
     max_parallel: int | None = None
     options: Mapping[str, object] = field(default_factory=dict)
     source: str | None = None
+    keep_children: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.name)

@@ -65,12 +65,16 @@ def describe(event: dict[str, Any]) -> list[str]:
             f"after HTTP {event.get('error_status')}"
         ]
     if kind == "orch" and sub == "retry":
+        sid = event.get("resume_session")
+        how = f", continuing session {sid}" if sid else ""
         return [
             f"[orch retry] attempt {event.get('attempt')}/{event.get('max_attempts')} in "
-            f"{event.get('delay_s')} s (API error {event.get('api_error_status')})"
+            f"{event.get('delay_s')} s (API error {event.get('api_error_status')}{how})"
         ]
     if kind == "orch" and event.get("message"):
         return [f"[orch] {_short(event['message'])}"]
+    if kind == "orch" and sub == "retry_fresh":
+        return ["[orch retry] the session could not be continued: starting afresh"]
     if kind == "assistant":
         lines = []
         for block in (event.get("message") or {}).get("content") or []:

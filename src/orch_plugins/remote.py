@@ -1,19 +1,19 @@
 """The remote half of the ssh backend: fixed code shipped over the connection on every call.
 
 Nothing is installed on a remote host. Each ``ssh`` call runs one constant command,
-``python3 -S -c BOOTSTRAP``, and sends on its stdin the supervisor's source, this module's
-source, a JSON request line and the request's files. :data:`BOOTSTRAP` keeps the supervisor's
-source (written into each run directory; its process helpers are the one implementation of
-"alive" and "stop the tree", see :func:`sup`) and runs this module, which answers with one
-marked JSON line followed by raw blobs. No task text, path or name is ever part of a command
-line, so nothing here meets a shell.
+``python3 -S -c BOOTSTRAP``, and sends on its stdin the sources of the supervisor, of
+:mod:`orch_plugins.procs` and of this module, then a JSON request line and the request's files.
+:data:`BOOTSTRAP` keeps the first two (written into each run directory; ``procs`` is the one
+implementation of "alive" and "stop the agent", see :func:`procs`) and runs this module, which
+answers with one marked JSON line followed by raw blobs. No task text, path or name is ever
+part of a command line, so nothing here meets a shell.
 
 Standard library only. Runs on python3 3.8+, so that an older host hears why it cannot run the
 supervisor (3.10+) instead of failing obscurely.
 
 stdin::
 
-    b"<len supervisor.py> <len remote.py>\\n" supervisor.py remote.py
+    b"<len supervisor.py> <len procs.py> <len remote.py>\\n" supervisor.py procs.py remote.py
     JSON request line, then the request's files back to back (lengths in the request)
 
 stdout::
@@ -26,43 +26,38 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from types import SimpleNamespace
 
 #: What ssh runs remotely, after the interpreter name: constant, so the remote shell only ever
-#: parses fixed text. It keeps the supervisor's source as ``orch_supervisor.SOURCE`` and runs
-#: this module.
+#: parses fixed text. It keeps the sources of the supervisor and of procs as
+#: ``orch_supervisor.SOURCE`` and ``orch_supervisor.PROCS`` and runs this module.
 BOOTSTRAP = (
-    "import sys,types;i=sys.stdin.buffer;a,b=map(int,i.readline().split());"
-    "m=types.ModuleType('orch_supervisor');m.SOURCE=i.read(a);sys.modules[m.__name__]=m;"
-    "exec(compile(i.read(b),'orch_remote.py','exec'),{'__name__':'__orch_remote__'})"
+    "import sys,types;i=sys.stdin.buffer;a,b,c=map(int,i.readline().split());"
+    "m=types.ModuleType('orch_supervisor');m.SOURCE=i.read(a);m.PROCS=i.read(b);"
+    "sys.modules[m.__name__]=m;"
+    "exec(compile(i.read(c),'orch_remote.py','exec'),{'__name__':'__orch_remote__'})"
 )
-_sup = None
+_procs = None
 
 
-def sup():
-    """The supervisor's process helpers (pid_alive, terminate_tree, ...): one implementation,
-    here and in every backend. Only its "processes" section is compiled when it can be cut out:
-    running the whole module (its imports) would cost more than the rest of a status read."""
-    global _sup
-    if _sup is None:
+def procs():
+    """:mod:`orch_plugins.procs` (pid_alive, stop_supervisor, ...): one implementation, here
+    and in every backend; on a host, compiled from the shipped source (it imports only os,
+    contextlib, signal and time, so a status read stays cheap)."""
+    global _procs
+    if _procs is None:
         shipped = sys.modules.get("orch_supervisor")
         if shipped is None:  # run locally (tests, the doctor): the package's own module
-            from orch_plugins import supervisor
+            from orch_plugins import procs as module
 
-            _sup = supervisor
+            _procs = module
         else:
-            src = shipped.SOURCE
-            start, end = src.find(b"\n# -- processes"), src.find(b"\n# -- reporting")
-            if 0 <= start < end:
-                head = b"from __future__ import annotations\nimport contextlib, os, signal, time\n"
-                src = head + src[start:end]
-            namespace: dict = {"__name__": "orch_supervisor"}
-            exec(compile(src, "supervisor.py", "exec"), namespace)
-            _sup = SimpleNamespace(**namespace)
-    return _sup
+            namespace: dict = {"__name__": "orch_procs"}
+            exec(compile(shipped.PROCS, "procs.py", "exec"), namespace)
+            _procs = SimpleNamespace(**namespace)
+    return _procs
 
 
 #: Starts the reply line, so output of the user's shell start-up files is skipped, not parsed.
@@ -113,7 +108,7 @@ def _write(path: str, data: bytes, mode: int = 0o600) -> None:
 def _alive(run: dict, boot: str | None) -> bool:
     if run.get("boot_id") and boot and run["boot_id"] != boot:
         return False  # the host restarted: that PID is someone else now
-    return sup().pid_alive(run.get("pid"), run.get("start_time"))
+    return procs().pid_alive(run.get("pid"), run.get("start_time"))
 
 
 def _check_python() -> None:
@@ -165,6 +160,8 @@ def do_launch(req: dict, inp) -> tuple[dict, list]:
         return _earlier_launch(run_dir), []
     spec = json.loads(files["spec.json"])
     spec["argv"][0] = claude
+    if spec.get("retry_argv"):
+        spec["retry_argv"][0] = claude
     spec.update(
         cwd=cwd,
         run_dir=run_dir,
@@ -179,6 +176,7 @@ def do_launch(req: dict, inp) -> tuple[dict, list]:
     _write(os.path.join(run_dir, "prompt.txt"), files["prompt.txt"])
     _write(spec_path, json.dumps(spec).encode())  # 0600: may hold forwarded variables
     _write(script, sys.modules["orch_supervisor"].SOURCE)
+    _write(os.path.join(run_dir, "procs.py"), sys.modules["orch_supervisor"].PROCS)
     with open(os.path.join(run_dir, "supervisor.log"), "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-S", script, spec_path],
@@ -188,10 +186,11 @@ def do_launch(req: dict, inp) -> tuple[dict, list]:
             stderr=log,
             start_new_session=True,
             close_fds=True,
+            env=procs().detached_env(),
         )
     answer = {
         "pid": proc.pid,
-        "start_time": sup().proc_start_time(proc.pid),
+        "start_time": procs().proc_start_time(proc.pid),
         "boot_id": _boot_id(),
         "remote_dir": run_dir,
         "cwd": cwd,
@@ -286,28 +285,25 @@ def _live_text(path: str, run: dict, entry: dict, blobs: list) -> None:
 
 
 def do_cancel(req: dict, inp) -> tuple[dict, list]:
-    """Ask the supervisor to stop (it records ``cancelled``); kill the tree if it will not.
-
-    A supervisor that is already gone may have left claude running in its process group,
-    whose id is the supervisor's PID (not reusable while the group exists)."""
+    """Ask the supervisor to stop (it stops the agent's processes and records ``cancelled``),
+    take its tree down if it will not, and stop what is left of the run, also when the
+    supervisor is already gone (see :func:`orch_plugins.procs.stop_supervisor`)."""
     run = req["run"]
     boot = _boot_id()
     with contextlib.suppress(OSError), open(os.path.join(run["dir"], "cancel_requested"), "w"):
         pass
     pid = run.get("pid")
-    if not _alive(run, boot):
-        if pid and not (run.get("boot_id") and boot and run["boot_id"] != boot):
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGTERM)
-        return {"was_alive": False}, []
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + float(req.get("grace", 5.0)) + 2.0
-    while time.monotonic() < deadline:
-        if not _alive(run, boot):
-            return {"was_alive": True, "stopped": True}, []
-        time.sleep(0.05)
-    sup().terminate_tree(pid, 0.5)  # a stuck supervisor: take the whole tree down
-    return {"was_alive": True, "stopped": not _alive(run, boot)}, []
+    if not pid or (run.get("boot_id") and boot and run["boot_id"] != boot):
+        return {"was_alive": False}, []  # the host restarted: nothing of the run is left
+    was_alive = procs().stop_supervisor(
+        pid,
+        run.get("start_time"),
+        float(req.get("grace", 5.0)),
+        run_id=run.get("run_id", ""),
+        token=run.get("token"),
+        keep_children=bool(run.get("keep_children")),
+    )
+    return {"was_alive": was_alive, "stopped": not _alive(run, boot)}, []
 
 
 def do_doctor(req: dict, inp) -> tuple[dict, list]:

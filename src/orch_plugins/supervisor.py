@@ -9,10 +9,11 @@ in the run's log (all but the partial-message deltas, whose text goes to ``live.
 tool calls, enforces the timeout, retries transient API failures with backoff, stops the whole
 process tree on SIGTERM (cancel), and writes the output file and the final record as soon as
 Claude Code's ``result`` event is in (a claude that lingers after it is stopped after
-``result_grace``).
+``result_grace``); then it stops whatever the agent left running (see :mod:`orch_plugins.procs`).
 
-Standard library only, and this module imports nothing from orch_plugins at top level: it runs
-for every agent, and is shipped to remote hosts as is.
+Standard library only, and this module imports nothing from orch_plugins at top level but
+:mod:`orch_plugins.procs` (os-only, shipped beside it): it runs for every agent, and is shipped
+to remote hosts as is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+try:
+    from orch_plugins import procs
+except ImportError:  # run as a file on a host without orch-plugins: procs.py lies beside it
+    import procs  # type: ignore[no-redef]
+
+# The process helpers, under their earlier home (backends and plugins imported them from here).
+pid_alive = procs.pid_alive
+proc_start_time = procs.proc_start_time
+descendants = procs.descendants
+terminate_tree = procs.terminate_tree
 
 # Not ``from typing import TYPE_CHECKING``: importing typing costs ~2.5 ms at start-up, paid by
 # every agent and every hook.
@@ -60,88 +72,26 @@ LIVE_INTERVAL = 0.25
 #: Disk space of claude's stdout file that was already read is given back in steps this big
 #: (partial-message deltas make it grow with every token; its offsets never change).
 SPOOL_RELEASE = 4 << 20
+#: Longest wait before a retry (seconds).
+RETRY_CAP = 60.0
+#: What a retry that continues the session tells the model ({status}: the API error status).
+RETRY_PROMPT = (
+    "Your previous attempt at this task stopped on a transient API error ({status}). "
+    "Continue the task from where it stopped: the conversation so far is above; do not "
+    "redo work that is already done."
+)
 
 
-# -- processes ----------------------------------------------------------------------------------
-# orch_plugins.remote compiles this section alone on remote hosts (a cheap status read): keep it
-# to os, contextlib, signal and time.
+def retry_delay(base: float, previous: float, cap: float = RETRY_CAP) -> float:
+    """Seconds to wait before the next whole-run retry: "decorrelated jitter",
+    ``min(cap, uniform(base, 3 * previous))`` with ``previous`` = 0 (then ``base``) before the
+    first retry. Each agent draws its own delays, so agents that failed together (an
+    overloaded API) do not retry in the same second, and no retry comes sooner than ``base``.
+    Source: Marc Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog, 2015.
+    """
+    import random
 
-
-def proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name (which may hold spaces and parens)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    return data[data.rfind(")") + 2 :].split()
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Start time in clock ticks since boot (field 22): a PID's identity across reuse."""
-    fields = proc_stat(pid)
-    return int(fields[19]) if fields else None
-
-
-def pid_alive(pid: int | None, start_time: int | None) -> bool:
-    """True only if PID runs, is not a zombie, and is the process that started at start_time."""
-    if not pid:
-        return False
-    fields = proc_stat(pid)
-    if fields is None:
-        if not os.path.isdir("/proc/self"):  # no procfs (macOS): best effort
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
-            return True
-        return False
-    if fields[0] in ("Z", "X"):
-        return False
-    return start_time is None or int(fields[19]) == int(start_time)
-
-
-def descendants(root: int) -> list[int]:
-    """All processes below root, children before grandchildren."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        fields = proc_stat(int(entry))
-        if fields:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    out: list[int] = []
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def terminate_tree(root: int, grace: float, *, include_root: bool = True) -> None:
-    """SIGTERM the tree below (and including) root, then SIGKILL what is left after grace."""
-    pids = descendants(root) + ([root] if include_root else [])
-    _signal_all(pids, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not any(pid_alive(p, None) for p in pids):
-            return
-        time.sleep(0.05)
-    pids = list(dict.fromkeys(pids + descendants(root)))
-    _signal_all(pids, signal.SIGKILL)
+    return min(cap, random.uniform(base, 3 * max(previous, base)))
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -326,6 +276,74 @@ class Supervisor:
         #: A claude still running when its run was recorded: stopped by :meth:`stop_leftovers`.
         self.lingering: subprocess.Popen[bytes] | None = None
         self.live = LiveText(self.run_dir / "live.txt")
+        #: Leave what the agent started running when the run ends (role or --keep-children).
+        self.keep_children = bool(spec.get("keep_children"))
+        env = spec.get("env") or {}
+        token = env.get(procs.RUN_TOKEN_VAR)
+        #: The environment entries every process of this run carries (None: an old spec).
+        self.marker = procs.run_marker(spec["run_id"], token) if token else None
+        self.cgroup_name = procs.cgroup_name(spec["run_id"], token) if token else None
+        self.cgroup: str | None = None
+        #: Held while a child is started, so the orphan reaper never collects a child whose
+        #: Popen object is not assigned yet.
+        self.spawn_lock = threading.Lock()
+
+    # Containment: everything the agent starts stays findable (see orch_plugins.procs).
+    def contain(self) -> None:
+        """Become a subreaper, reap orphans as they die, and make the run's cgroup where the
+        machine allows one (``containment = "tree"`` in the spec skips the cgroup)."""
+        procs.become_subreaper()
+        with contextlib.suppress(ValueError):  # not the main thread (tests)
+            signal.signal(signal.SIGCHLD, self._on_child)
+        if self.cgroup_name and self.spec.get("containment", "auto") != "tree":
+            self.cgroup = procs.make_cgroup(self.cgroup_name)
+
+    def _on_child(self, _signum: int, _frame: Any) -> None:
+        if self.spawn_lock.acquire(blocking=False):
+            try:
+                procs.reap_orphans({p.pid for p in (self.proc, self.lingering) if p is not None})
+            finally:
+                self.spawn_lock.release()
+
+    def spawn(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start claude (in the run's cgroup when there is one) and keep its Popen."""
+        if self.cgroup:
+            argv = procs.cgroup_command(self.cgroup, argv)
+        with self.spawn_lock:
+            self.proc = subprocess.Popen(argv, **kwargs)
+        return self.proc
+
+    def agent_processes(self) -> dict[int, int]:
+        """``{pid: start_time}`` of every process the agent started that still runs."""
+        return procs.agent_processes(os.getpid(), marker=self.marker, cgroup=self.cgroup)
+
+    def terminate_agent(self, grace: float | None = None) -> None:
+        """Stop claude and everything the agent started: SIGTERM, SIGKILL after ``grace``
+        seconds (default: the spec's ``kill_grace``). With ``keep_children``, claude only."""
+        grace = float(self.spec.get("kill_grace", 5.0)) if grace is None else grace
+        if self.keep_children:
+            proc = self.proc
+            start = procs.proc_start_time(proc.pid) if proc is not None else None
+            if proc is not None and start is not None:
+                procs.terminate(
+                    lambda: {proc.pid: start} if procs.pid_alive(proc.pid, start) else {}, grace
+                )
+            return
+        procs.terminate(self.agent_processes, grace)
+        if self.cgroup:
+            procs.cgroup_kill(self.cgroup)
+
+    def release(self) -> None:
+        """At the very end: stop what the agent left behind (unless kept), then remove the
+        run's cgroup once it is empty. Never raises."""
+        try:
+            if not self.keep_children:
+                self.terminate_agent()
+            if self.cgroup:
+                procs.remove_cgroup(self.cgroup, wait=0.0 if self.keep_children else 1.0)
+            procs.reap_orphans()
+        except Exception as exc:  # the run is recorded already; say why, do not fail it
+            print(f"orch supervisor: cleanup failed: {exc!r}", file=sys.stderr)
 
     # Stopping: called from a signal handler or the timeout timer; never blocks the caller.
     def stop(self, reason: str) -> None:
@@ -339,9 +357,8 @@ class Supervisor:
         threading.Thread(target=self._kill_child, daemon=True).start()
 
     def _kill_child(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            terminate_tree(proc.pid, float(self.spec.get("kill_grace", 5.0)))
+        if self.proc is not None:
+            self.terminate_agent()
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         if signum == signal.SIGHUP and self.display:
@@ -416,7 +433,7 @@ class Supervisor:
                     "of this session",
                 }
             )
-            terminate_tree(pid, grace)
+            terminate_tree(pid, grace, start_time=start)
             deadline = time.monotonic() + grace + 2.0
             while pid_alive(pid, start) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -436,29 +453,60 @@ class Supervisor:
         backoff = float(spec.get("retry_backoff", 2.0))
         rc: int | None = None
         attempt = 0
+        delay = 0.0
+        argv, prompt_path = spec["argv"], spec["prompt_path"]
+        resuming = False
         while True:
             attempt += 1
             self.rep.update(attempt=attempt)
-            rc = self.run_once()
+            rc = self.run_once(argv, prompt_path)
+            if resuming and self.resume_refused(rc) and not self.stop_reason:
+                # The session could not be continued (no transcript where claude looks):
+                # this attempt starts afresh instead.
+                self.log_event({"type": "orch", "subtype": "retry_fresh", "attempt": attempt})
+                argv, prompt_path, resuming = spec["argv"], spec["prompt_path"], False
+                self.result = None
+                rc = self.run_once(argv, prompt_path)
             if self.stop_reason or attempt > retries or not self.transient():
                 break
-            delay = min(backoff * 2 ** (attempt - 1), 60.0)
+            delay = retry_delay(backoff, delay)
+            status = (self.result or {}).get("api_error_status")
+            # Continue the session Claude Code recorded, so the work done so far is kept.
+            sid = self.session_id if spec.get("retry_argv") else None
             self.log_event(
                 {
                     "type": "orch",
                     "subtype": "retry",
                     "attempt": attempt + 1,
                     "max_attempts": retries + 1,
-                    "delay_s": delay,
-                    "api_error_status": (self.result or {}).get("api_error_status"),
+                    "delay_s": round(delay, 3),
+                    "api_error_status": status,
+                    "resume_session": sid,
                 }
             )
+            if sid:
+                resuming = True
+                argv = [*spec["retry_argv"], "--resume", sid]
+                prompt_path = str(self.run_dir / "retry-prompt.txt")
+                write_atomic(Path(prompt_path), RETRY_PROMPT.format(status=status))
             if self.stopping.wait(delay):
                 break
         if timer:
             timer.cancel()
         self.finish(rc, attempt, time.monotonic() - start)
         return 0
+
+    def resume_refused(self, rc: int | None) -> bool:
+        """A continuing attempt that ended before any turn without an API error: claude did
+        not take up the session (``No conversation found``)."""
+        res = self.result or {}
+        if not res:
+            return rc not in (0, None)
+        return (
+            bool(res.get("is_error"))
+            and not res.get("api_error_status")
+            and not res.get("num_turns")
+        )
 
     def transient(self) -> bool:
         res = self.result or {}
@@ -481,16 +529,19 @@ class Supervisor:
         self.show_event(event)
 
     def child_env(self) -> dict[str, str]:
-        """This process's environment, plus the spec's variables, minus its unset names."""
+        """This process's environment, plus the spec's variables (the run's marker among
+        them), minus its unset names and the mark of orch's own detached processes."""
         env = dict(os.environ)
+        env.pop(procs.DETACHED_VAR, None)
         env.update(self.spec.get("env") or {})
         for key in self.spec.get("unset_env") or ():
             env.pop(key, None)
         return env
 
-    def run_once(self) -> int | None:
-        """One claude process: its exit code, or None when it did not start or was left
-        lingering after its result (see :meth:`follow`).
+    def run_once(self, argv: list[str] | None = None, prompt_path: str | None = None) -> int | None:
+        """One claude process, ``argv`` (default the spec's) with ``prompt_path`` (default the
+        spec's) on stdin: its exit code, or None when it did not start or was left lingering
+        after its result (see :meth:`follow`).
 
         Claude's stdout is a regular file, never a pipe: Claude Code 2.1.197 can exit before a
         large write into a pipe has drained, which cuts the final ``result`` line of a large
@@ -507,11 +558,11 @@ class Supervisor:
         out_fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         try:
             with (
-                open(spec["prompt_path"], "rb") as stdin,
+                open(prompt_path or spec["prompt_path"], "rb") as stdin,
                 open(self.run_dir / "stderr.log", "ab") as stderr,
             ):
-                self.proc = subprocess.Popen(
-                    spec["argv"],
+                self.spawn(
+                    argv or spec["argv"],
                     stdin=stdin,
                     stdout=out_fd,
                     stderr=stderr,
@@ -814,7 +865,7 @@ class InteractiveSupervisor(Supervisor):
         env["ORCH_INTERACTIVE"] = "1"
         try:
             # stdin, stdout and stderr stay the pane's terminal: the person can take over.
-            self.proc = subprocess.Popen(self.claude_argv(), cwd=spec["cwd"], env=env)
+            self.spawn(self.claude_argv(), cwd=spec["cwd"], env=env)
         except OSError as exc:
             self.rep.finish("failed", error=f"cannot start claude: {exc}")
             return 0
@@ -1184,6 +1235,7 @@ def pump_queue(state_dir: str | None, ended: str | None = None) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         close_fds=True,
+        env=procs.detached_env(),  # what it starts belongs to no agent of this run
     )
 
 
@@ -1218,6 +1270,7 @@ def main(argv: list[str] | None = None) -> int:
         sup = Supervisor(spec, reporter, display=display)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, sup.on_signal)
+    sup.contain()
     try:
         sup.run()
     except BaseException as exc:  # record the crash rather than leave the agent "running"
@@ -1225,9 +1278,11 @@ def main(argv: list[str] | None = None) -> int:
             reporter.finish("failed", error=f"supervisor error: {exc!r}")
             reporter.after_end()
         finally:
+            sup.release()
             raise
     reporter.after_end()  # the run is recorded: its slot is free, its end is news
     sup.stop_leftovers()
+    sup.release()  # then stop what the agent left running
     return 0
 
 

@@ -13,7 +13,15 @@ import pytest
 
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
-from tests.helpers import init_session, orch, pid_gone, status_json, wait_for
+from tests.helpers import (
+    init_session,
+    leaver,
+    orch,
+    pid_gone,
+    running,
+    status_json,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -99,17 +107,35 @@ def test_timeout_and_cancel(real_project: Path, messages_api: MessagesStandIn) -
     assert wait_for(lambda: _claude_tree_gone(_handle(real_project, slow["run_id"])))
 
 
-def test_retry_after_api_errors(
+def test_retry_after_api_errors_continues_the_session(
     real_project: Path, messages_api: MessagesStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "0")
-    rule = messages_api.on("FLAKY", Reply.error(529), Reply.text("fine now"))
-    orch("launch", "flaky", "FLAKY job", "--retries", "2", check=True)
+    messages_api.on("FLAKY", Reply.bash("echo step >> steps.txt"), Reply.error(529))
+    messages_api.on("transient API error", Reply.text("fine now"))
+    orch("launch", "flaky", "FLAKY job", "--retries", "2", "--role", "implementer", check=True)
     orch("wait", "flaky", check=True, timeout=120)
     run = status_json("flaky")[0]
-    assert run["attempt"] == 2 and rule.hits == 2
+    assert run["attempt"] == 2
     assert orch("output", "flaky", check=True).stdout == "fine now\n"
+    assert (real_project / "steps.txt").read_text() == "step\n"  # the work is not redone
+    # The retry continued the session Claude Code had recorded: same id, earlier turns sent.
+    retry = next(
+        r for r in messages_api.conversation_requests() if "transient API error" in r.prompt_text
+    )
+    assert retry.session_id == init_session(run) == run["session_id"]
+    assert any("FLAKY job" in t for t in retry.all_user_texts)
+    assert any(
+        block.get("type") == "tool_use"
+        for m in retry.messages
+        if m.get("role") == "assistant" and isinstance(m.get("content"), list)
+        for block in m["content"]
+    )
+    assert f"continuing session {run['session_id']}" in orch("logs", "flaky", check=True).stdout
+
+    messages_api.reset()
     messages_api.on("DOWN", Reply.error(529))
+    messages_api.on("transient API error", Reply.error(529))
     orch("launch", "down", "DOWN job", "--retries", "1", check=True)
     assert orch("wait", "down", timeout=120).returncode == 1
     run = status_json("down")[0]
@@ -118,9 +144,11 @@ def test_retry_after_api_errors(
 
 
 def test_killed_supervisor_is_lost(real_project: Path, messages_api: MessagesStandIn) -> None:
-    messages_api.on("HANG", Reply.text("never", delay=60))
-    orch("launch", "victim", "HANG here", check=True)
-    run = wait_for(lambda: status_json("victim")[0]["session_id"] and status_json("victim")[0])
+    command, leftover = leaver("HANG")
+    messages_api.on("HANG", Reply.bash(command), Reply.text("never", delay=60))
+    orch("launch", "victim", "HANG here", "--role", "implementer", check=True)
+    wait_for(lambda: len(running(leftover)) == 2, timeout=90)
+    run = status_json("victim")[0]
     handle = _handle(real_project, run["run_id"])
     children = descendants(handle["pid"])
     os.kill(handle["pid"], signal.SIGKILL)
@@ -128,6 +156,8 @@ def test_killed_supervisor_is_lost(real_project: Path, messages_api: MessagesSta
     run = status_json("victim")[0]
     assert run["status"] == "lost"
     wait_for(lambda: all(pid_gone(p) for p in children), timeout=15)  # no orphaned claude
+    # What its tools left is found by the run's marker, the supervisor being gone.
+    wait_for(lambda: not running(leftover), timeout=15)
 
 
 def test_queue_with_max_parallel(real_project: Path, messages_api: MessagesStandIn) -> None:

@@ -16,7 +16,7 @@ import pytest
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn
 from orch_plugins.testing.pytest_plugin import QUIET_ENV, TEST_API_KEY, write_claude_config
-from tests.helpers import FAKE_CLAUDE, orch, pid_gone, wait_for
+from tests.helpers import FAKE_CLAUDE, cmdlines, orch, pid_gone, wait_for
 from tests.ssh.sshd import Hosts, SshdMissing, start_hosts
 
 #: Set in the orchestrator's environment: a remote host must never see them.
@@ -91,15 +91,9 @@ def tree_gone(pid: int) -> bool:
 def drop_masters(hosts: Hosts) -> list[int]:
     """SIGKILL the multiplexing masters (ssh retitles one "ssh: CONTROL_PATH [mux]")."""
     masters = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
+    for pid, cmdline in cmdlines():
         if str(hosts.control_dir).encode() in cmdline and b"[mux]" in cmdline:
-            masters.append(int(entry))
-            os.kill(int(entry), signal.SIGKILL)
+            masters.append(pid)
+            os.kill(pid, signal.SIGKILL)
     wait_for(lambda: all(pid_gone(p) for p in masters))
     return masters

@@ -343,22 +343,23 @@ def test_no_hosts_configured_is_a_clear_launch_error(
     assert run["status"] == "failed" and "no remote hosts: pass --host HOST" in run["error"]
 
 
-def test_remote_helper_compiles_only_the_supervisors_process_helpers(
+def test_remote_helper_compiles_only_the_process_module(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The status path must stay cheap: the shipped supervisor's "processes" section only."""
+    """The status path must stay cheap: the shipped procs.py only, not the supervisor."""
     import types
 
-    from orch_plugins import remote, supervisor
+    from orch_plugins import procs, remote, supervisor
 
     shipped = types.ModuleType("orch_supervisor")
     shipped.SOURCE = Path(supervisor.__file__).read_bytes()  # type: ignore[attr-defined]
+    shipped.PROCS = Path(procs.__file__).read_bytes()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "orch_supervisor", shipped)
-    monkeypatch.setattr(remote, "_sup", None)
-    helpers = remote.sup()
-    assert not hasattr(helpers, "Supervisor")  # the cut worked (else: whole module, slower)
+    monkeypatch.setattr(remote, "_procs", None)
+    helpers = remote.procs()
+    assert helpers is not procs and not hasattr(helpers, "Supervisor")
     assert helpers.pid_alive(os.getpid(), helpers.proc_start_time(os.getpid()))
-    assert callable(helpers.terminate_tree)
+    assert callable(helpers.stop_supervisor)
 
 
 # -- a host that allows fewer sessions per connection -------------------------------------------

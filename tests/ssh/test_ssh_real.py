@@ -10,7 +10,16 @@ import pytest
 
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
-from tests.helpers import handle, megabyte_answers, orch, pid_gone, status_json, wait_for
+from tests.helpers import (
+    handle,
+    leaver,
+    megabyte_answers,
+    orch,
+    pid_gone,
+    running,
+    status_json,
+    wait_for,
+)
 from tests.ssh.conftest import drop_masters
 from tests.ssh.sshd import Hosts
 
@@ -85,3 +94,19 @@ def test_one_and_two_megabyte_answers_come_home_whole(
         remote = Path(handle(ssh_project, name)["remote_dir"])
         assert (remote / "output.md").read_bytes() == text.encode("utf-8")
         assert Path(run["log_path"]).read_bytes() == (remote / "events.jsonl").read_bytes()
+
+
+def test_what_a_remote_agent_leaves_is_stopped(
+    ssh_project: Path, two_hosts: Hosts, messages_api: MessagesStandIn
+) -> None:
+    done_cmd, done = leaver("DONE")
+    stop_cmd, stop = leaver("STOP")
+    messages_api.on("FINISHES", Reply.bash(done_cmd), Reply.text("finished", delay=3))
+    messages_api.on("CANCELLED", Reply.bash(stop_cmd), Reply.text("never", delay=60))
+    orch("launch", "done", "FINISHES", "--host", "h1", "--role", "implementer", check=True)
+    orch("launch", "stopme", "CANCELLED", "--host", "h2", "--role", "implementer", check=True)
+    wait_for(lambda: len(running(done)) == 2 and len(running(stop)) == 2, timeout=90)
+    orch("wait", "done", check=True, timeout=120)
+    wait_for(lambda: not running(done), timeout=15)
+    assert "stopme: cancelled" in orch("cancel", "stopme", check=True).stdout
+    assert not running(stop)

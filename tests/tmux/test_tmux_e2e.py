@@ -16,7 +16,16 @@ import pytest
 from orch_plugins.supervisor import descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
 from orch_plugins.testing.pytest_plugin import trust_project
-from tests.helpers import init_session, megabyte_answers, orch, pid_gone, status_json, wait_for
+from tests.helpers import (
+    init_session,
+    leaver,
+    megabyte_answers,
+    orch,
+    pid_gone,
+    running,
+    status_json,
+    wait_for,
+)
 from tests.tmux.helpers import Tm, handle
 
 pytestmark = pytest.mark.e2e
@@ -212,3 +221,14 @@ def test_interactive_agent_completes_after_its_subagent(
     assert orch("output", "ia", check=True).stdout == (
         "final\n" if background else "main turn done\n"
     )
+
+
+def test_what_an_agent_leaves_is_stopped_when_it_completes(
+    real_tmux_project: Path, tmux_server: Tm, messages_api: MessagesStandIn
+) -> None:
+    command, needle = leaver("TMUX")
+    messages_api.on("LEAVES", Reply.bash(command), Reply.text("left", delay=3))
+    orch("launch", "leaves", "LEAVES", "--role", "implementer", check=True)
+    wait_for(lambda: len(running(needle)) == 2, timeout=90)
+    orch("wait", "leaves", check=True, timeout=120)
+    wait_for(lambda: not running(needle), timeout=15)

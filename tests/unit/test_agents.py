@@ -146,6 +146,14 @@ def test_retry_after_transient_api_errors(project: Path, tmp_path: Path) -> None
         assert run["status"] == "completed" and run["attempt"] == 3
         logs = orch("logs", "ok", check=True).stdout
         assert logs.count("[orch retry]") == 2
+        # Each retry continued the session, waiting a jittered delay of at least the backoff.
+        events = [json.loads(x) for x in Path(run["log_path"]).read_text().splitlines()]
+        inits = [e for e in events if e.get("subtype") == "init"]
+        retries = [e for e in events if e.get("subtype") == "retry"]
+        assert [e["resume_session"] for e in retries] == [inits[0]["session_id"]] * 2
+        assert all(e["argv"][-2:] == ["--resume", inits[0]["session_id"]] for e in inits[1:])
+        assert all(e["delay_s"] >= 0.05 for e in retries)
+        assert run["session_id"] == inits[0]["session_id"]
         env_file.unlink()
         orch("launch", "no", "API=529 API_FAILS=5", "--retries", "1", check=True)
         run = done("no")

@@ -12,8 +12,8 @@ from orch_plugins import hookimpl
 from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec
 from orch_plugins.backends.subprocess import SubprocessBackend, spawn_supervisor
 from orch_plugins.model import JSONObject
+from orch_plugins.procs import pid_alive
 from orch_plugins.roles import Role, RoleRegistry
-from orch_plugins.supervisor import pid_alive
 
 
 class ExampleInlineBackend(Backend):

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orch_plugins import supervisor
+from orch_plugins import procs, supervisor
 from orch_plugins.admission import WAITING
 from orch_plugins.backend import (
     Backend,
@@ -52,6 +52,7 @@ from orch_plugins.backend import (
     RunUpdate,
     project_name,
 )
+from orch_plugins.backends.subprocess import run_mark
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.model import Run
@@ -207,7 +208,7 @@ def project_id(state_dir: str) -> str:
     return f"{safe}-{digest}"
 
 
-_SOURCES: tuple[bytes, bytes] | None = None
+_SOURCES: tuple[bytes, bytes, bytes] | None = None
 #: When this process last asked each host for status, and synced each run (monotonic).
 _LAST_POLL: dict[str, float] = {}
 _LAST_SYNC: dict[int, float] = {}
@@ -215,13 +216,18 @@ _LAST_SYNC: dict[int, float] = {}
 SYNCED = ".ssh-synced"
 
 
-def _sources() -> tuple[bytes, bytes]:
-    """The supervisor's and the remote helper's source, shipped with every call."""
+def _sources() -> tuple[bytes, bytes, bytes]:
+    """The sources of the supervisor, its process module and the remote helper, shipped with
+    every call."""
     global _SOURCES
     if _SOURCES is None:
         from orch_plugins import remote
 
-        _SOURCES = (Path(supervisor.__file__).read_bytes(), Path(remote.__file__).read_bytes())
+        _SOURCES = (
+            Path(supervisor.__file__).read_bytes(),
+            Path(procs.__file__).read_bytes(),
+            Path(remote.__file__).read_bytes(),
+        )
     return _SOURCES
 
 
@@ -296,6 +302,7 @@ def _popen_ssh(argv: list[str], err: Any) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=err,
         start_new_session=True,
+        env=procs.detached_env(),  # a master it forks belongs to no agent
     )
 
 
@@ -554,13 +561,12 @@ class SshBackend(Backend):
         return held
 
     def _request_bytes(self, request: dict[str, Any], payload: bytes = b"") -> bytes:
-        """What a call sends on ssh's stdin: both sources, the request line, its files."""
-        sup_src, rem_src = _sources()
+        """What a call sends on ssh's stdin: the three sources, the request line, its files."""
+        sources = _sources()
         return b"".join(
             [
-                b"%d %d\n" % (len(sup_src), len(rem_src)),
-                sup_src,
-                rem_src,
+                b" ".join(b"%d" % len(src) for src in sources) + b"\n",
+                *sources,
                 json.dumps(request).encode(),
                 b"\n",
                 payload,
@@ -776,6 +782,7 @@ class SshBackend(Backend):
             "start_time": reply["start_time"],
             "boot_id": reply["boot_id"],
             "cwd": reply["cwd"],
+            **run_mark(spec),
         }
 
     # -- the Backend interface ------------------------------------------------------------------
@@ -913,7 +920,9 @@ class SshBackend(Backend):
         if not handle.get("remote_dir"):
             return  # never started anywhere
         host = self.host(str(handle["host"]), handle.get("destination"))
-        request = {"cmd": "cancel", "run": _remote_run(handle), "grace": grace}
+        run = _remote_run(handle)
+        run.update({k: handle[k] for k in ("run_id", "token", "keep_children") if k in handle})
+        request = {"cmd": "cancel", "run": run, "grace": grace}
         try:
             self.call(host, request, timeout=grace + 60)
         except SshError as exc:

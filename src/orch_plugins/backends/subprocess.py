@@ -7,18 +7,14 @@ session ending. Its PID and start time form the handle: a reused PID is never ta
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from orch_plugins import supervisor
+from orch_plugins import procs, supervisor
 from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec
 from orch_plugins.hookspecs import hookimpl
-from orch_plugins.supervisor import pid_alive, proc_start_time, terminate_tree
+from orch_plugins.procs import pid_alive, proc_start_time
 
 
 def supervisor_argv(spec: LaunchSpec) -> list[str]:
@@ -29,9 +25,9 @@ def supervisor_argv(spec: LaunchSpec) -> list[str]:
 
 
 def spawn_supervisor(spec: LaunchSpec) -> Handle:
-    """Start a spec's supervisor detached (new session, no inherited stdin or descriptors), so
-    it outlives ``orch launch``; the handle's start time keeps a reused PID from passing for it.
-    """
+    """Start a spec's supervisor detached (new session, no inherited stdin or descriptors, an
+    environment without the marker of an agent that ran ``orch``), so it outlives ``orch
+    launch``; the handle's start time keeps a reused PID from passing for it."""
     with open(Path(spec.run_dir) / "supervisor.log", "ab") as errlog:
         proc = subprocess.Popen(
             supervisor_argv(spec),
@@ -41,8 +37,18 @@ def spawn_supervisor(spec: LaunchSpec) -> Handle:
             cwd=spec.cwd,
             start_new_session=True,
             close_fds=True,
+            env=procs.detached_env(),
         )
-    return {"pid": proc.pid, "start_time": proc_start_time(proc.pid)}
+    return {"pid": proc.pid, "start_time": proc_start_time(proc.pid), **run_mark(spec)}
+
+
+def run_mark(spec: LaunchSpec) -> Handle:
+    """What a handle keeps to find a run's processes after its supervisor is gone."""
+    token = spec.env.get(procs.RUN_TOKEN_VAR)
+    mark: Handle = {"run_id": spec.run_id, "token": token} if token else {}
+    if spec.keep_children:
+        mark["keep_children"] = True
+    return mark
 
 
 class SubprocessBackend(Backend):
@@ -56,24 +62,15 @@ class SubprocessBackend(Backend):
         return pid_alive(handle.get("pid"), handle.get("start_time"))
 
     def cancel(self, handle: Handle, grace: float) -> None:
-        pid = handle.get("pid")
-        if not pid:
-            return
-        if not self.is_alive(handle):
-            # A supervisor killed with -9 leaves claude orphaned in its process group (whose id
-            # is the supervisor's PID: the kernel does not hand out a PID that is still in use
-            # as a group id, so this cannot hit a stranger).
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGTERM)
-            return
-        # The supervisor stops its claude tree and records "cancelled" itself.
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace + 2.0
-        while time.monotonic() < deadline:
-            if not self.is_alive(handle):
-                return
-            time.sleep(0.05)
-        terminate_tree(pid, 0.5)  # a stuck supervisor: take the whole tree down
+        if handle.get("pid"):
+            procs.stop_supervisor(
+                handle["pid"],
+                handle.get("start_time"),
+                grace,
+                run_id=handle.get("run_id", ""),
+                token=handle.get("token"),
+                keep_children=bool(handle.get("keep_children")),
+            )
 
 
 @hookimpl

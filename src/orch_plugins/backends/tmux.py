@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orch_plugins import procs
 from orch_plugins.backend import (
     BackendRegistry,
     Handle,
@@ -51,12 +52,12 @@ from orch_plugins.backend import (
     LaunchSpec,
     project_name,
 )
-from orch_plugins.backends.subprocess import SubprocessBackend, supervisor_argv
-from orch_plugins.claude import AGENT_ENV, UNSET_ENV
+from orch_plugins.backends.subprocess import SubprocessBackend, run_mark, supervisor_argv
+from orch_plugins.claude import UNSET_ENV
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.model import Run
-from orch_plugins.supervisor import pid_alive, proc_start_time
+from orch_plugins.procs import pid_alive, proc_start_time
 
 if TYPE_CHECKING:
     import typer
@@ -109,10 +110,9 @@ class Tmux:
         if socket:
             self.server_args = ["-S", socket] if "/" in socket else ["-L", socket]
         # A server started by this call inherits this environment: keep out the variables that
-        # would make every later pane look like it runs inside a Claude Code session or agent.
-        self.env = {
-            k: v for k, v in os.environ.items() if k not in UNSET_ENV and k not in AGENT_ENV
-        }
+        # would make every later pane look like it runs inside a Claude Code session or agent
+        # (and the server part of the agent whose tool ran orch: see procs.detached_env).
+        self.env = {k: v for k, v in procs.detached_env().items() if k not in UNSET_ENV}
 
     def run(self, *commands: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``commands`` in ONE tmux client call, chained with ``;`` (a client start costs
@@ -170,8 +170,9 @@ def window_marks(target: str, spec: LaunchSpec) -> list[list[str]]:
 
 
 def launcher_env() -> dict[str, str]:
-    """What a window must get explicitly: this process's environment, minus its terminal."""
-    return {k: v for k, v in os.environ.items() if k not in TERMINAL_ENV}
+    """What a window must get explicitly: this process's environment, minus its terminal and
+    the marker of an agent whose tool ran orch (see :func:`orch_plugins.procs.detached_env`)."""
+    return {k: v for k, v in procs.detached_env().items() if k not in TERMINAL_ENV}
 
 
 def write_private(path: Path, data: dict[str, Any]) -> None:
@@ -346,6 +347,7 @@ class TmuxBackend(SubprocessBackend):
                 "socket": socket,
                 "session": session_name(by_id[run_id].state_dir, self.config),
                 "interactive": bool(by_id[run_id].options.get("interactive")),
+                **run_mark(by_id[run_id]),
             }
         return handles
 

@@ -45,6 +45,11 @@ TASK_FILE_OPT = typer.Option(
 #: A directory of hand-over files: what Claude Code's Write tool wrote for ``--task-file``
 #: (the /orchestrate command's tasks). orch deletes such a file once its task is recorded.
 HANDOVER_DIR = ".orch-tasks"
+KEEP_OPT = typer.Option(
+    False,
+    "--keep-children",
+    help="Leave what the agent started (servers, watchers) running when it ends.",
+)
 
 
 def _request(
@@ -61,6 +66,7 @@ def _request(
     max_parallel: int | None,
     *,
     source: str | None = None,
+    keep_children: bool = False,
 ) -> LaunchRequest:
     """The launch flags that ``launch`` and ``parallel`` share, as one checked request
     (:class:`OrchError` on a bad value); the backend's own options (``-o``, declared flags)
@@ -80,6 +86,7 @@ def _request(
         cwd=str(cwd) if cwd else None,
         max_parallel=max_parallel,
         source=source,
+        keep_children=keep_children,
     )
 
 
@@ -167,12 +174,14 @@ def launch(
     ),
     max_parallel: int | None = MAXPAR_OPT,
     option: list[str] | None = OPTION_OPT,
+    keep_children: bool = KEEP_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for the agent; print its output."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Start one agent in the background and return at once."""
     flags = (backend, option, timeout, retries, model, cwd, max_parallel)
-    request = _request(ctx, name, _task_or_file(task, task_file), role, *flags, source=from_)
+    text = _task_or_file(task, task_file)
+    request = _request(ctx, name, text, role, *flags, source=from_, keep_children=keep_children)
     orch = _orch()
     run = orch.launch(request)
     _hand_over_done(task_file)
@@ -220,6 +229,7 @@ def parallel(
     cwd: Path | None = CWD_OPT,
     max_parallel: int | None = MAXPAR_OPT,
     option: list[str] | None = OPTION_OPT,
+    keep_children: bool = KEEP_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for all of them."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -229,7 +239,11 @@ def parallel(
     orch = _orch()
     flags = (backend, option, timeout, retries, model, cwd, max_parallel)
     runs = launch_tasks(
-        orch, texts, role_list, prefix=prefix, make=lambda n, t, r: _request(ctx, n, t, r, *flags)
+        orch,
+        texts,
+        role_list,
+        prefix=prefix,
+        make=lambda n, t, r: _request(ctx, n, t, r, *flags, keep_children=keep_children),
     )
     _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)
 

@@ -46,6 +46,8 @@ class Role:
     model: str | None = None
     task_template: str = "{task}"
     source: str = ""
+    #: Leave what the agent started (a dev server, a watcher) running when its run ends.
+    keep_children: bool = False
 
     def __post_init__(self) -> None:
         mode = self.permission_mode or "default"
