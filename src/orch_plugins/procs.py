@@ -448,11 +448,27 @@ def make_cgroup(name: str) -> str | None:
     return path
 
 
-def cgroup_command(path: str, argv: list[str]) -> list[str]:
-    """``argv`` run inside cgroup ``path``: ``sh`` moves itself in, then execs argv (the
-    arguments are never parsed by the shell). If it cannot move, argv runs all the same."""
-    script = '{ echo 0 >"$0"; } 2>/dev/null; exec "$@"'
-    return ["/bin/sh", "-c", script, os.path.join(path, "cgroup.procs"), *argv]
+class CgroupJoin:
+    """A ``preexec_fn`` for ``subprocess.Popen`` that moves the child into a cgroup between
+    fork and exec: nothing it starts can run outside the group, and a child that cannot be
+    started still fails as ``OSError`` in the parent. It only writes to a descriptor opened
+    beforehand (no import, no lock taken), so it is safe in a process with threads. If the move
+    fails, the child runs all the same (the tree and the marker still hold it)."""
+
+    def __init__(self, path: str) -> None:
+        self.fd: int | None = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY)
+
+    def __call__(self) -> None:
+        try:  # noqa: SIM105 (runs between fork and exec: the least code possible)
+            os.write(self.fd, b"0")  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            pass
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
 
 
 def cgroup_pids(path: str) -> list[int]:

@@ -307,10 +307,16 @@ class Supervisor:
 
     def spawn(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         """Start claude (in the run's cgroup when there is one) and keep its Popen."""
+        join = None
         if self.cgroup:
-            argv = procs.cgroup_command(self.cgroup, argv)
-        with self.spawn_lock:
-            self.proc = subprocess.Popen(argv, **kwargs)
+            with contextlib.suppress(OSError):  # the group is gone: the tree still holds it
+                join = procs.CgroupJoin(self.cgroup)
+        try:
+            with self.spawn_lock:
+                self.proc = subprocess.Popen(argv, preexec_fn=join, **kwargs)
+        finally:
+            if join is not None:
+                join.close()
         return self.proc
 
     def agent_processes(self) -> dict[int, int]:

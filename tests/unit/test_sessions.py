@@ -126,8 +126,11 @@ def test_a_previous_claude_is_stopped_only_if_it_is_provably_that_process(intera
 
 
 def test_resume_stops_the_claude_a_lost_run_left_running(project: Path) -> None:
-    """The supervisor is killed with -9 and its claude ignores the SIGTERM sent when the loss
-    is noticed: the resumed run stops that claude (SIGKILL after the grace) before its own."""
+    """The supervisor is killed with -9 and its claude ignores SIGTERM: the resume notices the
+    loss and stops what the lost run left (found by the run's marker; SIGKILL after 0.5 s)
+    before the resumed run's claude starts. (When that cleanup cannot reach it, the resumed
+    supervisor stops it itself: see the test of stop_previous_claudes above.)
+    """
     orch("launch", "keep", "NOTERM SLEEP=60 first", check=True)
     run = wait_for(lambda: status_json("keep")[0]["claude_pid"] and status_json("keep")[0])
     leftover, start = run["claude_pid"], proc_start_time(run["claude_pid"])
@@ -136,12 +139,8 @@ def test_resume_stops_the_claude_a_lost_run_left_running(project: Path) -> None:
     wait_for(lambda: pid_gone(supervisor["pid"]))
 
     orch("resume", "keep", "second", check=True)  # notices the loss itself
+    assert pid_gone(leftover) or proc_start_time(leftover) != start
     orch("wait", "keep", check=True, timeout=60)
     assert status_json("keep", all_=True)[0]["status"] == "lost"
     second = status_json("keep")[0]
     assert second["session_id"] == run["session_id"]
-    assert pid_gone(leftover) or proc_start_time(leftover) != start
-    events = [json.loads(x) for x in Path(second["log_path"]).read_text().splitlines()]
-    assert events[0]["subtype"] == "stopped_previous_claude"
-    assert (events[0]["pid"], events[0]["run_id"]) == (leftover, run["run_id"])
-    assert f"[orch] stopped claude (pid {leftover})" in orch("logs", "keep", check=True).stdout
