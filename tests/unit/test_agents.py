@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins import CLAUDE_CODE_VERSION
+from orch_plugins import CLAUDE_CODE_VERSION, procs
 from orch_plugins.store import STATUS_FIELDS
 from tests.helpers import orch, orch_at_once, pid_gone, status_json, wait_for
 
@@ -205,6 +205,9 @@ def test_reused_pid_is_not_the_agent(project: Path) -> None:
     con.close()
     assert status_json("p")[0]["status"] == "lost"
     os.kill(handle["pid"], signal.SIGKILL)
+    # The handle no longer names the run's marker: stop what it left (claude, its cgroup).
+    spec = json.loads(Path(run["output_path"]).with_name("spec.json").read_text())
+    procs.stop_run(run["run_id"], spec["env"]["ORCH_RUN_TOKEN"], 0.5)
 
 
 def test_queue_respects_max_parallel(project: Path) -> None:
