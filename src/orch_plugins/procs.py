@@ -39,7 +39,8 @@ import time
 # Not ``from typing import TYPE_CHECKING``: importing typing costs ~2.5 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 #: The variables that mark an agent's processes (and attach its session id to its run).
 RUN_ID_VAR = "ORCH_RUN_ID"
@@ -155,6 +156,29 @@ def detached_env(base: dict[str, str] | None = None) -> dict[str, str]:
         env.pop(key, None)
     env[DETACHED_VAR] = "1"
     return env
+
+
+@contextlib.contextmanager
+def detached() -> Iterator[dict[str, Any]]:
+    """``subprocess.Popen`` keywords for a process orch detaches: :func:`detached_env`, and,
+    when this process runs inside a run's cgroup (``orch`` called by an agent's tool), a
+    ``preexec_fn`` that moves the child out to the cgroup beside it, so neither it nor what it
+    starts (a tmux server's panes, an ssh master) is a member of that run::
+
+        with procs.detached() as kw:
+            subprocess.Popen(argv, ..., **kw)
+    """
+    join = None
+    own = _own_cgroup() or ""
+    mount = _cgroup2_mount()
+    if mount and os.path.basename(own.rstrip("/")).startswith(CGROUP_PREFIX):
+        with contextlib.suppress(OSError):
+            join = CgroupJoin(os.path.dirname(os.path.normpath(mount + "/" + own.strip("/"))))
+    try:
+        yield {"env": detached_env(), "preexec_fn": join}
+    finally:
+        if join is not None:
+            join.close()
 
 
 def agent_processes(
@@ -482,7 +506,17 @@ def cgroup_pids(path: str) -> list[int]:
 
 def cgroup_kill(path: str) -> bool:
     """SIGKILL every process in the cgroup at once (``cgroup.kill``, Linux 5.14): nothing that
-    forks meanwhile escapes. False where the kernel lacks it."""
+    forks meanwhile escapes. A process orch detached that is still in it (one started before
+    :func:`detached` moved such processes out) is first moved to the cgroup beside it; if one
+    cannot be, nothing is killed this way. False where the kernel lacks it, or not done."""
+    parent = os.path.join(os.path.dirname(path.rstrip("/")), "cgroup.procs")
+    for pid in cgroup_pids(path):
+        if _DETACHED_ENTRY in _environ(pid):
+            try:
+                with open(parent, "w") as fh:
+                    fh.write(str(pid))
+            except OSError:
+                return False
     try:
         with open(os.path.join(path, "cgroup.kill"), "w") as fh:
             fh.write("1")

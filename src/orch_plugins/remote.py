@@ -177,7 +177,7 @@ def do_launch(req: dict, inp) -> tuple[dict, list]:
     _write(spec_path, json.dumps(spec).encode())  # 0600: may hold forwarded variables
     _write(script, sys.modules["orch_supervisor"].SOURCE)
     _write(os.path.join(run_dir, "procs.py"), sys.modules["orch_supervisor"].PROCS)
-    with open(os.path.join(run_dir, "supervisor.log"), "ab") as log:
+    with open(os.path.join(run_dir, "supervisor.log"), "ab") as log, procs().detached() as kw:
         proc = subprocess.Popen(
             [sys.executable, "-S", script, spec_path],
             cwd=run_dir,
@@ -186,7 +186,7 @@ def do_launch(req: dict, inp) -> tuple[dict, list]:
             stderr=log,
             start_new_session=True,
             close_fds=True,
-            env=procs().detached_env(),
+            **kw,
         )
     answer = {
         "pid": proc.pid,

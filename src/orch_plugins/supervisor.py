@@ -145,6 +145,10 @@ class DbReporter:
             if announce:  # not handed over after all: a later status read announces it
                 self.store.update(self.run_id, end_announced=0)
 
+    def close(self) -> None:
+        """Done with the store: what follows (stopping leftovers) may take a while."""
+        self.store.close()
+
 
 class FileReporter:
     """Writes ``<run_dir>/state.json`` atomically: for hosts without the store (remote).
@@ -175,6 +179,9 @@ class FileReporter:
 
     def after_end(self) -> None:
         pass  # the local orch pumps and announces when it collects this run's end
+
+    def close(self) -> None:
+        pass
 
 
 # -- live text and claude's stdout file ---------------------------------------------------------
@@ -1234,15 +1241,16 @@ def pump_queue(state_dir: str | None, ended: str | None = None) -> None:
         argv = ["-m", "orch_plugins.events", str(ended)]
     # Not -S: the queue may hold agents of third-party backends, and plugins listen to events,
     # found through site-packages.
-    subprocess.Popen(
-        [sys.executable, *argv],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-        env=procs.detached_env(),  # what it starts belongs to no agent of this run
-    )
+    with procs.detached() as kw:  # what it starts belongs to no agent of this run
+        subprocess.Popen(
+            [sys.executable, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            **kw,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1288,6 +1296,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
     reporter.after_end()  # the run is recorded: its slot is free, its end is news
     sup.stop_leftovers()
+    reporter.close()
     sup.release()  # then stop what the agent left running
     return 0
 

@@ -98,9 +98,11 @@ def test_keep_children_leaves_them_running(
 def test_a_sub_agent_an_agent_launched_is_not_its_leftover(
     real_project: Path, messages_api: MessagesStandIn
 ) -> None:
-    """A sub-agent's supervisor ends up below its launcher's supervisor (a subreaper) and in
-    its cgroup, yet it is a run of its own: the launcher's end must not stop it."""
-    launch = f"{sys.executable} -m orch_plugins.cli launch sub 'SUB task'"
+    """A sub-agent's supervisor ends up below its launcher's supervisor (a subreaper), and
+    would start in its cgroup, yet it is a run of its own: the launcher's end must not stop
+    it. (The sub-agent makes no cgroup of its own here: its claude would stay in its
+    launcher's, had its supervisor not been started outside it.)"""
+    launch = f"ORCH_CONTAINMENT=tree {sys.executable} -m orch_plugins.cli launch sub 'SUB task'"
     messages_api.on("PARENT", Reply.bash(launch), Reply.text("parent done"))
     messages_api.on("SUB task", Reply.text("sub done", delay=6))
     orch("launch", "parent", "PARENT", "--role", "implementer", check=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orch_plugins import procs, remote
+from orch_plugins.backend import BackendContext
 from orch_plugins.backends.subprocess import SubprocessBackend
 from orch_plugins.supervisor import retry_delay
 
@@ -41,9 +42,9 @@ def recorded(proc: subprocess.Popen[bytes]) -> dict[str, int]:
 
 
 def test_cancel_never_signals_a_process_that_reused_the_pid(
-    stranger: subprocess.Popen[bytes],
+    stranger: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
-    SubprocessBackend().cancel(recorded(stranger), 0.2)
+    SubprocessBackend(BackendContext(tmp_path)).cancel(recorded(stranger), 0.2)
     assert alive(stranger)
 
 

@@ -296,14 +296,15 @@ def _popen_ssh(argv: list[str], err: Any) -> subprocess.Popen[bytes]:
     ControlPersist master forked from this ssh keeps its stderr open for minutes, and reading a
     pipe to EOF would wait for it. A new session keeps that master alive after this command
     (and its terminal) is gone."""
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=err,
-        start_new_session=True,
-        env=procs.detached_env(),  # a master it forks belongs to no agent
-    )
+    with procs.detached() as kw:  # a master it forks belongs to no agent
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+            **kw,
+        )
 
 
 def _read_reply_line(stream: Any, marker: bytes, timeout: float) -> bytes:

@@ -25,10 +25,11 @@ def supervisor_argv(spec: LaunchSpec) -> list[str]:
 
 
 def spawn_supervisor(spec: LaunchSpec) -> Handle:
-    """Start a spec's supervisor detached (new session, no inherited stdin or descriptors, an
-    environment without the marker of an agent that ran ``orch``), so it outlives ``orch
-    launch``; the handle's start time keeps a reused PID from passing for it."""
-    with open(Path(spec.run_dir) / "supervisor.log", "ab") as errlog:
+    """Start a spec's supervisor detached (new session, no inherited stdin or descriptors, out
+    of the marker and cgroup of an agent that ran ``orch``: :func:`orch_plugins.procs.detached`),
+    so it outlives ``orch launch``; the handle's start time keeps a reused PID from passing
+    for it."""
+    with open(Path(spec.run_dir) / "supervisor.log", "ab") as errlog, procs.detached() as kw:
         proc = subprocess.Popen(
             supervisor_argv(spec),
             stdin=subprocess.DEVNULL,
@@ -37,7 +38,7 @@ def spawn_supervisor(spec: LaunchSpec) -> Handle:
             cwd=spec.cwd,
             start_new_session=True,
             close_fds=True,
-            env=procs.detached_env(),
+            **kw,
         )
     return {"pid": proc.pid, "start_time": proc_start_time(proc.pid), **run_mark(spec)}
 

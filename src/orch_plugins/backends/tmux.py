@@ -123,14 +123,16 @@ class Tmux:
                 argv.append(";")
             argv.append(command[0])
             argv.extend(tmux_arg(str(a)) for a in command[1:])
-        proc = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            check=False,
-        )
+        with procs.detached() as detached:  # a server it starts leaves an agent's cgroup
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                env=self.env,
+                preexec_fn=detached["preexec_fn"],
+                check=False,
+            )
         if check and proc.returncode != 0:
             raise OrchError(f"tmux {commands[0][0]} failed: {proc.stderr.strip() or proc.stdout}")
         return proc
