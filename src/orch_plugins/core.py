@@ -29,6 +29,7 @@ from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.events import SETTLE, announce_ended
 from orch_plugins.model import MAX_TASK_BYTES, Handle, LaunchRequest, Run, check_task
+from orch_plugins.procs import pid_alive, proc_start_time
 from orch_plugins.roles import Role
 from orch_plugins.store import (
     CANCELLED,
@@ -43,7 +44,6 @@ from orch_plugins.store import (
     atomic_write,
     validate_name,
 )
-from orch_plugins.procs import pid_alive, proc_start_time
 
 log = logging.getLogger(__name__)
 

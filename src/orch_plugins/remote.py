@@ -30,6 +30,11 @@ import sys
 import time
 from types import SimpleNamespace
 
+# Not ``from typing import ...``: this module runs on every ssh call; typing costs milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 #: What ssh runs remotely, after the interpreter name: constant, so the remote shell only ever
 #: parses fixed text. It keeps the sources of the supervisor and of procs as
 #: ``orch_supervisor.SOURCE`` and ``orch_supervisor.PROCS`` and runs this module.
@@ -39,10 +44,10 @@ BOOTSTRAP = (
     "sys.modules[m.__name__]=m;"
     "exec(compile(i.read(c),'orch_remote.py','exec'),{'__name__':'__orch_remote__'})"
 )
-_procs = None
+_procs: Any = None
 
 
-def procs():
+def procs() -> Any:
     """:mod:`orch_plugins.procs` (pid_alive, stop_supervisor, ...): one implementation, here
     and in every backend; on a host, compiled from the shipped source (it imports only os,
     contextlib, signal and time, so a status read stays cheap)."""

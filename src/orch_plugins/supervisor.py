@@ -31,7 +31,7 @@ from pathlib import Path
 try:
     from orch_plugins import procs
 except ImportError:  # run as a file on a host without orch-plugins: procs.py lies beside it
-    import procs  # type: ignore[no-redef]
+    import procs  # type: ignore[no-redef,import-not-found]
 
 # The process helpers, under their earlier home (backends and plugins imported them from here).
 pid_alive = procs.pid_alive
@@ -588,6 +588,7 @@ class Supervisor:
             return None
         finally:
             os.close(out_fd)
+        assert self.proc is not None  # spawn set it
         self.note_claude(self.proc)
         if self.stopping.is_set():  # a stop that raced with the start
             self._kill_child()
@@ -878,14 +879,14 @@ class InteractiveSupervisor(Supervisor):
         env["ORCH_INTERACTIVE"] = "1"
         try:
             # stdin, stdout and stderr stay the pane's terminal: the person can take over.
-            self.spawn(self.claude_argv(), cwd=spec["cwd"], env=env)
+            proc = self.spawn(self.claude_argv(), cwd=spec["cwd"], env=env)
         except OSError as exc:
             self.rep.finish("failed", error=f"cannot start claude: {exc}")
             return 0
-        self.note_claude(self.proc)
+        self.note_claude(proc)
         if self.stopping.is_set():
             self._kill_child()
-        while (rc := self.proc.poll()) is None:
+        while (rc := proc.poll()) is None:
             self.check_turn()
             if self.recount_at and time.time() >= self.recount_at:
                 self.recount_at = None
