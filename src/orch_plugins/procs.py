@@ -525,8 +525,10 @@ def cgroup_kill(path: str) -> bool:
     return True
 
 
-def remove_cgroup(path: str, wait: float = 1.0) -> bool:
-    """Remove an emptied cgroup (and cgroups below it); False if processes still hold it."""
+def remove_cgroup(path: str, wait: float = 5.0) -> bool:
+    """Remove an emptied cgroup (and cgroups below it), waiting up to ``wait`` seconds for
+    killed members to exit (under load that takes more than a second); False if processes
+    still hold it then."""
     deadline = time.monotonic() + wait
     while True:
         for dirpath, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):

@@ -353,7 +353,7 @@ class Supervisor:
             if not self.keep_children:
                 self.terminate_agent()
             if self.cgroup:
-                procs.remove_cgroup(self.cgroup, wait=0.0 if self.keep_children else 1.0)
+                procs.remove_cgroup(self.cgroup, wait=0.0 if self.keep_children else 5.0)
             procs.reap_orphans()
         except Exception as exc:  # the run is recorded already; say why, do not fail it
             print(f"orch supervisor: cleanup failed: {exc!r}", file=sys.stderr)
