@@ -8,11 +8,11 @@ on every SessionStart, UserPromptSubmit, Stop and SessionEnd of a Claude Code se
 * an internal error never reaches the session: it is appended to ``hooks.log`` (in the state
   directory, else the user log directory) and the hook exits 0.
 
-Where state lives: ``ORCH_STATE_DIR`` (set for agents and by ``orch start``), else the nearest
-``.orchestrate/`` at or above the session's project directory (the home directory excluded),
-which is what ``orch`` itself finds when that directory exists. Hooks never create a state
-directory: ``orch install --project`` creates it, and so does any ``orch`` command. A user-level
-install therefore records sessions only in projects that use orch-plugins.
+Where state lives: where ``orch`` itself keeps it, by the one rule of :mod:`orch_plugins.paths`
+(``ORCH_STATE_DIR``, set for agents and by ``orch start``, else the nearest ``.orchestrate/``
+at or above the session's project directory, the home directory excluded). Hooks never create
+a state directory: ``orch install --project`` creates it, and so does any ``orch`` command. A
+user-level install therefore records sessions only in projects that use orch-plugins.
 
 What each event does:
 
@@ -85,21 +85,11 @@ SCREEN_NAMES = 5
 
 
 def state_dir() -> str | None:
-    """The state directory this session belongs to, or None when there is none."""
-    env = os.environ.get("ORCH_STATE_DIR")
-    if env:
-        return env if os.path.isdir(env) else None
-    start = os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()
-    home = os.path.realpath(os.path.expanduser("~"))
-    here = os.path.realpath(start)
-    while True:
-        candidate = os.path.join(here, ".orchestrate")
-        if here != home and os.path.isdir(candidate):
-            return candidate
-        parent = os.path.dirname(here)
-        if parent == here:
-            return None
-        here = parent
+    """The state directory this session belongs to, or None when there is none: the rule of
+    :mod:`orch_plugins.paths`, the one ``orch`` follows, without creating anything."""
+    from orch_plugins.paths import existing_state_dir
+
+    return existing_state_dir()
 
 
 def _valid_session_id(sid: object) -> TypeGuard[str]:

@@ -177,27 +177,18 @@ def iso(ts: float | None) -> str | None:
 
 
 def find_project_dir(start: Path | None = None) -> Path:
-    """The project an ``orch`` call belongs to: the nearest directory at or above ``start``
-    (default: Claude Code's project dir ``$CLAUDE_PROJECT_DIR``, else the current directory)
-    holding ``.orchestrate``, else ``.git``, else ``.claude``; else that directory itself.
+    """The project an ``orch`` call belongs to (:func:`orch_plugins.paths.project_dir`)."""
+    from orch_plugins import paths  # where used: a hook imports the store for writing only
 
-    A Claude Code session started in a subdirectory has it as its project dir: walking up
-    finds the project's store there too, the one its hooks record into."""
-    env = os.environ.get("CLAUDE_PROJECT_DIR")
-    here = (start or (Path(env) if env else Path.cwd())).resolve()
-    for marker in (".orchestrate", ".git", ".claude"):
-        for parent in (here, *here.parents):
-            if (parent / marker).exists() and parent != Path.home():
-                return parent
-    return here
+    return Path(paths.project_dir(start))
 
 
 def default_state_dir(start: Path | None = None) -> Path:
-    """``ORCH_STATE_DIR`` if set, else ``<project>/.orchestrate``."""
-    env = os.environ.get("ORCH_STATE_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    return find_project_dir(start) / ".orchestrate"
+    """The state directory (:func:`orch_plugins.paths.state_dir`): ``ORCH_STATE_DIR`` if set,
+    else ``<project>/.orchestrate``."""
+    from orch_plugins import paths
+
+    return Path(paths.state_dir(start))
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
