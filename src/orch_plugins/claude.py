@@ -1,10 +1,15 @@
-"""The one place that builds claude's command line and environment for an agent, and what
+"""The one place that builds claude's command lines and environments: an agent's
+(:func:`build_argv`, :func:`agent_env`), an interactive agent's (:func:`interactive_argv`), the
+orchestrator's (``orch start``: :func:`orchestrator_argv`, :func:`orchestrator_env`); and what
 ``orch doctor`` checks about the installed claude (its version against the tested range, its
 credentials against the API)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orch_plugins import procs
@@ -86,6 +91,145 @@ def agent_env(
         "ORCH_STATE_DIR": state_dir,
         "ORCH_FORK_OF": fork_of or "",
     }
+
+
+def clean_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without a parent Claude Code session's variables (:data:`UNSET_ENV`) and an
+    agent's (:data:`AGENT_ENV`): for a process that is nobody's agent (the orchestrator, a
+    tmux server that will hold agents' windows)."""
+    return {k: v for k, v in environ.items() if k not in UNSET_ENV and k not in AGENT_ENV}
+
+
+# -- an interactive agent -------------------------------------------------------------------------
+
+#: An interactive agent's task longer than this (bytes) goes to claude as a pointer to its
+#: file: one argv string holds at most 128 KiB.
+INTERACTIVE_ARG_LIMIT = 100_000
+
+
+def interactive_argv(
+    argv: Sequence[str], *, prompt: str, prompt_path: str, stop_file: str
+) -> list[str]:
+    """An interactive agent's whole command line: ``argv`` (:func:`build_argv` with
+    ``interactive=True``), orch's hooks passed with ``--settings`` (:func:`hook_settings`), and
+    the task as the first prompt after ``--`` (no shell ever parses it): the text itself, or
+    for one over :data:`INTERACTIVE_ARG_LIMIT` bytes or holding NUL, a pointer to
+    ``prompt_path``, which holds it."""
+    if len(prompt.encode("utf-8")) > INTERACTIVE_ARG_LIMIT or "\0" in prompt:
+        prompt = f"Your task is in the file {prompt_path}. Read all of it, then carry it out."
+    return [*argv, "--settings", json.dumps(hook_settings(stop_file)), "--", prompt]
+
+
+def hook_settings(stop_file: str) -> dict[str, Any]:
+    """``--settings`` for an interactive agent: SessionStart and Stop run orch_plugins.hooks
+    from this very installation (no ``orch install`` needed; a user-level install also firing
+    is harmless, both record the same), and Stop also copies its payload to ``stop_file``
+    (written aside and renamed, so the supervisor never reads half of it), unless it is a
+    sub-agent's (``agent_id``)."""
+    import shlex
+
+    # A sub-agent's stop (a payload with agent_id) is not the end of the session's turn.
+    handover = (
+        "import json, os, sys\n"
+        "p = sys.argv[1]; t = p + '.tmp'; d = sys.stdin.buffer.read()\n"
+        "try: j = json.loads(d)\n"
+        "except ValueError: j = {}\n"
+        "if not (isinstance(j, dict) and j.get('agent_id')):\n"
+        "    open(t, 'wb').write(d); os.replace(t, p)\n"
+    )
+    py = shlex.quote(sys.executable)
+    copy = f"{py} -S -c {shlex.quote(handover)} {shlex.quote(stop_file)}"
+    return {
+        "hooks": {
+            "SessionStart": [{"hooks": [orch_hook_entry("SessionStart")]}],
+            "Stop": [
+                {
+                    "hooks": [
+                        orch_hook_entry("Stop"),
+                        {"type": "command", "command": copy, "timeout": 10},
+                    ]
+                }
+            ],
+        }
+    }
+
+
+def orch_hook_entry(event: str) -> dict[str, Any]:
+    """A ``settings.json`` hook entry that runs :mod:`orch_plugins.hooks` for ``event`` with
+    this interpreter and this installation's package (nothing needs to be installed)."""
+    import shlex
+
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    orch_hook = (
+        f"import sys; sys.path.insert(0, {parent!r}); "
+        "from orch_plugins.hooks import main; sys.exit(main())"
+    )
+    command = f"{shlex.quote(sys.executable)} -S -c {shlex.quote(orch_hook)} {event}"
+    return {"type": "command", "command": command, "timeout": 10}
+
+
+# -- the orchestrator (orch start) ----------------------------------------------------------------
+
+#: Appended to the orchestrator's system prompt by ``orch start``.
+ORCHESTRATOR_PROMPT = """\
+You are the orchestrator of a team of Claude Code agents, driven through the `orch` command \
+(run it with the Bash tool; it needs no permission prompt). Split work that has independent \
+parts into tasks and give each to its own agent instead of doing it all yourself:
+- To start one agent in the background, write its task with the Write tool to \
+`.orch-tasks/NAME.md` (in the current directory), then run \
+`orch launch NAME --role ROLE --task-file .orch-tasks/NAME.md`; orch records the task and \
+deletes the file. Never put task text in a shell command. `orch roles` lists roles.
+- `orch wait NAME…` waits for agents: run it with the Bash tool's run_in_background option, \
+so the session stays free. Each new prompt also lists the agents that ended since the previous \
+one (name, status, first line of the result, output path).
+- `orch status`, `orch output NAME`, `orch logs NAME`, `orch cancel NAME`, \
+`orch resume NAME --task-file .orch-tasks/NAME.md` (continue an agent's session with the \
+prompt in that file; `--fork` for a copy), \
+`orch launch NAME --from SESSION_OR_AGENT --task-file …` (start from a fork of that \
+session's context), `orch sessions` (known Claude Code sessions).
+The /orchestrate commands (`/orchestrate GOAL`, `/orchestrate:status`, …) do the common \
+steps. When agents finish, read their outputs and give the user one summary: per agent what \
+it found or changed, then conclusions, conflicts and next steps."""
+
+
+#: What ``orch start`` lets the orchestrator do without asking: run orch, and write the task
+#: hand-over files that ``orch launch --task-file`` reads (and deletes).
+ORCHESTRATOR_TOOLS = "Bash(orch:*),Edit(./.orch-tasks/**)"
+
+
+def orchestrator_argv(
+    claude_bin: str,
+    *,
+    plugin_dir: str | None = None,
+    hook_events: Sequence[str] = (),
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The orchestrator's command line: claude with :data:`ORCHESTRATOR_PROMPT` appended to
+    its system prompt and :data:`ORCHESTRATOR_TOOLS` pre-approved; the pack loaded as a plugin
+    from ``plugin_dir``, or else orch's hooks for ``hook_events`` passed with ``--settings``
+    (for where claude would not run the installed ones); then ``extra``, the user's own."""
+    argv = [claude_bin, "--append-system-prompt", ORCHESTRATOR_PROMPT]
+    argv += ["--allowedTools", ORCHESTRATOR_TOOLS]
+    if plugin_dir:
+        argv += ["--plugin-dir", plugin_dir]
+    elif hook_events:
+        hooks = {event: [{"hooks": [orch_hook_entry(event)]}] for event in hook_events}
+        argv += ["--settings", json.dumps({"hooks": hooks})]
+    return [*argv, *extra]
+
+
+def orchestrator_env(environ: Mapping[str, str], *, state_dir: str) -> dict[str, str]:
+    """The orchestrator's environment: ``environ`` cleaned (:func:`clean_env`: the
+    orchestrator is nobody's agent), ``ORCH_STATE_DIR`` for its hooks, ``ORCH_PYTHON`` and
+    ``PATH`` so the plugin form's hooks and the orch commands use this very installation."""
+    env = clean_env(environ)
+    env["ORCH_STATE_DIR"] = state_dir
+    env.setdefault("ORCH_PYTHON", os.path.abspath(sys.executable))
+    bindir = os.path.dirname(os.path.abspath(sys.executable))
+    on_path = env.get("PATH", "").split(os.pathsep)
+    if os.path.exists(os.path.join(bindir, "orch")) and bindir not in on_path:
+        env["PATH"] = env.get("PATH", "") + os.pathsep + bindir
+    return env
 
 
 # -- what orch doctor checks about claude -------------------------------------------------------

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 from orch_plugins import admission
 from orch_plugins.backend import Backend, BackendContext, LaunchSpec
-from orch_plugins.claude import UNSET_ENV, agent_env, build_argv
+from orch_plugins.claude import UNSET_ENV, agent_env, build_argv, interactive_argv
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.events import SETTLE, announce_ended
@@ -44,6 +44,7 @@ from orch_plugins.store import (
     atomic_write,
     validate_name,
 )
+from orch_plugins.supervisor import STOP_FILE
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,13 @@ class Orchestrator:
             atomic_write(prompt_path, framed.encode("utf-8"))
             if role_obj is not None:
                 atomic_write(run_dir / ROLE_FILE, json.dumps(role_obj.to_json(), indent=1))
+            if options.get("interactive"):
+                argv = interactive_argv(
+                    argv,
+                    prompt=framed,
+                    prompt_path=str(prompt_path),
+                    stop_file=str(run_dir / STOP_FILE),
+                )
             spec = LaunchSpec(
                 run_id=run["run_id"],
                 name=name,

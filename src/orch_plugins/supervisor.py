@@ -50,8 +50,9 @@ TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 PROGRESS_INTERVAL = 0.5
 #: Interactive mode: how often the store is asked whether a turn ended.
 INTERACTIVE_POLL = 0.25
-#: Interactive mode: a longer task goes to claude as a pointer to its file, not as argv.
-INTERACTIVE_ARG_LIMIT = 100_000
+#: Interactive mode: the file in the run directory where claude's Stop hook hands over its
+#: payload (see :func:`orch_plugins.claude.hook_settings`).
+STOP_FILE = "stop.json"
 #: In the state directory: the ended runs' status objects handed to the announcing process.
 EVENTS_DIR = "events"
 #: Variables a tmux pane sets for its terminal, kept when the launcher's environment is loaded.
@@ -845,7 +846,7 @@ class InteractiveSupervisor(Supervisor):
         self.store = reporter.store
         self.run_id = int(spec["run_id"])
         self.completed = False
-        self.stop_file = self.run_dir / "stop.json"
+        self.stop_file = self.run_dir / STOP_FILE
         self.last_stop: int | None = None
         self.recount_at: float | None = None
         self.transcript: str | None = None
@@ -857,15 +858,9 @@ class InteractiveSupervisor(Supervisor):
         self.stop("hangup" if signum == signal.SIGHUP else "cancelled")
 
     def claude_argv(self) -> list[str]:
-        prompt = _read_text(self.spec["prompt_path"], None)
-        if len(prompt.encode("utf-8")) > INTERACTIVE_ARG_LIMIT or "\0" in prompt:
-            # One argv string holds at most 128 KiB (and no NUL): point claude at the file.
-            prompt = (
-                f"Your task is in the file {self.spec['prompt_path']}. "
-                "Read all of it, then carry it out."
-            )
-        settings = json.dumps(hook_settings(str(self.stop_file)))
-        return [*self.spec["argv"], "--settings", settings, "--", prompt]
+        """claude's whole command line, as the core built it (:func:`orch_plugins.claude.
+        interactive_argv`): the hooks that report to this process, and the task."""
+        return list(self.spec["argv"])
 
     def run(self) -> int:
         spec = self.spec
@@ -1046,54 +1041,6 @@ def subagents_running(payload: dict[str, Any]) -> bool:
         and t.get("status") in ("running", "pending")
         for t in tasks
     )
-
-
-def hook_settings(stop_file: str) -> dict[str, Any]:
-    """``--settings`` for an interactive agent: SessionStart and Stop run orch_plugins.hooks
-    from this very installation (no ``orch install`` needed; a user-level install also firing
-    is harmless, both record the same), and Stop also copies its payload to ``stop_file``
-    (written aside and renamed, so the supervisor never reads half of it), unless it is a
-    sub-agent's (``agent_id``)."""
-    import shlex
-
-    # A sub-agent's stop (a payload with agent_id) is not the end of the session's turn.
-    handover = (
-        "import json, os, sys\n"
-        "p = sys.argv[1]; t = p + '.tmp'; d = sys.stdin.buffer.read()\n"
-        "try: j = json.loads(d)\n"
-        "except ValueError: j = {}\n"
-        "if not (isinstance(j, dict) and j.get('agent_id')):\n"
-        "    open(t, 'wb').write(d); os.replace(t, p)\n"
-    )
-    py = shlex.quote(sys.executable)
-    copy = f"{py} -S -c {shlex.quote(handover)} {shlex.quote(stop_file)}"
-    return {
-        "hooks": {
-            "SessionStart": [{"hooks": [orch_hook_entry("SessionStart")]}],
-            "Stop": [
-                {
-                    "hooks": [
-                        orch_hook_entry("Stop"),
-                        {"type": "command", "command": copy, "timeout": 10},
-                    ]
-                }
-            ],
-        }
-    }
-
-
-def orch_hook_entry(event: str) -> dict[str, Any]:
-    """A ``settings.json`` hook entry that runs :mod:`orch_plugins.hooks` for ``event`` with
-    this interpreter and this installation's package (nothing needs to be installed)."""
-    import shlex
-
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    orch_hook = (
-        f"import sys; sys.path.insert(0, {parent!r}); "
-        "from orch_plugins.hooks import main; sys.exit(main())"
-    )
-    command = f"{shlex.quote(sys.executable)} -S -c {shlex.quote(orch_hook)} {event}"
-    return {"type": "command", "command": command, "timeout": 10}
 
 
 def read_transcript(path: str | None, since: float) -> tuple[str | None, int, int, dict[str, int]]:

@@ -479,7 +479,7 @@ def test_a_subagents_stop_is_not_the_end_of_the_sessions_turn(env, monkeypatch, 
 
 def test_the_interactive_stop_handover_skips_a_subagents_stop(tmp_path: Path) -> None:
     """The ``--settings`` Stop command that hands the payload to an interactive supervisor."""
-    from orch_plugins.supervisor import hook_settings
+    from orch_plugins.claude import hook_settings
 
     stop_file = tmp_path / "it's stop.json"
     (command,) = [

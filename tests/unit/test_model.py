@@ -87,3 +87,22 @@ def test_the_plugin_api_comes_from_the_package_root_lazily() -> None:
         import orch_plugins
 
         orch_plugins.NoSuchThing  # noqa: B018
+
+
+def test_an_interactive_agents_whole_command_line_is_in_its_spec(project: Path) -> None:
+    """claude.py builds it at launch (hooks in --settings, the task after --); the supervisor
+    runs it as it is."""
+    from orch_plugins.core import Orchestrator
+
+    orch_ = Orchestrator()
+    task = "look at 'this' $(not a shell) --flag"
+    run = orch_.launch(
+        LaunchRequest("i1", task, backend="tmux", options={"interactive": True}), start=False
+    )
+    argv = json.loads(Path(run["run_dir"], "spec.json").read_text())["argv"]
+    assert argv[-2:] == ["--", task]
+    settings = json.loads(argv[argv.index("--settings") + 1])
+    stop = settings["hooks"]["Stop"][0]["hooks"]
+    assert str(Path(run["run_dir"], "stop.json")) in stop[-1]["command"]
+    assert "-p" not in argv
+    orch_.cancel(["i1"])

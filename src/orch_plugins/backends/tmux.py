@@ -53,7 +53,7 @@ from orch_plugins.backend import (
     project_name,
 )
 from orch_plugins.backends.subprocess import SubprocessBackend, run_mark, supervisor_argv
-from orch_plugins.claude import UNSET_ENV
+from orch_plugins.claude import clean_env
 from orch_plugins.errors import OrchError
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.model import Run
@@ -112,7 +112,7 @@ class Tmux:
         # A server started by this call inherits this environment: keep out the variables that
         # would make every later pane look like it runs inside a Claude Code session or agent
         # (and the server part of the agent whose tool ran orch: see procs.detached_env).
-        self.env = {k: v for k, v in procs.detached_env().items() if k not in UNSET_ENV}
+        self.env = clean_env(procs.detached_env())
 
     def run(self, *commands: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``commands`` in ONE tmux client call, chained with ``;`` (a client start costs

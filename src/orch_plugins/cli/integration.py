@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,27 +22,6 @@ PROJECT_OPT = typer.Option(
 )
 USER_OPT = typer.Option(False, "--user", help="Use the user's ~/.claude/ instead.")
 DRY_RUN_OPT = typer.Option(False, "--dry-run", help="Print what would change; change nothing.")
-
-#: Appended to the orchestrator's system prompt by ``orch start``.
-ORCHESTRATOR_PROMPT = """\
-You are the orchestrator of a team of Claude Code agents, driven through the `orch` command \
-(run it with the Bash tool; it needs no permission prompt). Split work that has independent \
-parts into tasks and give each to its own agent instead of doing it all yourself:
-- To start one agent in the background, write its task with the Write tool to \
-`.orch-tasks/NAME.md` (in the current directory), then run \
-`orch launch NAME --role ROLE --task-file .orch-tasks/NAME.md`; orch records the task and \
-deletes the file. Never put task text in a shell command. `orch roles` lists roles.
-- `orch wait NAME…` waits for agents: run it with the Bash tool's run_in_background option, \
-so the session stays free. Each new prompt also lists the agents that ended since the previous \
-one (name, status, first line of the result, output path).
-- `orch status`, `orch output NAME`, `orch logs NAME`, `orch cancel NAME`, \
-`orch resume NAME --task-file .orch-tasks/NAME.md` (continue an agent's session with the \
-prompt in that file; `--fork` for a copy), \
-`orch launch NAME --from SESSION_OR_AGENT --task-file …` (start from a fork of that \
-session's context), `orch sessions` (known Claude Code sessions).
-The /orchestrate commands (`/orchestrate GOAL`, `/orchestrate:status`, …) do the common \
-steps. When agents finish, read their outputs and give the user one summary: per agent what \
-it found or changed, then conclusions, conflicts and next steps."""
 
 
 def _target(project: Path | None, user: bool) -> Any:
@@ -146,11 +124,6 @@ def sessions(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1])
 
 
-#: What ``orch start`` lets the orchestrator do without asking: run orch, and write the task
-#: hand-over files that ``orch launch --task-file`` reads (and deletes).
-ORCHESTRATOR_TOOLS = "Bash(orch:*),Edit(./.orch-tasks/**)"
-
-
 def plugin_root() -> Path | None:
     """A directory Claude Code can load with --plugin-dir: the source tree, or the copy a
     wheel installed under share/orch-plugins."""
@@ -238,19 +211,17 @@ def start_command(
     ``.claude/settings.json`` has them), they are passed with ``--settings``; they record into
     the project's state directory through ``ORCH_STATE_DIR``.
     """
-    from orch_plugins.claude import AGENT_ENV, UNSET_ENV
+    from orch_plugins.claude import orchestrator_argv, orchestrator_env
     from orch_plugins.config import load_config
     from orch_plugins.install import HOOK_EVENTS
     from orch_plugins.store import Store, find_project_dir
-    from orch_plugins.supervisor import orch_hook_entry
 
     claude = load_config().resolve_claude()
     project = find_project_dir()
     store = Store.open()  # the state directory must exist for the hooks to record the session
     state_dir = str(store.state_dir.resolve())
     store.close()
-    argv = [claude, "--append-system-prompt", ORCHESTRATOR_PROMPT]
-    argv += ["--allowedTools", ORCHESTRATOR_TOOLS]
+    plugin_dir = None
     if plugin is None:
         plugin = not pack_installed(project)
     if plugin:
@@ -260,20 +231,11 @@ def start_command(
                 "the slash commands are not installed here and the plugin files were not "
                 "found; run 'orch install' first"
             )
-        argv += ["--plugin-dir", str(root)]
-    elif hooks_problem(Path.cwd()) is not None:
-        hooks = {event: [{"hooks": [orch_hook_entry(event)]}] for event in HOOK_EVENTS}
-        argv += ["--settings", json.dumps({"hooks": hooks})]
-    env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV}
-    for key in AGENT_ENV:  # the orchestrator is nobody's agent
-        env.pop(key, None)
-    env["ORCH_STATE_DIR"] = state_dir
-    # The plugin form's hooks and the orch commands use this very installation.
-    env.setdefault("ORCH_PYTHON", os.path.abspath(sys.executable))
-    bindir = os.path.dirname(os.path.abspath(sys.executable))
-    if (Path(bindir) / "orch").exists() and bindir not in env.get("PATH", "").split(os.pathsep):
-        env["PATH"] = env.get("PATH", "") + os.pathsep + bindir
-    return [*argv, *extra], env
+        plugin_dir = str(root)
+    # Hooks claude would not run where it starts are passed with --settings.
+    hooks = HOOK_EVENTS if not plugin and hooks_problem(Path.cwd()) is not None else ()
+    argv = orchestrator_argv(claude, plugin_dir=plugin_dir, hook_events=hooks, extra=extra)
+    return argv, orchestrator_env(os.environ, state_dir=state_dir)
 
 
 @app.command(
