@@ -283,6 +283,8 @@ def start(store: Store, claims: list[_Claim], plugins: Plugins, config: Config) 
                 # Cancelled while it started (the cancel found no handle to stop): stop it.
                 backend.cancel(handle, spec.kill_grace)
                 continue
+            if not plugins.listens("orch_agent_ended"):
+                store.mark_unheard(run["run_id"])  # its supervisor announces nothing
             plugins.notify("orch_agent_launched", run=public(store.get_run(run["run_id"])))
 
 

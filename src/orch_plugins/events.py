@@ -18,7 +18,10 @@ ever, fires each run's event:
   left unclaimed for :data:`SETTLE` seconds (their process died first), so a plain ``orch
   status`` never loads third-party plugins.
 
-A process killed between the claim and the call loses that one event.
+A run that no plugin listened to ``orch_agent_ended`` for as it started (checked by the
+process that starts it, which loads the plugins anyway) is marked so
+(:data:`orch_plugins.store.END_UNHEARD`): its end is never announced, and its supervisor starts
+no process for it. A process killed between the claim and the call loses that one event.
 """
 
 from __future__ import annotations

@@ -72,15 +72,16 @@ def orch_agent_ended(run: JSONObject) -> None:
     """A run reached a final status: ``completed``, ``failed``, ``cancelled``, ``timed_out`` or
     ``lost``.
 
-    Called exactly once per such run, whoever noticed the end, by the process that claimed the
-    event in the store (see :mod:`orch_plugins.events`): for an agent that ends by itself, a
-    detached ``python -m orch_plugins.events`` (or ``orch_plugins.admission``, when agents are
-    queued) that its supervisor starts (the supervisor itself loads no plugins); for a lost
-    agent, a cancel, a remote agent's end or a launch its backend refused, the ``orch`` command
-    that recorded it; an end whose process died before claiming it is announced by the next
-    status read 30 s later. So it may fire a moment after ``orch wait`` returned; never print
-    to stdout. A process killed between the claim and the call loses that one event. ``run``
-    is the public status object (see ``orch status --json``) with the final status,
-    ``ended_at``, ``error``, ``cost_usd``, ``usage`` and ``output_path``. Return value ignored;
-    exceptions are logged, not raised.
+    Called exactly once per such run that started while a plugin implementing this hook was
+    installed (the others cost nothing at their end), whoever noticed the end, by the process
+    that claimed the event in the store (see :mod:`orch_plugins.events`): for an agent that
+    ends by itself, a detached ``python -m orch_plugins.events`` (or
+    ``orch_plugins.admission``, when agents are queued) that its supervisor starts (the
+    supervisor itself loads no plugins); for a lost agent, a cancel, a remote agent's end or a
+    launch its backend refused, the ``orch`` command that recorded it; an end whose process
+    died before claiming it is announced by the next status read 30 s later. So it may fire a
+    moment after ``orch wait`` returned; never print to stdout. A process killed between the
+    claim and the call loses that one event. ``run`` is the public status object (see ``orch
+    status --json``) with the final status, ``ended_at``, ``error``, ``cost_usd``, ``usage``
+    and ``output_path``. Return value ignored; exceptions are logged, not raised.
     """

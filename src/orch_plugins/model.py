@@ -116,8 +116,8 @@ class Run(TypedDict):
     #: The agent's claude process (pid, start time in clock ticks since boot), once started.
     claude_pid: int | None
     claude_start: int | None
-    #: 1 once a process has claimed the run's ``orch_agent_ended`` event (see
-    #: :meth:`orch_plugins.store.Store.claim_ended`).
+    #: The run's ``orch_agent_ended`` event: 0 not yet claimed, 1 claimed by the process that
+    #: fires it (see :mod:`orch_plugins.events`), 2 no plugin listened as the run started.
     end_announced: int
 
 

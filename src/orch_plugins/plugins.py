@@ -222,6 +222,15 @@ class Plugins:
             infos.append(PluginInfo(name, self._sources.get(name, "?"), hooks))
         return infos + self.failures
 
+    def listens(self, hook_name: str) -> bool:
+        """Whether a plugin (third-party ones included: scans entry points once per process)
+        implements the event hook ``hook_name``; True when that cannot be told."""
+        try:
+            self.load_external()
+            return bool(self._impls(hook_name))
+        except Exception:
+            return True
+
     def notify(self, hook_name: str, **kwargs: object) -> None:
         """Fire an event hook; a failing plugin is logged, never allowed to break the caller.
 

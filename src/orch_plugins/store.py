@@ -50,6 +50,9 @@ COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST = (
     "lost",
 )
 ACTIVE = (QUEUED, RUNNING)
+#: ``end_announced`` of a run whose start no plugin listening to ``orch_agent_ended`` saw: its
+#: end is not announced (0: not yet announced, 1: claimed by the process that fires it).
+END_UNHEARD = 2
 FINAL = (COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST)
 STATUSES = ACTIVE + FINAL
 
@@ -381,13 +384,23 @@ class Store:
         self.conn.execute(f"UPDATE runs SET {sets} WHERE run_id=?", [*fields.values(), run_id])
 
     def finish(
-        self, run_id: int, status: str, *, only_from: tuple[str, ...] = ACTIVE, **fields: Any
+        self,
+        run_id: int,
+        status: str,
+        *,
+        only_from: tuple[str, ...] = ACTIVE,
+        claim_end: bool = False,
+        **fields: Any,
     ) -> bool:
         """Record a run's ending once: the first writer wins (a supervisor finishing while a
-        cancel or a liveness check also decides is a normal race)."""
+        cancel or a liveness check also decides is a normal race). ``claim_end``: claim the
+        run's ``orch_agent_ended`` in the same statement, unless nobody listens to it
+        (:data:`END_UNHEARD`; :meth:`end_claimed` tells which)."""
         assert status in FINAL, status
         fields.setdefault("ended_at", time.time())
         sets = ", ".join(f"{k}=?" for k in ("status", *fields))
+        if claim_end:
+            sets += ", end_announced=CASE end_announced WHEN 0 THEN 1 ELSE end_announced END"
         marks = ", ".join("?" for _ in only_from)
         cur = self.conn.execute(
             f"UPDATE runs SET {sets} WHERE run_id=? AND status IN ({marks})",
@@ -416,6 +429,22 @@ class Store:
             where += " AND ended_at < ?"
             args.append(ended_before)
         return where, args
+
+    def mark_unheard(self, run_id: int) -> None:
+        """No plugin listens to ``orch_agent_ended`` as the run starts: its end will not be
+        announced (:data:`END_UNHEARD`), and its supervisor starts no process for it. A run
+        that has already ended keeps its state."""
+        self.conn.execute(
+            "UPDATE runs SET end_announced=? WHERE run_id=? AND end_announced=0 AND status=?",
+            (END_UNHEARD, run_id, RUNNING),
+        )
+
+    def end_claimed(self, run_id: int) -> bool:
+        """Whether the run's ``orch_agent_ended`` is claimed (by whoever recorded its end)."""
+        row = self.conn.execute(
+            "SELECT end_announced FROM runs WHERE run_id=?", (run_id,)
+        ).fetchone()
+        return row is not None and row[0] == 1
 
     def unannounced(self, *, ended_before: float | None = None) -> bool:
         """Whether a run reached a final status and its ``orch_agent_ended`` event is not yet

@@ -116,9 +116,10 @@ class DbReporter:
 
     def finish(self, status: str, **fields: Any) -> None:
         # The end and the claim of its orch_agent_ended event in one statement: the event is
-        # fired exactly once, by the process after_end starts, which never opens the store.
-        if self.store.finish(self.run_id, status, end_announced=1, **fields):
-            self.claimed = True
+        # fired exactly once, by the process after_end starts, which never opens the store
+        # (and which is not started when no plugin listened as the run started).
+        if self.store.finish(self.run_id, status, claim_end=True, **fields):
+            self.claimed = self.store.end_claimed(self.run_id)
 
     def cancel_requested(self) -> bool:
         return bool(self.store.get_run(self.run_id)["cancel_requested"])

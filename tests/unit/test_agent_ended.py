@@ -208,3 +208,18 @@ def test_no_built_in_plugin_listens_to_events() -> None:
         mod = importlib.import_module(module)
         for hook in ("orch_agent_launched", "orch_agent_ended"):
             assert not hasattr(mod, hook), f"{module} implements {hook}: see events.main"
+
+
+def test_a_run_nobody_listens_to_costs_nothing_at_its_end(project: Path) -> None:
+    """Without a plugin implementing orch_agent_ended when the run starts, its supervisor
+    hands nothing over and starts no announcing process."""
+    orch("launch", "quiet", "say hi", check=True)
+    orch("wait", "quiet", check=True)
+    [run] = status_json("quiet")
+    con = sqlite3.connect(project / ".orchestrate" / "state.db")
+    [state] = con.execute(
+        "SELECT end_announced FROM runs WHERE run_id=?", (run["run_id"],)
+    ).fetchone()
+    con.close()
+    assert state == 2  # END_UNHEARD
+    assert not (project / ".orchestrate" / "events").exists()
