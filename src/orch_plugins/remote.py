@@ -33,7 +33,8 @@ from types import SimpleNamespace
 # Not ``from typing import ...``: this module runs on every ssh call; typing costs milliseconds.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from types import ModuleType
+    from typing import BinaryIO
 
 #: What ssh runs remotely, after the interpreter name: constant, so the remote shell only ever
 #: parses fixed text. It keeps the sources of the supervisor and of procs as
@@ -44,10 +45,10 @@ BOOTSTRAP = (
     "sys.modules[m.__name__]=m;"
     "exec(compile(i.read(c),'orch_remote.py','exec'),{'__name__':'__orch_remote__'})"
 )
-_procs: Any = None
+_procs: ModuleType | SimpleNamespace | None = None
 
 
-def procs() -> Any:
+def procs() -> ModuleType | SimpleNamespace:
     """:mod:`orch_plugins.procs` (pid_alive, stop_supervisor, ...): one implementation, here
     and in every backend; on a host, compiled from the shipped source (it imports only os,
     contextlib, signal and time, so a status read stays cheap)."""
@@ -92,7 +93,7 @@ def _boot_id() -> str | None:
         return None
 
 
-def _read_files(inp, entries: list) -> dict:
+def _read_files(inp: BinaryIO, entries: list) -> dict:
     files = {}
     for name, size in entries:
         data = inp.read(size)
@@ -142,7 +143,7 @@ def _resolve_claude(claude: str) -> str:
 # -- requests -----------------------------------------------------------------------------------
 
 
-def do_launch(req: dict, inp) -> tuple[dict, list]:
+def do_launch(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     """Write the run directory and start the supervisor detached (new session, no stdio tied to
     the connection), so it outlives this ssh session and the orchestrator."""
     import subprocess
@@ -230,7 +231,7 @@ def _tail_from(path: str, offset: int) -> tuple[bytes | None, bool]:
         return None, False
 
 
-def do_status(req: dict, inp) -> tuple[dict, list]:
+def do_status(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     """Liveness and state.json of many runs in one answer; the log's new bytes and the output
     of runs that ended (or of every run with ``files``), so they come home in the same trip."""
     boot = _boot_id()
@@ -289,7 +290,7 @@ def _live_text(path: str, run: dict, entry: dict, blobs: list) -> None:
         blobs.append(data)
 
 
-def do_cancel(req: dict, inp) -> tuple[dict, list]:
+def do_cancel(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     """Ask the supervisor to stop (it stops the agent's processes and records ``cancelled``),
     take its tree down if it will not, and stop what is left of the run, also when the
     supervisor is already gone (see :func:`orch_plugins.procs.stop_supervisor`)."""
@@ -311,7 +312,7 @@ def do_cancel(req: dict, inp) -> tuple[dict, list]:
     return {"was_alive": was_alive, "stopped": not _alive(run, boot)}, []
 
 
-def do_doctor(req: dict, inp) -> tuple[dict, list]:
+def do_doctor(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     """What a remote host needs: python3 (running this), claude, a writable base directory."""
     import subprocess
 
@@ -362,7 +363,7 @@ def do_doctor(req: dict, inp) -> tuple[dict, list]:
     return {"checks": checks}, []
 
 
-def do_hold(req: dict, inp) -> tuple[dict, list]:
+def do_hold(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     """Keep this session open until stdin closes, answering first: ``orch doctor --host``
     counts how many sessions one connection may hold open at once (sshd's MaxSessions)."""
     out = sys.stdout.buffer
