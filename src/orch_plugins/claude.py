@@ -261,7 +261,8 @@ def tested_range_note(version_text: str) -> tuple[bool | None, str]:
     version = parse_version(version_text)
     if version is None:
         return None, f"no version number in its --version output (tested: {lo} to {hi})"
-    if parse_version(lo) <= version <= parse_version(hi):  # type: ignore[operator]
+    lowest, highest = parse_version(lo), parse_version(hi)
+    if lowest is not None and highest is not None and lowest <= version <= highest:
         return True, f"within the tested range {lo} to {hi}"
     return None, (
         f"outside the tested range {lo} to {hi}: agents may meet changes the tests never saw "

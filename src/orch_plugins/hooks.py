@@ -53,7 +53,7 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms a hook)
 if TYPE_CHECKING:
-    from typing import TypeGuard
+    from typing import IO, TypeGuard
 
     from orch_plugins.model import Run
     from orch_plugins.store import Store
@@ -386,13 +386,13 @@ def _prune(folder: str) -> None:
             continue
 
 
-def _lock(fh: object) -> None:
+def _lock(fh: IO[str]) -> None:
     """Serialise two notice hooks of one session (a project and a plugin install both firing)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: best effort without a lock
         return
-    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # type: ignore[attr-defined]
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
 
 
 def collect_notice(

@@ -79,6 +79,8 @@ def _yaml_loader() -> Any:
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     bool_tag = "tag:yaml.org,2002:bool"
 
+    # base is CSafeLoader when PyYAML was built with libyaml, else SafeLoader: a class chosen at
+    # run time, which mypy cannot take as a base.
     class Loader(base):  # type: ignore[misc,valid-type]
         pass
 
