@@ -100,7 +100,10 @@ def test_a_command_name_taken_fails_loudly_naming_both_owners(project: Path, sit
     assert orch("status", check=True).stdout == "no agents\n"  # orch's own still works
 
 
-def test_declared_options_flags_and_checks(project: Path, site: Path) -> None:
+def test_declared_options_flags_and_checks(
+    project: Path, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the help text is read whole, not as wrapped
     write_dist(site, "orch-zoned", {"zoned": "orch_zoned"}, {"orch_zoned": ZONED})
     help_text = orch("launch", "--help", check=True).stdout
     assert "--zone" in help_text and "Zone to run in (implies --backend zoned)." in help_text
