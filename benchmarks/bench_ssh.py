@@ -92,7 +92,7 @@ def main() -> None:
 
         os.environ.update({k: v for k, v in env.items() if k.startswith("ORCH_")})
         from orch_plugins.backend import BackendContext
-        from orch_plugins.backends.ssh import SshBackend
+        from orch_plugins.backends.ssh.backend import SshBackend
         from orch_plugins.config import load_config
         from orch_plugins.store import Store
 

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from orch_plugins.backend import BackendContext, LaunchSpec
-from orch_plugins.backends import tmux as tmux_mod
-from orch_plugins.backends.tmux import BATCH_BYTES, Tmux, TmuxBackend, session_name
+from orch_plugins.backends.tmux import client as tmux_mod
+from orch_plugins.backends.tmux.backend import BATCH_BYTES, TmuxBackend
+from orch_plugins.backends.tmux.client import Tmux, session_name
 from orch_plugins.store import RUNNING, Store
 
 

@@ -30,13 +30,13 @@ def _main() -> int:
 
         site.main()
     try:
-        from orch_plugins.hooks import main
+        from orch_plugins.claude_hooks import main
     except BaseException as exc:
         import contextlib
 
         with contextlib.suppress(BaseException):
             sys.stdin.buffer.read()
-        _fallback_log(f"cannot import orch_plugins.hooks ({exc!r}); sys.path={sys.path}")
+        _fallback_log(f"cannot import orch_plugins.claude_hooks ({exc!r}); sys.path={sys.path}")
         return 0
     return main(sys.argv[1:2])
 

@@ -4,7 +4,7 @@ Claude Code hands a slash command's arguments to the model as text (``$ARGUMENTS
 model copy them into a shell command is how a task starting with ``-``, holding a quote, a
 ``$(…)`` or the line that ends a here-document broke the commands, or reached a shell. So the
 arguments never pass through the model or a shell: orch's ``UserPromptSubmit`` hook saves them
-from the prompt (:func:`orch_plugins.hooks.save_command_args`), the command's text has the
+from the prompt (:func:`orch_plugins.claude_hooks.save_command_args`), the command's text has the
 model run ``orch slash COMMAND`` (no arguments), and this module reads them back for that
 session (``CLAUDE_CODE_SESSION_ID``) and parses them:
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 import re
 
+from orch_plugins.claude_hooks import SLASH_COMMANDS, slash_dir
 from orch_plugins.errors import OrchError
-from orch_plugins.hooks import SLASH_COMMANDS, slash_dir
 
 #: A ``|`` standing alone between whitespace (or a line's ends) separates parallel tasks.
 TASK_SEPARATOR = re.compile(r"(?<!\S)\|(?!\S)")

@@ -832,7 +832,7 @@ class InteractiveSupervisor(Supervisor):
     """Runs ``claude`` without ``-p`` on the pane's terminal, the task as its first prompt.
 
     There is no event stream to read, so Claude Code's own hooks report, passed with
-    ``--settings`` so no install is needed: ``SessionStart`` runs :mod:`orch_plugins.hooks`,
+    ``--settings`` so no install is needed: ``SessionStart`` runs :mod:`orch_plugins.claude_hooks`,
     which attaches the session id to the run; ``Stop`` runs it too (the session's record) and
     hands its payload to this process in ``<run_dir>/stop.json``. The first ``Stop`` completes
     the run, its ``last_assistant_message`` the output (the transcript may not hold it yet

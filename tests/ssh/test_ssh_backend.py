@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from orch_plugins.backend import BackendContext
-from orch_plugins.backends.ssh import NO_FALLBACK, Host, SshBackend
+from orch_plugins.backends.ssh.backend import SshBackend
+from orch_plugins.backends.ssh.hosts import Host
+from orch_plugins.backends.ssh.transport import NO_FALLBACK, SshTransport
 from orch_plugins.config import load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.supervisor import descendants
@@ -175,13 +177,13 @@ def context(table: dict[str, object], hosts: dict[str, object] | None = None) ->
     return BackendContext(Path(".orchestrate"), table, hosts or load_config().hosts)
 
 
-def slow_calls(backend: SshBackend, host: Host, slow: Path, base: Path, n: int) -> None:
+def slow_calls(transport: SshTransport, host: Host, slow: Path, base: Path, n: int) -> None:
     """``n`` calls at once, from threads, each holding its session for the second that the
     ``slow`` claude's ``--version`` takes; all must succeed."""
     request = {"cmd": "doctor", "claude": str(slow), "base_dir": str(base)}
     replies: list[dict] = []
     threads = [
-        threading.Thread(target=lambda: replies.append(backend.call(host, request)[0]))
+        threading.Thread(target=lambda: replies.append(transport.call(host, request)[0]))
         for _ in range(n)
     ]
     for t in threads:
@@ -218,8 +220,8 @@ def test_concurrent_calls_stay_under_sshds_sessions_per_connection(
             )
         )
         host = backend.host("h1")
-        backend.call(host, {"cmd": "status", "runs": []})  # the master connection
-        slow_calls(backend, host, slow, tmp_path / "b", 12)
+        backend.transport.call(host, {"cmd": "status", "runs": []})  # the master connection
+        slow_calls(backend.transport, host, slow, tmp_path / "b", 12)
         return log.read_text()
 
     assert "refused" not in burst(8)
@@ -294,10 +296,10 @@ def test_failures_are_clear_and_leave_other_agents_alone(
 
 def test_ssh_command_line_keeps_the_users_ssh_settings(tmp_path: Path) -> None:
     with pytest.raises(OrchError, match="too long for a unix socket"):
-        SshBackend(context({"control_dir": str(tmp_path / ("x" * 50))})).control_dir()
+        SshTransport({"control_dir": str(tmp_path / ("x" * 50))}).control_dir()
     short = Path(tempfile.mkdtemp(prefix="oc-"))
     shutil.rmtree(short)
-    backend = SshBackend(context({"control_dir": str(short / "c")}))
+    backend = SshTransport({"control_dir": str(short / "c")})
     host = Host.from_table(
         "h", {"ssh": "me@box", "ssh_config": "~/my_config", "ssh_options": ["ProxyJump=bastion"]}
     )
@@ -349,7 +351,8 @@ def test_remote_helper_compiles_only_the_process_module(
     """The status path must stay cheap: the shipped procs.py only, not the supervisor."""
     import types
 
-    from orch_plugins import procs, remote, supervisor
+    from orch_plugins import procs, supervisor
+    from orch_plugins.backends.ssh import remote
 
     shipped = types.ModuleType("orch_supervisor")
     shipped.SOURCE = Path(supervisor.__file__).read_bytes()  # type: ignore[attr-defined]
@@ -400,27 +403,29 @@ def test_a_host_allowing_fewer_sessions_is_learnt_not_turned_into_logins(
 
     def burst() -> None:
         # A new backend, as a new process would have: only the file remembers.
-        slow_calls(SshBackend(config), host, slow, tmp_path / "b", 10)
+        slow_calls(SshBackend(config).transport, host, slow, tmp_path / "b", 10)
 
-    SshBackend(config).call(host, {"cmd": "status", "runs": []})  # the master connection
+    SshBackend(config).transport.call(host, {"cmd": "status", "runs": []})  # the master connection
     assert limited.logins("h1") == 1
     burst()
     assert limited.logins("h1") == 1  # every session went through the one connection
-    learnt = SshBackend(config).session_limit(host)
+    learnt = SshBackend(config).transport.session_limit(host)
     assert 1 <= learnt <= 4
-    assert SshBackend(config).learnt_limits()[SshBackend.connection_key(host)]["how"] == "refused"
+    limits = SshBackend(config).transport.learnt_limits()
+    assert limits[SshTransport.connection_key(host)]["how"] == "refused"
 
     r = orch("doctor", "--host", "h1", timeout=120)  # (no API key here: "local: api" fails)
     line = next(x for x in r.stdout.splitlines() if "h1: sessions" in x)
     assert line.startswith("ok") and "4 per connection (sshd MaxSessions)" in line, r.stdout
     assert "orch opens at most 4 at once" in line
-    assert SshBackend(config).session_limit(host) == 4  # measured and kept
+    assert SshBackend(config).transport.session_limit(host) == 4  # measured and kept
     burst()  # within the limit: never refused again
-    assert SshBackend(config).learnt_limits()[SshBackend.connection_key(host)]["how"] == "probed"
+    limits = SshBackend(config).transport.learnt_limits()
+    assert limits[SshTransport.connection_key(host)]["how"] == "probed"
     assert limited.logins("h1") == 1
     drop_masters(limited)  # its socket stays behind: the next call must replace the master
-    assert SshBackend(config).control_path(host).is_socket()
-    SshBackend(config).call(host, {"cmd": "status", "runs": []})
+    assert SshBackend(config).transport.control_path(host).is_socket()
+    SshBackend(config).transport.call(host, {"cmd": "status", "runs": []})
     assert limited.logins("h1") == 2
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins.backends.tmux import session_name
+from orch_plugins.backends.tmux.client import session_name
 from tests.helpers import FAKE_CLAUDE, ORCH, orch, status_json, wait_for
 from tests.tmux.helpers import Tm, handle, wrapper
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from orch_plugins.backend import BackendContext, LaunchSpec
-from orch_plugins.backends import tmux as tmux_mod
-from orch_plugins.backends.tmux import TmuxBackend, format_literal, session_name, tmux_arg
+from orch_plugins.backends.tmux import client as tmux_mod
+from orch_plugins.backends.tmux.backend import TmuxBackend
+from orch_plugins.backends.tmux.client import format_literal, session_name, tmux_arg
 from orch_plugins.store import Store
 from orch_plugins.supervisor import descendants
 from tests.helpers import FAKE_CLAUDE, orch, pid_gone, status_json, wait_for

@@ -5,8 +5,11 @@ options that backends declare (``-o KEY=VALUE`` and their own flags), checks the
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +197,40 @@ def test_the_command_line_names_no_backend() -> None:
                 assert not module.startswith("orch_plugins.backends"), f"{path.name}: {module}"
         words = re.findall(r"tmux|ssh", path.read_text(encoding="utf-8"), re.I)
         assert not words, f"{path.name} names a backend: {words}"
+
+
+def test_builtin_backend_plugins_load_without_their_parts() -> None:
+    """The tmux and ssh plugin modules (what orch registers) import none of their parts, so
+    loading plugins (orch --help, orch plugins) does not pay for them; the parts import."""
+    code = (
+        "import sys, orch_plugins.backends.tmux, orch_plugins.backends.ssh; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert not {
+        m
+        for m in loaded
+        if m.startswith(("orch_plugins.backends.tmux.", "orch_plugins.backends.ssh."))
+    }, loaded
+    assert "orch_plugins.supervisor" not in loaded and "orch_plugins.store" not in loaded
+    for part in (
+        "tmux.client",
+        "tmux.backend",
+        "tmux.dashboard",
+        "tmux.command",
+        "ssh.hosts",
+        "ssh.transport",
+        "ssh.remote",
+        "ssh.backend",
+        "ssh.doctor",
+    ):
+        importlib.import_module(f"orch_plugins.backends.{part}")
+    # The dashboard's pane programs answer under the package's old module name too.
+    r = subprocess.run(
+        [sys.executable, "-m", "orch_plugins.backends.tmux"], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "view STATE_DIR RUN_ID" in r.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins import hooks
+from orch_plugins import claude_hooks as hooks
 from orch_plugins.store import COMPLETED, FAILED, Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -306,6 +306,28 @@ def test_shim_runs_isolated_with_the_package_dir(env) -> None:
     assert Store(env["state"]).session(env["sid"]) is not None
 
 
+def test_hook_commands_from_before_the_rename_still_run(env, tmp_path: Path) -> None:
+    """The hook module is ``orch_plugins.claude_hooks``; the shim an earlier install copied
+    (and interactive agents' ``--settings``) import ``orch_plugins.hooks``, which forwards."""
+    old_shim = tmp_path / "orch_hook.py"
+    old_shim.write_text(SHIM.read_text().replace("orch_plugins.claude_hooks", "orch_plugins.hooks"))
+    assert "orch_plugins.claude_hooks" in SHIM.read_text()
+    r = subprocess.run(
+        [sys.executable, "-I", "-S", str(old_shim), "SessionStart", str(SRC)],
+        input=json.dumps(start_payload(env)).encode(),
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": os.environ["HOME"],
+            "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],
+            "CLAUDE_PROJECT_DIR": str(env["project"]),
+        },
+        capture_output=True,
+        timeout=30,
+    )
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    assert Store(env["state"]).session(env["sid"]) is not None
+
+
 def test_shim_without_a_package_dir_falls_back_to_site_packages(env) -> None:
     r = run_shim(["Stop"], start_payload(env), env)
     assert r.returncode == 0 and r.stderr == b"", r.stderr
@@ -323,13 +345,13 @@ def test_shim_without_the_package_logs_and_exits_zero(env, tmp_path) -> None:
     )
     assert r.returncode == 0 and r.stdout == b"" and r.stderr == b""
     log = Path(os.environ["XDG_STATE_HOME"]) / "orch-plugins" / "log" / "hooks.log"
-    assert "orch_hook.py SessionStart: cannot import orch_plugins.hooks" in log.read_text()
+    assert "orch_hook.py SessionStart: cannot import orch_plugins.claude_hooks" in log.read_text()
 
 
 def test_hooks_import_only_the_standard_library_and_the_store() -> None:
     code = (
         f"import sys; sys.path.append({str(SRC)!r}); "
-        "import orch_plugins.hooks as h, orch_plugins.store; "
+        "import orch_plugins.claude_hooks as h, orch_plugins.store; "
         "print(' '.join(sorted(sys.modules)))"
     )
     r = subprocess.run(
@@ -339,7 +361,7 @@ def test_hooks_import_only_the_standard_library_and_the_store() -> None:
     ours = {m for m in modules if m.startswith("orch_plugins")}
     assert ours <= {
         "orch_plugins",
-        "orch_plugins.hooks",
+        "orch_plugins.claude_hooks",
         "orch_plugins.store",
         "orch_plugins.errors",
     }
@@ -485,7 +507,7 @@ def test_the_interactive_stop_handover_skips_a_subagents_stop(tmp_path: Path) ->
     (command,) = [
         h["command"]
         for h in hook_settings(str(stop_file))["hooks"]["Stop"][0]["hooks"]
-        if "orch_plugins.hooks" not in h["command"]
+        if "orch_plugins.claude_hooks" not in h["command"]
     ]
     sub = {"session_id": "s1", "hook_event_name": "Stop", "agent_id": "a3f9"}
     subprocess.run(["sh", "-c", command], input=json.dumps(sub).encode(), check=True)

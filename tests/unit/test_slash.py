@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins import hooks, slash
+from orch_plugins import claude_hooks as hooks
+from orch_plugins import slash
 from orch_plugins.errors import OrchError
 from tests.helpers import ORCH, status_json
 

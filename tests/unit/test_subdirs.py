@@ -46,7 +46,7 @@ def test_hooks_run_at_the_install_not_below_it(installed: Path) -> None:
     at_root = run(installed, "start", "--dry-run").stdout
     below = run(sub, "start", "--dry-run").stdout
     assert "--settings" not in at_root and "--plugin-dir" not in at_root
-    assert "--settings" in below and "orch_plugins.hooks" in below
+    assert "--settings" in below and "orch_plugins.claude_hooks" in below
     assert not (sub / ".orchestrate").exists()
 
     user = Path(os.environ["HOME"]) / ".claude"

@@ -2,7 +2,8 @@
 a tiled tmux view of the orchestrator, its running agents and their status.
 
 The view only reads (agents run in their own windows, or wherever their backend runs them), so
-closing it never stops an agent. The work is done by :class:`orch_plugins.backends.tmux.Dashboard`.
+closing it never stops an agent. The work is done by
+:class:`orch_plugins.backends.tmux.dashboard.Dashboard`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _show(argv: list[str], attach: bool) -> None:
 
 
 def _step_in(name: str, attach: bool) -> None:
-    from orch_plugins.backends.tmux import Tmux
+    from orch_plugins.backends.tmux.client import Tmux
     from orch_plugins.store import Store
 
     run = Store.open().require(name)
@@ -88,7 +89,8 @@ def dashboard(
     the project's tmux session (with a new orchestrator pane) is created and attached.
     """
     from orch_plugins.backend import BackendContext
-    from orch_plugins.backends.tmux import Dashboard, TmuxBackend
+    from orch_plugins.backends.tmux.backend import TmuxBackend
+    from orch_plugins.backends.tmux.dashboard import Dashboard
     from orch_plugins.progress import plural
     from orch_plugins.store import Store
 

@@ -1,0 +1,451 @@
+"""The ssh backend: agents on remote hosts, reached with the user's own OpenSSH client.
+
+A remote agent is a detached supervisor in its own session on the host, writing
+``state.json``, ``events.jsonl`` and ``output.md`` in its run directory
+(``BASE/<project-id>/runs/<run>-<name>-<token>``). It outlives the connection and the
+orchestrator. Status for all agents of a host is one ssh call (:meth:`SshBackend.poll`), which
+also brings the files of ended runs home; :meth:`SshBackend.fetch_files` brings a running one's
+log. How a call travels: :mod:`orch_plugins.backends.ssh.transport`.
+
+Placement is admission's (:mod:`orch_plugins.admission`): this backend only says where a run
+may go (:meth:`SshBackend.places`: the named host, the host that holds a resumed session, else
+every ``[hosts.*]`` table, each with its ``max_parallel``) and which host a running agent holds
+(:meth:`SshBackend.place_of`); admission picks the host and hands it over as ``spec.place``.
+See docs/backends.md, "Remote hosts over ssh".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from orch_plugins.admission import WAITING
+from orch_plugins.backend import (
+    Backend,
+    BackendContext,
+    DoctorCheck,
+    Handle,
+    LaunchOption,
+    LaunchSpec,
+    RunUpdate,
+)
+from orch_plugins.backends.ssh.hosts import HOST_KEYS, Host, project_id
+from orch_plugins.backends.ssh.transport import SshError, SshTransport
+from orch_plugins.backends.subprocess import run_mark
+from orch_plugins.errors import OrchError
+from orch_plugins.model import Run
+from orch_plugins.store import FINAL, atomic_write
+
+log = logging.getLogger(__name__)
+
+#: state.json fields recorded in the store: a remote host never chooses column names.
+STATE_FIELDS = (
+    "session_id",
+    "attempt",
+    "num_turns",
+    "tool_calls",
+    "last_activity",
+    "exit_code",
+    "cost_usd",
+    "duration_ms",
+    "usage",
+    "error",
+    "ended_at",
+    "claude_pid",
+    "claude_start",
+)
+
+
+PROGRESS_FIELDS = (
+    "session_id",
+    "attempt",
+    "num_turns",
+    "tool_calls",
+    "last_activity",
+    "claude_pid",
+    "claude_start",
+)
+
+
+#: Prefix of the note this backend puts in a running run's ``error`` while its host is out of
+#: reach (cleared, like admission's ``waiting:`` note, when news arrives).
+UNREACHABLE = "status unknown: "
+
+
+#: When this process last asked each host for status, and synced each run (monotonic).
+_LAST_POLL: dict[str, float] = {}
+
+
+_LAST_SYNC: dict[int, float] = {}
+
+
+#: Beside a local run directory: its remote files are all here, no need to ask again.
+SYNCED = ".ssh-synced"
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+class SshBackend(Backend):
+    name = "ssh"
+    description = "agents on remote hosts over your OpenSSH client (--host, [hosts.*] pools)"
+    place_kind = "host"
+    options = (
+        LaunchOption(
+            "host",
+            "Remote host for the ssh backend (implies --backend ssh).",
+            flag="--host",
+            metavar="HOST",
+            selects_backend=True,
+        ),
+    )
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self._hosts: dict[str, Host] | None = None
+        #: How calls reach hosts (``[backends.ssh]`` settings).
+        self.transport = SshTransport(self.config)
+
+    @property
+    def poll_interval(self) -> float:
+        """Within one process, ask a host at most this often (``orch wait`` loops fast)."""
+        return float(self.config.get("poll_interval", 1.0))
+
+    def host_defaults(self) -> dict[str, Any]:
+        """Host keys set in ``[backends.ssh]``: defaults for every host (``ssh_config`` once)."""
+        return {k: v for k, v in self.config.items() if k in HOST_KEYS and k != "ssh"}
+
+    def hosts(self) -> dict[str, Host]:
+        """``[hosts.*]`` from config.toml, validated, in file order."""
+        if self._hosts is None:
+            defaults = self.host_defaults()
+            self._hosts = {
+                name: Host.from_table(
+                    name, {**defaults, **table} if isinstance(table, dict) else table
+                )
+                for name, table in self.context.hosts.items()
+            }
+        return self._hosts
+
+    def host(self, name: str, destination: str | None = None) -> Host:
+        """A configured host, or an ssh destination used as is (``--host myserver`` works with
+        nothing but ``~/.ssh/config``)."""
+        configured = self.hosts().get(name)
+        if configured is not None:
+            return configured
+        return Host.from_table(name, {**self.host_defaults(), "ssh": destination or name})
+
+    def places(self, spec: LaunchSpec) -> dict[str, int]:
+        """The hosts this run may go to, each with its ``max_parallel``: the host that holds
+        the session it resumes or forks, else the ``host`` option, else every ``[hosts.*]``
+        table in file order. ``OrchError`` when there is none, or a resumed session lives on
+        another host than the one asked for."""
+        wanted = spec.options.get("host")
+        if spec.resume_from is not None:
+            host = spec.resume_from.get("host")
+            if not host:
+                raise OrchError(
+                    "that session was not recorded on a remote host, so it cannot continue over ssh"
+                )
+            if wanted and wanted != host:
+                raise OrchError(f"that session lives on host {host!r}, not {wanted!r}")
+            wanted = host
+        if wanted:
+            chosen = self.host(str(wanted))
+            return {chosen.name: chosen.max_parallel}
+        hosts = self.hosts()
+        if not hosts:
+            raise OrchError(
+                "no remote hosts: pass --host HOST, or add [hosts.NAME] tables to "
+                'config.toml (see the README\'s "Remote hosts over ssh")'
+            )
+        return {h.name: h.max_parallel for h in hosts.values()}
+
+    def place_of(self, handle: Handle) -> str | None:
+        return str(handle["host"]) if handle.get("host") else None
+
+    def launch(self, spec: LaunchSpec) -> Handle:
+        """Start on the host admission chose (``spec.place``; else the first it may use)."""
+        return self._start(spec, self.host(spec.place or next(iter(self.places(spec)))), None)
+
+    def resume(self, spec: LaunchSpec, source: Handle) -> Handle:
+        """Go back to the host (and directory) that holds the session's transcript."""
+        host = spec.place or next(iter(self.places(spec)))
+        return self._start(spec, self.host(host), source.get("cwd"))
+
+    def is_alive(self, handle: Handle) -> bool:
+        """One status call to the agent's host. An unreachable host counts as alive: we cannot
+        tell, and must not call its agents lost because a network is down."""
+        if not handle.get("remote_dir"):
+            return False
+        name = str(handle["host"])
+        result = self._status_calls({name: [{"run_id": 0, "handle": handle}]}, files=False)[name]
+        if isinstance(result, SshError):
+            return True
+        entry = result[0]["runs"].get("0", {})
+        return bool(entry.get("alive")) or _final(entry)
+
+    def poll(self, runs: Sequence[Run]) -> dict[int, RunUpdate]:
+        """One status call per host for all its running agents: liveness, progress, endings,
+        and the files of those that ended. An unreachable host's agents count as alive, with a
+        note in their ``error``. A host asked less than ``poll_interval`` ago by this process
+        is not asked again (``orch wait`` polls fast): its agents are left out, nothing new."""
+        updates: dict[int, RunUpdate] = {}
+        jobs: dict[str, list[dict[str, Any]]] = {}
+        for run in runs:
+            handle = run["handle"]
+            if not handle:
+                continue
+            if handle.get("remote_dir"):
+                jobs.setdefault(str(handle["host"]), []).append({"run": run, "handle": handle})
+            else:
+                updates[run["run_id"]] = RunUpdate(alive=False)  # never started anywhere
+        now = time.monotonic()
+        for name in list(jobs):
+            if now - _LAST_POLL.get(name, -1e9) < self.poll_interval:
+                del jobs[name]
+            else:
+                _LAST_POLL[name] = now
+        for name, result in self._status_calls(jobs, files=False).items():
+            for job in jobs[name]:
+                run = job["run"]
+                if isinstance(result, SshError):
+                    note = f"{UNREACHABLE}{result}"
+                    fields = {"error": note} if run.get("error") != note else {}
+                    updates[run["run_id"]] = RunUpdate(alive=True, fields=fields)
+                    continue
+                reply, blobs = result
+                entry = reply["runs"].get(str(run["run_id"]), {})
+                self._store_files(run, job, entry, blobs)
+                fields = self._news(run, entry) or {}
+                if fields.get("status") in FINAL:  # its files came home in this answer
+                    (Path(run["run_dir"]) / SYNCED).touch()
+                alive = bool(entry.get("alive")) or _final(entry)
+                updates[run["run_id"]] = RunUpdate(alive=alive, fields=fields)
+        return updates
+
+    def fetch_files(self, run: Run) -> None:
+        """Bring the run's log (from where the local copy ends) and output home."""
+        handle = run["handle"]
+        if not handle or not handle.get("remote_dir"):
+            return
+        marker = Path(run["run_dir"]) / SYNCED
+        if run["status"] in FINAL and marker.exists():
+            return
+        now = time.monotonic()
+        if run["status"] not in FINAL:  # orch logs -f asks every 0.2 s
+            if now - _LAST_SYNC.get(run["run_id"], -1e9) < self.poll_interval:
+                return
+            _LAST_SYNC[run["run_id"]] = now
+        name = str(handle["host"])
+        job = {"run": run, "handle": handle}
+        result = self._status_calls({name: [job]}, files=True)[name]
+        if isinstance(result, SshError):
+            log.warning("cannot fetch %s's files: %s", run["name"], result)
+            return
+        reply, blobs = result
+        self._store_files(run, job, reply["runs"].get(str(run["run_id"]), {}), blobs)
+        if run["status"] in FINAL:
+            marker.touch()
+
+    def cancel(self, handle: Handle, grace: float) -> None:
+        if not handle.get("remote_dir"):
+            return  # never started anywhere
+        host = self.host(str(handle["host"]), handle.get("destination"))
+        run = _remote_run(handle)
+        run.update({k: handle[k] for k in ("run_id", "token", "keep_children") if k in handle})
+        request = {"cmd": "cancel", "run": run, "grace": grace}
+        try:
+            self.transport.call(host, request, timeout=grace + 60)
+        except SshError as exc:
+            log.warning(
+                "could not stop the agent in %s: %s (it may still run there)",
+                handle["remote_dir"],
+                exc,
+            )
+
+    def doctor(self, hosts: Sequence[str]) -> list[DoctorCheck]:
+        """The OpenSSH client, when any host is configured; then each of ``hosts`` (see
+        :func:`check_host`)."""
+        from orch_plugins.backends.ssh.doctor import check_host
+
+        checks = []
+        if self.context.hosts:
+            ssh = shutil.which("ssh")
+            detail = ssh or "the OpenSSH client 'ssh' is not installed"
+            checks.append(DoctorCheck("local", "ssh", bool(ssh), detail))
+        for name in hosts:
+            try:
+                results = check_host(name, self)
+            except OrchError as exc:
+                results = [("config", False, str(exc))]
+            checks.extend(DoctorCheck(name, what, ok, detail) for what, ok, detail in results)
+        return checks
+
+    def _start(self, spec: LaunchSpec, host: Host, cwd: str | None) -> Handle:
+        """Ship spec, prompt and supervisor in one call; the host starts it detached."""
+        import secrets
+
+        project = project_id(spec.state_dir)
+        base = host.base_dir.rstrip("/") or "/"
+        env = {k: v for k, v in spec.env.items() if k != "ORCH_STATE_DIR"}  # a local path
+        env.update(host.env)
+        env.update({k: os.environ[k] for k in host.forward_env if k in os.environ})
+        data = spec.to_json()
+        data["env"] = env
+        data["options"] = {**spec.options, "report": "file", "host": host.name}
+        spec_bytes = json.dumps(data).encode()
+        prompt = Path(spec.prompt_path).read_bytes()
+        request = {
+            "cmd": "launch",
+            "run_dir": f"{base}/{project}/runs/{spec.run_id}-{spec.name}-{secrets.token_hex(3)}",
+            "claude": host.claude,
+            "workdir": cwd or host.workdir,
+            "default_workdir": f"{base}/{project}/work",
+            "files": [["spec.json", len(spec_bytes)], ["prompt.txt", len(prompt)]],
+        }
+        reply, _ = self.transport.call(host, request, spec_bytes + prompt)
+        return {
+            "host": host.name,
+            "destination": host.destination,
+            "remote_dir": reply["remote_dir"],
+            "pid": reply["pid"],
+            "start_time": reply["start_time"],
+            "boot_id": reply["boot_id"],
+            "cwd": reply["cwd"],
+            **run_mark(spec),
+        }
+
+    def _status_calls(
+        self, jobs: dict[str, list[dict[str, Any]]], *, files: bool
+    ) -> dict[str, tuple[dict[str, Any], list[bytes]] | SshError]:
+        """One status call per host, hosts in parallel; a failing host is reported, not raised."""
+        results: dict[str, tuple[dict[str, Any], list[bytes]] | SshError] = {}
+
+        def ask(name: str) -> None:
+            entries = []
+            for job in jobs[name]:
+                run, handle = job.get("run"), job["handle"]
+                entry = {"id": run["run_id"] if run else job["run_id"], **_remote_run(handle)}
+                if run:
+                    job["log_size"] = max(0, _size(run["log_path"]))
+                    entry.update(
+                        log_size=job["log_size"], out_size=_size(run["output_path"]), files=files
+                    )
+                    if files:  # orch logs: the text being written too
+                        head, job["live_size"] = _live_state(Path(run["run_dir"]) / "live.txt")
+                        entry.update(live_head=head, live_size=job["live_size"])
+                entries.append(entry)
+            try:
+                first = jobs[name][0]["handle"]
+                host = self.host(name, first.get("destination"))
+                results[name] = self.transport.call(host, {"cmd": "status", "runs": entries})
+            except SshError as exc:
+                log.warning("%s", exc)
+                results[name] = exc
+            except OrchError as exc:  # a host removed from the config, or made invalid
+                results[name] = SshError(Host(name, name), "ssh", str(exc))
+
+        if len(jobs) == 1:
+            ask(next(iter(jobs)))
+        else:
+            threads = [threading.Thread(target=ask, args=(name,)) for name in jobs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return results
+
+    @staticmethod
+    def _store_files(
+        run: Run, job: dict[str, Any], entry: dict[str, Any], blobs: list[bytes]
+    ) -> None:
+        """Write what came home. The remote log is append-only, so bytes are written at their
+        own offset: two processes syncing at once write the same bytes, never twice."""
+        if "log" in entry:
+            offset = 0 if entry.get("log_reset") else int(job.get("log_size", 0))
+            fd = os.open(run["log_path"], os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                if entry.get("log_reset"):
+                    os.ftruncate(fd, 0)
+                os.pwrite(fd, blobs[entry["log"]], offset)
+            finally:
+                os.close(fd)
+        if "output" in entry:
+            atomic_write(Path(run["output_path"]), blobs[entry["output"]])
+        live = Path(run["run_dir"]) / "live.txt"
+        if entry.get("live_gone"):
+            with contextlib.suppress(OSError):
+                live.unlink()
+        elif "live" in entry:
+            if entry.get("live_reset"):  # another message, or none here yet
+                atomic_write(live, blobs[entry["live"]])
+            else:
+                fd = os.open(live, os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    os.pwrite(fd, blobs[entry["live"]], int(job.get("live_size", 0)))
+                finally:
+                    os.close(fd)
+
+    @staticmethod
+    def _news(run: Run, entry: dict[str, Any]) -> dict[str, Any] | None:
+        state: dict[str, Any] = entry["state"] if isinstance(entry.get("state"), dict) else {}
+        if state.get("status") in FINAL:
+            fields = {k: state[k] for k in STATE_FIELDS if k in state}
+            fields["status"] = state["status"]
+            return fields
+        if not entry.get("alive"):
+            tail = (entry.get("supervisor_log") or "").strip().splitlines()
+            if tail:
+                log.warning(
+                    "remote supervisor of %s ended without a result: %s", run["name"], tail[-1]
+                )
+            # The core sees it dead and records it lost; which claude it ran is kept, so a
+            # resume there can stop that claude if it lives on.
+            claude = {
+                k: state[k]
+                for k in ("claude_pid", "claude_start")
+                if state.get(k) is not None and state[k] != run.get(k)
+            }
+            return claude or None
+        fields = {k: state[k] for k in PROGRESS_FIELDS if k in state and state[k] != run.get(k)}
+        if run.get("error") and str(run["error"]).startswith((WAITING, UNREACHABLE)):
+            fields["error"] = None
+        return fields or None
+
+
+def _live_state(path: Path) -> tuple[str | None, int]:
+    """The message id (first line) and size of a local copy of ``live.txt``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.readline()
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None, 0
+    return (head.decode("utf-8", "replace").strip(), size) if head.endswith(b"\n") else (None, 0)
+
+
+def _remote_run(handle: Handle) -> dict[str, Any]:
+    return {
+        "dir": handle["remote_dir"],
+        "pid": handle.get("pid"),
+        "start_time": handle.get("start_time"),
+        "boot_id": handle.get("boot_id"),
+    }
+
+
+def _final(entry: dict[str, Any]) -> bool:
+    state = entry.get("state")
+    return isinstance(state, dict) and state.get("status") in FINAL

@@ -1,0 +1,579 @@
+"""Claude Code hook events: record sessions, tell the orchestrator which agents finished.
+
+Run by the shim ``claude/hooks/orch_hook.py`` as ``PYTHON -I -S orch_hook.py EVENT [PKG_DIR]``
+on every SessionStart, UserPromptSubmit, Stop and SessionEnd of a Claude Code session, so:
+
+* standard library plus :mod:`orch_plugins.store` only, and the store is imported only when
+  something is to be written or read; the "nothing to do" paths use ``os`` alone;
+* an internal error never reaches the session: it is appended to ``hooks.log`` (in the state
+  directory, else the user log directory) and the hook exits 0.
+
+Where state lives: where ``orch`` itself keeps it, by the one rule of :mod:`orch_plugins.paths`
+(``ORCH_STATE_DIR``, set for agents and by ``orch start``, else the nearest ``.orchestrate/``
+at or above the session's project directory, the home directory excluded). Hooks never create
+a state directory: ``orch install --project`` creates it, and so does any ``orch`` command. A
+user-level install therefore records sessions only in projects that use orch-plugins.
+
+What each event does:
+
+SessionStart
+    Records the session (id, cwd, source, transcript path, time). Inside an agent
+    (``ORCH_RUN_ID`` set by the launcher) the id is also attached to that run, see
+    :func:`_claim`. It appends the interpreter's ``bin`` directory to ``PATH`` through
+    ``CLAUDE_ENV_FILE`` when ``orch`` lives there, so the slash commands find ``orch`` without
+    relying on the user's PATH. A resumed session (``source: resume``) outside an agent is left
+    to UserPromptSubmit: with ``--fork-session`` Claude Code 2.1.197 reports the parent's id at
+    SessionStart, not the fork's.
+UserPromptSubmit
+    In any session, first keeps the arguments of an ``/orchestrate:COMMAND`` prompt exactly as
+    typed for ``orch slash`` (:func:`save_command_args`; the only write outside the state
+    directory, to the user state directory). Inside an agent: records the session and
+    attaches it to the run (:func:`_claim`). Elsewhere: adds a short notice of the agents that
+    ended since the session's previous notice (name, status, one-line result, output path) for
+    the model, and one line on screen for the person (``systemMessage``: names and statuses);
+    nothing when nothing ended. The quick "nothing new" check compares
+    the mtime and size of ``<state_dir>/ended`` (appended to when a run ends) with the value
+    remembered in ``<state_dir>/hooks/<session>.seen``, so it costs a stat and a small read.
+Stop, SessionEnd
+    Record the end of a turn / of the session. A sub-agent's stop (a payload with ``agent_id``,
+    or ``SubagentStop``) is not the end of the session's turn and is ignored.
+
+Which run a session belongs to (:func:`_claim`): only the run the hook's own environment names
+(``ORCH_RUN_ID``), and only if that run has no session id yet or it is this one; never the
+session a fork was made from (``ORCH_FORK_OF``). So a ``startup``, ``compact``, ``clear``,
+``fork`` or ``resume`` start, or a prompt, of some other session seen in an agent's
+environment (a ``claude`` one of its tools started, ``/clear``, a fork's report of its parent)
+never moves an id from one run to another.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms a hook)
+if TYPE_CHECKING:
+    from typing import IO, TypeGuard
+
+    from orch_plugins.model import Run
+    from orch_plugins.store import Store
+
+#: File in the state directory that the store appends a line to (after the commit) whenever a
+#: run reaches a final status: its size and mtime change with every end, even two ends within
+#: one timestamp tick.
+ENDED_MARKER = "ended"
+#: Per-session notice bookkeeping, inside the state directory.
+SEEN_DIR = "hooks"
+LOG_NAME = "hooks.log"
+#: Runs that ended this long before the watermark are looked at again, in case their end was
+#: committed after a later one's (concurrent writers); ids already reported are skipped.
+OVERLAP = 30.0
+#: At most this many agents are listed in one notice; the rest are counted.
+NOTICE_MAX = 12
+RESULT_CHARS = 160
+#: The slash commands whose arguments the hook keeps for ``orch slash`` (``/orchestrate GOAL``,
+#: ``:status`` and ``:roles`` hand none to orch).
+SLASH_PREFIX = "/orchestrate:"
+SLASH_COMMANDS = frozenset({"launch", "parallel", "resume", "cancel", "output"})
+#: Saved arguments are forgotten after this many seconds.
+SLASH_KEEP = 7 * 86400.0
+#: At most this many agents are named in the on-screen line.
+SCREEN_NAMES = 5
+
+
+# -- small helpers (os only) ----------------------------------------------------------------
+
+
+def state_dir() -> str | None:
+    """The state directory this session belongs to, or None when there is none: the rule of
+    :mod:`orch_plugins.paths`, the one ``orch`` follows, without creating anything."""
+    from orch_plugins.paths import existing_state_dir
+
+    return existing_state_dir()
+
+
+def _valid_session_id(sid: object) -> TypeGuard[str]:
+    """Session ids end up in file names: accept only what Claude Code issues (uuid-like)."""
+    return (
+        isinstance(sid, str) and 0 < len(sid) <= 100 and all(c.isalnum() or c in "-_" for c in sid)
+    )
+
+
+def _run_id() -> int | None:
+    value = os.environ.get("ORCH_RUN_ID")
+    return int(value) if value else None
+
+
+def _fork_of() -> str | None:
+    """The session this agent was forked from; "" for an agent that is no fork; None when the
+    launcher did not say (an older orch: then a fork cannot be told from a resume)."""
+    return os.environ.get("ORCH_FORK_OF")
+
+
+def _subagent(payload: dict) -> bool:
+    """A payload about one of the session's sub-agents (Task tool), not the session itself."""
+    return bool(payload.get("agent_id")) or payload.get("hook_event_name") == "SubagentStop"
+
+
+class _Event:
+    """One hook call: its stdin, read once; parsed only when needed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.raw = b""
+        self._payload: dict | None = None
+
+    def read(self) -> None:
+        # Always drain stdin, so Claude Code never writes into a closed pipe.
+        self.raw = sys.stdin.buffer.read() if sys.stdin is not None else b""
+
+    @property
+    def payload(self) -> dict:
+        if self._payload is None:
+            import json
+
+            data = json.loads(self.raw or b"{}")
+            self._payload = data if isinstance(data, dict) else {}
+        return self._payload
+
+    @property
+    def session_id(self) -> str:
+        sid = self.payload.get("session_id") or os.environ.get("CLAUDE_CODE_SESSION_ID")
+        if not _valid_session_id(sid):
+            raise ValueError(f"hook input has no usable session_id: {sid!r}")
+        return sid
+
+
+def _open_store(sd: str) -> Store:
+    """The store, imported only by the paths that write or read it."""
+    from pathlib import Path
+
+    from orch_plugins.store import Store
+
+    return Store(Path(sd))
+
+
+# -- SessionStart -----------------------------------------------------------------------------
+
+
+def export_orch_path() -> None:
+    """Make ``orch`` (next to this interpreter) reachable from the session's Bash commands.
+
+    Appended, not prepended: the interpreter's directory also holds ``python``, and the user's
+    own ``python`` must keep winning.
+    """
+    env_file = os.environ.get("CLAUDE_ENV_FILE")
+    if not env_file:
+        return
+    bindir = os.path.dirname(sys.executable)
+    if not os.path.isfile(os.path.join(bindir, "orch")):
+        return
+    if bindir in os.environ.get("PATH", "").split(os.pathsep):
+        return
+    quoted = "'" + bindir.replace("'", "'\\''") + "'"
+    with open(env_file, "a", encoding="utf-8") as fh:
+        fh.write(f'export PATH="$PATH":{quoted}\n')
+
+
+def _claim(store: Store, sid: str) -> int | None:
+    """The run (``ORCH_RUN_ID``) that session ``sid`` belongs to, attaching it to the run if the
+    run has none yet; None outside an agent or when the session is not the run's own."""
+    run_id = _run_id()
+    if run_id is None:
+        return None
+    return run_id if store.claim_session(run_id, sid, fork_of=_fork_of()) else None
+
+
+def _foreign(sid: str) -> bool:
+    """The session an agent was forked from, reported by the fork (Claude Code 2.1.197 does at
+    SessionStart): an event of this session, not of that one, so nothing is recorded."""
+    return _run_id() is not None and bool(_fork_of()) and sid == _fork_of()
+
+
+def on_session_start(event: _Event) -> None:
+    event.read()
+    export_orch_path()
+    sd = state_dir()
+    if sd is None:
+        return
+    payload = event.payload
+    if payload.get("source") == "resume" and (_run_id() is None or _fork_of() is None):
+        # Claude Code 2.1.197 reports the *parent's* id here when resuming with
+        # --fork-session (the fork's own id first appears at UserPromptSubmit). Without
+        # ORCH_FORK_OF a fork cannot be told from a resume, so the session is recorded and
+        # attached at its first prompt instead.
+        return
+    sid = event.session_id
+    if _foreign(sid):
+        return
+    store = _open_store(sd)
+    store.record_session(
+        sid,
+        event="SessionStart",
+        cwd=payload.get("cwd"),
+        source=payload.get("source"),
+        transcript_path=payload.get("transcript_path"),
+        run_id=_claim(store, sid),
+    )
+
+
+# -- Stop / SessionEnd ------------------------------------------------------------------------
+
+
+def _record_end(event: _Event, *, ended: bool) -> None:
+    event.read()
+    sd = state_dir()
+    if sd is None:
+        return
+    payload = event.payload
+    sid = event.session_id
+    if _subagent(payload) or _foreign(sid):
+        return
+    store = _open_store(sd)
+    store.record_session(
+        sid,
+        event=event.name,
+        cwd=payload.get("cwd"),
+        transcript_path=payload.get("transcript_path"),
+        run_id=_claim(store, sid),
+        ended=ended,
+    )
+
+
+def on_stop(event: _Event) -> None:
+    _record_end(event, ended=False)
+
+
+def on_session_end(event: _Event) -> None:
+    _record_end(event, ended=True)
+
+
+# -- UserPromptSubmit -------------------------------------------------------------------------
+
+
+def _marker_state(sd: str) -> str | None:
+    """``SIZE.MTIME_NS`` of the ended-runs marker; None when the store does not keep one."""
+    try:
+        st = os.stat(os.path.join(sd, ENDED_MARKER))
+    except FileNotFoundError:
+        return None
+    return f"{st.st_size}.{st.st_mtime_ns}"
+
+
+def _parse_seen(text: str) -> tuple[str, dict[int, float]]:
+    """``(marker state seen last, {run_id: ended_at} reported within the overlap window)``."""
+    first, _, rest = text.partition("\n")
+    recent: dict[int, float] = {}
+    for item in rest.split():
+        run_id, _, ended_at = item.partition(":")
+        try:
+            recent[int(run_id)] = float(ended_at)
+        except ValueError:
+            continue
+    return first.strip(), recent
+
+
+def _seen_mark(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.readline().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def on_user_prompt_submit(event: _Event) -> None:
+    event.read()
+    save_command_args(event)
+    sd = state_dir()
+    if sd is None:
+        return
+    if _run_id() is not None:
+        # An agent's prompt never carries orchestrator notices; it is where a forked agent's
+        # session id becomes known (see on_session_start).
+        payload = event.payload
+        sid = event.session_id
+        if _foreign(sid):
+            return
+        store = _open_store(sd)
+        store.record_session(
+            sid,
+            event="UserPromptSubmit",
+            cwd=payload.get("cwd"),
+            transcript_path=payload.get("transcript_path"),
+            run_id=_claim(store, sid),
+        )
+        return
+    env_sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
+    sid = env_sid if _valid_session_id(env_sid) else event.session_id
+    mark = _marker_state(sd)
+    seen_path = os.path.join(sd, SEEN_DIR, f"{sid}.seen")
+    if mark is not None and _seen_mark(seen_path) == mark:
+        return  # no run ended since this session last looked
+    fresh = collect_notice(sd, sid, seen_path, mark, event)
+    if fresh:
+        import json
+
+        out = {
+            # On screen, for the person; the full notice below is for the model only.
+            "systemMessage": format_screen_note(fresh),
+            "hookSpecificOutput": {
+                "hookEventName": "UserPromptSubmit",
+                "additionalContext": format_notice(fresh),
+            },
+        }
+        sys.stdout.write(json.dumps(out, ensure_ascii=False))
+        sys.stdout.flush()
+
+
+def save_command_args(event: _Event) -> None:
+    """Keep the arguments of an ``/orchestrate:COMMAND`` prompt exactly as typed, for ``orch
+    slash COMMAND`` to read: the slash commands never have Claude copy them into a shell
+    command (see :mod:`orch_plugins.slash`).
+
+    Written to ``<user state dir>/slash/<session id>.<command>`` (mode 0600), under the id in
+    the hook's payload and the one the session's Bash commands see, when they differ. Costs
+    a substring test for any other prompt.
+    """
+    if SLASH_PREFIX.encode() not in event.raw:
+        return
+    prompt = event.payload.get("prompt")
+    if not isinstance(prompt, str):
+        return
+    command, args = _split_command(prompt)
+    if command is None:
+        return
+    ids = {event.payload.get("session_id"), os.environ.get("CLAUDE_CODE_SESSION_ID")}
+    folder = slash_dir()
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    data = args.encode("utf-8", "surrogatepass")
+    for sid in ids:
+        if _valid_session_id(sid):
+            path = os.path.join(folder, f"{sid}.{command}")
+            tmp = f"{path}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+    _prune(folder)
+
+
+def _split_command(prompt: str) -> tuple[str | None, str]:
+    """``("launch", "a -v is broken")`` for ``"/orchestrate:launch a -v is broken"``;
+    ``(None, "")`` for any other prompt. The arguments are everything after the whitespace
+    that ends the command's name, untouched."""
+    text = prompt.lstrip()
+    if not text.startswith(SLASH_PREFIX):
+        return None, ""
+    end = len(SLASH_PREFIX)
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    command = text[len(SLASH_PREFIX) : end]
+    if command not in SLASH_COMMANDS:
+        return None, ""
+    return command, text[end + 1 :] if end < len(text) else ""
+
+
+def _prune(folder: str) -> None:
+    """Forget saved arguments older than :data:`SLASH_KEEP` seconds."""
+    import time
+
+    limit = time.time() - SLASH_KEEP
+    for entry in os.scandir(folder):
+        try:
+            if entry.stat().st_mtime < limit:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _lock(fh: IO[str]) -> None:
+    """Serialise two notice hooks of one session (a project and a plugin install both firing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: best effort without a lock
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+
+
+def collect_notice(
+    sd: str, sid: str, seen_path: str, mark: str | None, event: _Event | None = None
+) -> list[Run]:
+    """Claim the runs that ended since this session's watermark (store records, oldest end
+    first; ``[]`` when nothing ended).
+
+    The watermark is ``sessions.notified_at`` (else the session's first sighting); runs that
+    ended before the session existed are not news.
+    """
+    import time
+
+    os.makedirs(os.path.dirname(seen_path), exist_ok=True)
+    # The seen file doubles as the lock; it is rewritten in place, never replaced, so every
+    # waiter locks the same inode. A reader of a half-written file just takes this slow path.
+    with open(seen_path, "a+", encoding="utf-8") as fh:
+        _lock(fh)
+        fh.seek(0)
+        _, recent = _parse_seen(fh.read())
+        store = _open_store(sd)
+        session = store.session(sid)
+        if session is None:
+            payload = event.payload if event is not None else {}
+            store.record_session(
+                sid,
+                event="UserPromptSubmit",
+                cwd=payload.get("cwd"),
+                transcript_path=payload.get("transcript_path"),
+            )
+            session = store.session(sid) or {"first_seen": time.time()}
+        first_seen = session["first_seen"]
+        base = session.get("notified_at") or first_seen
+        fresh = [
+            run
+            for run in store.ended_since(base - OVERLAP)
+            if run["run_id"] not in recent
+            and run["ended_at"] > first_seen
+            # Agents launched by another Claude Code session are that session's news; ones
+            # launched from a plain terminal are everyone's.
+            and run.get("launched_by") in (None, sid)
+        ]
+        # ended_since reads only runs that have an ended_at: the filter drops none of them.
+        ends = {r["run_id"]: r["ended_at"] for r in fresh if r["ended_at"] is not None}
+        watermark = max([base, *ends.values()])
+        if fresh:
+            store.mark_notified(sid, watermark)
+        recent.update(ends)
+        kept = " ".join(f"{k}:{v!r}" for k, v in recent.items() if v > watermark - OVERLAP)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{'' if mark is None else mark}\n{kept}\n")
+    return fresh
+
+
+def _one_line(text: str | None) -> str:
+    for line in (text or "").splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= RESULT_CHARS else line[: RESULT_CHARS - 1] + "…"
+    return ""
+
+
+def _result_line(run: Run) -> str:
+    if run["status"] != "completed":
+        return _one_line(run.get("error")) or "no error recorded"
+    try:
+        with open(run["output_path"], encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return "no output file"
+    return _one_line(head) or "empty output"
+
+
+def format_notice(runs: list[Run]) -> str:
+    """The text added to the orchestrator's prompt: one line per ended agent."""
+    if not runs:
+        return ""
+    n = len(runs)
+    lines = [f"orch: {n} agent{'s' * (n != 1)} ended since your previous prompt:"]
+    for run in runs[:NOTICE_MAX]:
+        lines.append(
+            f"- {run['name']}: {run['status']} — {_result_line(run)} (output: {run['output_path']})"
+        )
+    if n > NOTICE_MAX:
+        lines.append(f"- … and {n - NOTICE_MAX} more (orch status)")
+    lines.append("Read a full result with `orch output NAME`; see all agents with `orch status`.")
+    return "\n".join(lines)
+
+
+def format_screen_note(runs: list[Run]) -> str:
+    """The one line shown to the person (the hook's ``systemMessage``): who ended, how.
+
+    ``orch: 2 agents ended: parser completed, perf failed (orch status)``; at most
+    :data:`SCREEN_NAMES` names, the rest counted.
+    """
+    n = len(runs)
+    shown = [f"{run['name']} {run['status']}" for run in runs[:SCREEN_NAMES]]
+    if n > SCREEN_NAMES:
+        shown.append(f"{n - SCREEN_NAMES} more")
+    return f"orch: {n} agent{'s' * (n != 1)} ended: {', '.join(shown)} (orch status)"
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+HANDLERS = {
+    "SessionStart": on_session_start,
+    "UserPromptSubmit": on_user_prompt_submit,
+    "Stop": on_stop,
+    "SessionEnd": on_session_end,
+}
+
+
+def log_path() -> str:
+    """``<state_dir>/hooks.log``, else the user log directory (XDG state home on Linux)."""
+    try:
+        sd = state_dir()
+    except Exception:
+        sd = None
+    if sd:
+        return os.path.join(sd, LOG_NAME)
+    return os.path.join(user_log_dir(), LOG_NAME)
+
+
+def user_state_dir() -> str:
+    """platformdirs' ``user_state_dir("orch-plugins")``, recomputed without importing it."""
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Application Support/orch-plugins")
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return os.path.join(base, "orch-plugins", "orch-plugins")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "orch-plugins")
+
+
+def slash_dir() -> str:
+    """Where :func:`save_command_args` keeps slash-command arguments, per session."""
+    return os.path.join(user_state_dir(), "slash")
+
+
+def user_log_dir() -> str:
+    """platformdirs' ``user_log_dir("orch-plugins")``, recomputed without importing it."""
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Logs/orch-plugins")
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return os.path.join(base, "orch-plugins", "orch-plugins", "Logs")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "orch-plugins", "log")
+
+
+def log_error(event: str, exc: BaseException) -> None:
+    """Append one line (and the traceback, indented) to the hook log; never raise."""
+    try:
+        import time
+        import traceback
+
+        path = log_path()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{when} {event or '?'} pid={os.getpid()} {type(exc).__name__}: {exc}\n")
+            fh.write("".join(f"    {line}\n" for line in tb.rstrip().splitlines()))
+    except BaseException:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``orch_hook.py EVENT``: handle one event; always exit 0."""
+    args = sys.argv[1:] if argv is None else argv
+    name = args[0] if args else ""
+    try:
+        handler = HANDLERS.get(name)
+        if handler is None:
+            raise ValueError(f"unknown hook event {name!r} (expected one of {', '.join(HANDLERS)})")
+        handler(_Event(name))
+    except BaseException as exc:  # a hook must never break the session
+        log_error(name, exc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
