@@ -121,7 +121,7 @@ def interactive_argv(
 
 
 def hook_settings(stop_file: str) -> dict[str, Any]:
-    """``--settings`` for an interactive agent: SessionStart and Stop run orch_plugins.hooks
+    """``--settings`` for an interactive agent: SessionStart and Stop run orch_plugins.claude_hooks
     from this very installation (no ``orch install`` needed; a user-level install also firing
     is harmless, both record the same), and Stop also copies its payload to ``stop_file``
     (written aside and renamed, so the supervisor never reads half of it), unless it is a
@@ -155,14 +155,14 @@ def hook_settings(stop_file: str) -> dict[str, Any]:
 
 
 def orch_hook_entry(event: str) -> dict[str, Any]:
-    """A ``settings.json`` hook entry that runs :mod:`orch_plugins.hooks` for ``event`` with
+    """A ``settings.json`` hook entry that runs :mod:`orch_plugins.claude_hooks` for ``event`` with
     this interpreter and this installation's package (nothing needs to be installed)."""
     import shlex
 
     parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     orch_hook = (
         f"import sys; sys.path.insert(0, {parent!r}); "
-        "from orch_plugins.hooks import main; sys.exit(main())"
+        "from orch_plugins.claude_hooks import main; sys.exit(main())"
     )
     command = f"{shlex.quote(sys.executable)} -S -c {shlex.quote(orch_hook)} {event}"
     return {"type": "command", "command": command, "timeout": 10}

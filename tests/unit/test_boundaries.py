@@ -172,7 +172,7 @@ def test_product_code_never_imports_the_test_kit() -> None:
 def test_loading_the_hooks_and_the_supervisor_pulls_in_nothing_heavy() -> None:
     code = (
         f"import sys; sys.path.insert(0, {str(SRC)!r}); "
-        "import orch_plugins.hooks, orch_plugins.supervisor, orch_plugins.store; "
+        "import orch_plugins.claude_hooks, orch_plugins.supervisor, orch_plugins.store; "
         "print(' '.join(sorted(sys.modules)))"
     )
     loaded = set(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins import hooks
+from orch_plugins import claude_hooks as hooks
 from orch_plugins.store import default_state_dir, find_project_dir
 
 

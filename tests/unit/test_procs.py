@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins import procs, remote
+from orch_plugins import procs
 from orch_plugins.backend import BackendContext
+from orch_plugins.backends.ssh import remote
 from orch_plugins.backends.subprocess import SubprocessBackend
 from orch_plugins.supervisor import retry_delay
 

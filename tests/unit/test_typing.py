@@ -16,7 +16,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-@pytest.mark.parametrize("module", ["orch_plugins.supervisor", "orch_plugins.hooks"])
+@pytest.mark.parametrize("module", ["orch_plugins.supervisor", "orch_plugins.claude_hooks"])
 def test_light_modules_start_without_typing(module: str) -> None:
     code = (
         f"import sys; sys.path.append({str(SRC)!r}); import {module}; "
