@@ -32,7 +32,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from orch_plugins.backend import Backend, BackendContext, LaunchSpec
 from orch_plugins.config import Config, load_config
@@ -51,22 +51,25 @@ DEFERRED: Handle = {"deferred": True}
 WAITING = "waiting: "
 
 
-def is_placeholder(handle: Mapping[str, Any] | None) -> bool:
+def is_placeholder(handle: Mapping[str, object] | None) -> bool:
     """Whether a run's handle is admission's own (waiting for room, or being started), not
     one its backend returned: there is nothing of it to poll or cancel yet."""
     return handle is not None and ("deferred" in handle or "placing" in handle)
 
 
-def is_deferred(handle: Mapping[str, Any] | None) -> bool:
+def is_deferred(handle: Mapping[str, object] | None) -> bool:
     """Whether a run holds a global slot but waits for room in a place."""
     return handle is not None and bool(handle.get("deferred"))
 
 
-def abandoned(handle: Mapping[str, Any]) -> bool:
+def abandoned(handle: Mapping[str, object]) -> bool:
     """A ``placing`` placeholder whose process is gone (it died while starting the run)."""
     from orch_plugins.supervisor import pid_alive
 
-    return "placing" in handle and not pid_alive(handle.get("pid"), handle.get("start_time"))
+    pid, start = handle.get("pid"), handle.get("start_time")
+    return "placing" in handle and not pid_alive(
+        pid if isinstance(pid, int) else None, start if isinstance(start, int) else None
+    )
 
 
 def pending(store: Store) -> bool:
@@ -275,7 +278,7 @@ def start(store: Store, claims: list[_Claim], plugins: Plugins, config: Config) 
                 log.debug("launch of run %s failed", run["run_id"], exc_info=True)
                 store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}", handle=None)
                 continue
-            fields: dict[str, Any] = {"handle": handle}
+            fields: dict[str, object] = {"handle": handle}
             if place is not None and str(run.get("error") or "").startswith(WAITING):
                 fields["error"] = None
             store.update(run["run_id"], **fields)

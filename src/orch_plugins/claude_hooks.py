@@ -203,16 +203,22 @@ def on_session_start(event: _Event) -> None:
         # ORCH_FORK_OF a fork cannot be told from a resume, so the session is recorded and
         # attached at its first prompt instead.
         return
+    _record_session(sd, event, "SessionStart", source=payload.get("source"))
+
+
+def _record_session(sd: str, event: _Event, name: str, *, source: str | None = None) -> None:
+    """Record ``event``'s session (unless it is the one a fork came from), claiming it for this
+    agent's run when it runs under orch."""
     sid = event.session_id
     if _foreign(sid):
         return
     store = _open_store(sd)
     store.record_session(
         sid,
-        event="SessionStart",
-        cwd=payload.get("cwd"),
-        source=payload.get("source"),
-        transcript_path=payload.get("transcript_path"),
+        event=name,
+        cwd=event.payload.get("cwd"),
+        source=source,
+        transcript_path=event.payload.get("transcript_path"),
         run_id=_claim(store, sid),
     )
 
@@ -290,18 +296,7 @@ def on_user_prompt_submit(event: _Event) -> None:
     if _run_id() is not None:
         # An agent's prompt never carries orchestrator notices; it is where a forked agent's
         # session id becomes known (see on_session_start).
-        payload = event.payload
-        sid = event.session_id
-        if _foreign(sid):
-            return
-        store = _open_store(sd)
-        store.record_session(
-            sid,
-            event="UserPromptSubmit",
-            cwd=payload.get("cwd"),
-            transcript_path=payload.get("transcript_path"),
-            run_id=_claim(store, sid),
-        )
+        _record_session(sd, event, "UserPromptSubmit")
         return
     env_sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
     sid = env_sid if _valid_session_id(env_sid) else event.session_id

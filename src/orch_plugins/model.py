@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias, TypedDict
+from typing import TypeAlias, TypedDict
 
 from orch_plugins.errors import OrchError
 from orch_plugins.store import (
@@ -65,7 +65,7 @@ JSONObject: TypeAlias = "dict[str, JSON]"
 #: A backend's note of where its agent runs: a JSON object, stored in the run's record (encoded
 #: by the store, decoded once when a record is read), so any later process (``orch status``
 #: tomorrow) can find the agent again. Only the backend that wrote it looks inside.
-Handle: TypeAlias = "dict[str, Any]"
+Handle: TypeAlias = "dict[str, object]"
 
 #: Tasks above this are refused: claude's context could not hold them anyway.
 MAX_TASK_BYTES = 16 * 1024 * 1024

@@ -374,7 +374,7 @@ class Store:
             0
         ]
 
-    def update(self, run_id: int, **fields: Any) -> None:
+    def update(self, run_id: int, **fields: object) -> None:
         """Set columns of a run (a ``handle`` is given as the :data:`Handle` itself)."""
         if not fields:
             return
@@ -390,7 +390,7 @@ class Store:
         *,
         only_from: tuple[str, ...] = ACTIVE,
         claim_end: bool = False,
-        **fields: Any,
+        **fields: object,
     ) -> bool:
         """Record a run's ending once: the first writer wins (a supervisor finishing while a
         cancel or a liveness check also decides is a normal race). ``claim_end``: claim the
@@ -398,6 +398,8 @@ class Store:
         (:data:`END_UNHEARD`; :meth:`end_claimed` tells which)."""
         assert status in FINAL, status
         fields.setdefault("ended_at", time.time())
+        if "handle" in fields:
+            fields["handle"] = encode_handle(fields["handle"])
         sets = ", ".join(f"{k}=?" for k in ("status", *fields))
         if claim_end:
             sets += ", end_announced=CASE end_announced WHEN 0 THEN 1 ELSE end_announced END"
@@ -588,12 +590,13 @@ class Store:
         return [dict(r) for r in self.conn.execute("SELECT * FROM sessions ORDER BY first_seen")]
 
 
-def encode_handle(handle: Handle | str | None) -> str | None:
-    """A backend's handle as the ``handle`` column holds it (JSON text). A string is taken as
-    JSON already encoded (what backends stored before handles were decoded by the store)."""
+def encode_handle(handle: object) -> str | None:
+    """A backend's handle (a :data:`Handle`) as the ``handle`` column holds it (JSON text).
+    ``TypeError`` for what JSON cannot hold. A string is taken as JSON already encoded (what
+    backends stored before handles were decoded by the store)."""
     if handle is None or isinstance(handle, str):
         return handle
-    return json.dumps(handle)
+    return json.dumps(handle)  # TypeError (before any write) for what is not JSON
 
 
 def decode_handle(text: str | None) -> Handle | None:

@@ -10,11 +10,29 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypedDict, cast
 
 from orch_plugins import procs, supervisor
 from orch_plugins.backend import Backend, BackendRegistry, Handle, LaunchSpec
 from orch_plugins.hookspecs import hookimpl
 from orch_plugins.procs import pid_alive, proc_start_time
+
+
+class LocalHandle(TypedDict, total=False):
+    """What the subprocess backend (and the tmux backend, which extends it) keeps in a handle:
+    the supervisor's PID and start time (clock ticks since boot, ``/proc/PID/stat`` field 22)
+    and the run's mark (:func:`run_mark`)."""
+
+    pid: int
+    start_time: int | None
+    run_id: int
+    token: str
+    keep_children: bool
+
+
+def local_handle(handle: Handle) -> LocalHandle:
+    """This backend's view of a handle it wrote (a handle is read only by its own backend)."""
+    return cast(LocalHandle, handle)
 
 
 def supervisor_argv(spec: LaunchSpec) -> list[str]:
@@ -60,17 +78,19 @@ class SubprocessBackend(Backend):
         return spawn_supervisor(spec)
 
     def is_alive(self, handle: Handle) -> bool:
-        return pid_alive(handle.get("pid"), handle.get("start_time"))
+        own = local_handle(handle)
+        return pid_alive(own.get("pid"), own.get("start_time"))
 
     def cancel(self, handle: Handle, grace: float) -> None:
-        if handle.get("pid"):
+        own = local_handle(handle)
+        if own.get("pid"):
             procs.stop_supervisor(
-                handle["pid"],
-                handle.get("start_time"),
+                own["pid"],
+                own.get("start_time"),
                 grace,
-                run_id=handle.get("run_id", ""),
-                token=handle.get("token"),
-                keep_children=bool(handle.get("keep_children")),
+                run_id=own.get("run_id", ""),
+                token=own.get("token"),
+                keep_children=bool(own.get("keep_children")),
             )
 
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from orch_plugins.admission import WAITING
 from orch_plugins.backend import (
@@ -39,7 +39,7 @@ from orch_plugins.backend import (
 )
 from orch_plugins.backends.ssh.hosts import HOST_KEYS, Host, project_id
 from orch_plugins.backends.ssh.transport import SshError, SshTransport
-from orch_plugins.backends.subprocess import run_mark
+from orch_plugins.backends.subprocess import LocalHandle, run_mark
 from orch_plugins.errors import OrchError
 from orch_plugins.model import Run
 from orch_plugins.store import FINAL, atomic_write
@@ -98,6 +98,24 @@ def _size(path: str) -> int:
         return -1
 
 
+class SshHandle(LocalHandle, total=False):
+    """What the ssh backend keeps in a handle: the host's name in config and the ``ssh``
+    destination it had at launch, the run's directory and working directory on the host, the
+    remote supervisor's PID and start time, the host's boot id (``/proc/sys/kernel/random/
+    boot_id``: a restarted host has lost the run) and the run's mark."""
+
+    host: str
+    destination: str
+    remote_dir: str
+    boot_id: str | None
+    cwd: str
+
+
+def ssh_handle(handle: Handle) -> SshHandle:
+    """The ssh backend's view of a handle it wrote."""
+    return cast(SshHandle, handle)
+
+
 class SshBackend(Backend):
     name = "ssh"
     description = "agents on remote hosts over your OpenSSH client (--host, [hosts.*] pools)"
@@ -154,7 +172,7 @@ class SshBackend(Backend):
         another host than the one asked for."""
         wanted = spec.options.get("host")
         if spec.resume_from is not None:
-            host = spec.resume_from.get("host")
+            host = ssh_handle(spec.resume_from).get("host")
             if not host:
                 raise OrchError(
                     "that session was not recorded on a remote host, so it cannot continue over ssh"
@@ -183,7 +201,7 @@ class SshBackend(Backend):
     def resume(self, spec: LaunchSpec, source: Handle) -> Handle:
         """Go back to the host (and directory) that holds the session's transcript."""
         host = spec.place or next(iter(self.places(spec)))
-        return self._start(spec, self.host(host), source.get("cwd"))
+        return self._start(spec, self.host(host), ssh_handle(source).get("cwd"))
 
     def is_alive(self, handle: Handle) -> bool:
         """One status call to the agent's host. An unreachable host counts as alive: we cannot
@@ -263,7 +281,7 @@ class SshBackend(Backend):
     def cancel(self, handle: Handle, grace: float) -> None:
         if not handle.get("remote_dir"):
             return  # never started anywhere
-        host = self.host(str(handle["host"]), handle.get("destination"))
+        host = self.host(str(handle["host"]), ssh_handle(handle).get("destination"))
         run = _remote_run(handle)
         run.update({k: handle[k] for k in ("run_id", "token", "keep_children") if k in handle})
         request = {"cmd": "cancel", "run": run, "grace": grace}

@@ -44,6 +44,7 @@ from orch_plugins.backends.tmux.client import (
     server_for,
     session_name,
     tmux_arg,
+    tmux_handle,
     write_private,
 )
 from orch_plugins.errors import OrchError
@@ -212,7 +213,7 @@ class TmuxBackend(SubprocessBackend):
         handle = self._parse(proc.stdout, [spec]).get(spec.run_id)
         if not handle:
             raise OrchError(f"tmux could not create a window for {spec.name!r}: {proc.stderr}")
-        tmux.run(*window_marks(handle["window"], spec), check=False)
+        tmux.run(*window_marks(tmux_handle(handle)["window"], spec), check=False)
         return handle
 
     def _parse(self, out: str, specs: Sequence[LaunchSpec]) -> dict[int, Handle]:

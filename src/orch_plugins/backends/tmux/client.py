@@ -12,15 +12,33 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from orch_plugins import procs
-from orch_plugins.backend import project_name
+from orch_plugins.backend import Handle, project_name
+from orch_plugins.backends.subprocess import LocalHandle
 from orch_plugins.claude import clean_env
 from orch_plugins.errors import OrchError
 
 #: Overrides ``[backends.tmux] socket``: a name (``tmux -L``) or a path (``tmux -S``).
 SOCKET_ENV = "ORCH_TMUX_SOCKET"
+
+
+class TmuxHandle(LocalHandle, total=False):
+    """What the tmux backend keeps in a handle: the subprocess backend's (the supervisor runs in
+    the window) plus the window and pane ids, the server's socket path, the session name and
+    whether the agent is interactive."""
+
+    window: str
+    pane: str
+    socket: str
+    session: str
+    interactive: bool
+
+
+def tmux_handle(handle: Handle) -> TmuxHandle:
+    """The tmux backend's view of a handle it wrote."""
+    return cast(TmuxHandle, handle)
 
 
 #: Size of a session the backend creates (a client that attaches resizes it).

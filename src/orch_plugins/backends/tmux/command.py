@@ -33,11 +33,11 @@ def _show(argv: list[str], attach: bool) -> None:
 
 
 def _step_in(name: str, attach: bool) -> None:
-    from orch_plugins.backends.tmux.client import Tmux
+    from orch_plugins.backends.tmux.client import Tmux, tmux_handle
     from orch_plugins.store import Store
 
     run = Store.open().require(name)
-    handle = run["handle"] or {}
+    handle = tmux_handle(run["handle"] or {})
     if not handle.get("window"):
         raise OrchError(
             f"agent {name!r} has no tmux window (backend {run['backend']}); "

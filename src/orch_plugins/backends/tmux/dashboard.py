@@ -25,6 +25,7 @@ from orch_plugins.backends.tmux.client import (
     launcher_env,
     server_for,
     session_name,
+    tmux_handle,
     write_private,
 )
 from orch_plugins.errors import OrchError
@@ -378,7 +379,8 @@ class _Screen:
         sys.stdout.flush()
 
 
-def _mirror(store: Any, run_id: int, handle: Handle, head: str) -> None:
+def _mirror(store: Any, run_id: int, run_handle: Handle, head: str) -> None:
+    handle = tmux_handle(run_handle)
     tmux = Tmux(handle.get("socket"))
     while True:
         size = shutil.get_terminal_size((80, 24))
