@@ -2,7 +2,8 @@
 """A fast stand-in for ``claude -p`` in unit tests (the e2e tests use the real CLI).
 
 Reads the prompt from stdin and prints stream-json events. Directives in the prompt:
-``SLEEP=N`` sleeps N seconds first, ``PAUSE=N`` after the first tool call, ``EXIT=N`` exits
+``SLEEP=N`` sleeps N seconds first, ``GATE=PATH`` waits (up to 120 s) until PATH exists,
+``PAUSE=N`` after the first tool call, ``EXIT=N`` exits
 with N and no result, ``API=529`` reports an API error (``FAKE_API_FAIL_FILE`` counts
 attempts: fail only while it holds fewer than ``API_FAILS=K`` lines), ``TASKFAIL`` reports a
 task error, ``NOTERM`` ignores SIGTERM (a claude that outlives a polite stop). The result
@@ -91,6 +92,11 @@ if m:
 m = re.search(r"SLEEP=([0-9.]+)", prompt)
 if m:
     time.sleep(float(m.group(1)))
+m = re.search(r"GATE=(\S+)", prompt)
+if m:
+    gate_deadline = time.monotonic() + 120
+    while not os.path.exists(m.group(1)) and time.monotonic() < gate_deadline:
+        time.sleep(0.05)
 m = re.search(r"EXIT=(\d+)", prompt)
 if m:
     sys.exit(int(m.group(1)))

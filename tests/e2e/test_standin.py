@@ -319,7 +319,7 @@ def test_delayed_reply_does_not_block_stop() -> None:
     api.stop()
     client.join(timeout=5)
 
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # far below the reply's 30 s delay
     assert not client.is_alive()
     assert outcome and isinstance(outcome[0], Exception)  # dropped, not answered
 

@@ -163,11 +163,13 @@ def test_cancel_timeout_ctrl_c_and_kill9(
 def test_killed_tmux_server_loses_the_view_not_the_agent(
     tmux_project: Path, tmux_server: Tm, fast_claude: Path
 ) -> None:
-    orch("launch", "survivor", "SLEEP=2 keep going", check=True)
+    gate = tmux_project / "go"  # the agent answers only once the test has looked
+    orch("launch", "survivor", f"GATE={gate} keep going", check=True)
     run = wait_for(lambda: status_json("survivor")[0]["session_id"] and status_json("survivor")[0])
     tmux_server("kill-server")
     assert not tmux_server.running()
     assert status_json("survivor")[0]["status"] == "running"
+    gate.touch()
     orch("wait", "survivor", check=True, timeout=60)
     run = status_json("survivor")[0]
     assert run["status"] == "completed" and run["exit_code"] == 0
@@ -250,9 +252,7 @@ def test_fifty_windows_in_one_call_and_status_without_tmux(
     monkeypatch.setattr(
         tmux_mod.Tmux, "run", lambda self, *c, **k: calls.append(c) or real_run(self, *c, **k)
     )
-    t0 = time.perf_counter()
     handles = backend.launch_many(specs)
-    elapsed = time.perf_counter() - t0
     try:
         # No server yet: one failed batch, the session made with the first window, then 50
         # windows in a few batched calls (a call holds 16 KiB at most).
@@ -260,9 +260,7 @@ def test_fifty_windows_in_one_call_and_status_without_tmux(
         session = session_name(store.state_dir, {})
         indexes = tmux_server("list-windows", "-t", f"={session}", "-F", "#{window_index}")
         assert indexes.split() == ["0", *(str(s.run_id) for s in specs[1:])]
-        # tmux alone makes 50 windows in ~0.2 s (benchmarks/bench_tmux.py); here 50 Python
-        # supervisors start meanwhile and compete with the tmux server for two cores.
-        assert elapsed < 2.5, f"50 windows took {elapsed:.2f} s"
+        # (The time it takes is measured in benchmarks/bench_tmux.py, not asserted here.)
         assert len({h["window"] for h in handles}) == 50
         calls.clear()
         assert [u.alive for u in backend.poll(as_runs(handles)).values()] == [True] * 50

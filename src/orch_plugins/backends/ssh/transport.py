@@ -47,9 +47,10 @@ REFUSED = ("Session open refused", "administratively prohibited")
 LIMITS_FILE = "session-limits.json"
 
 
-#: How often a call refused by the master waits for a slot and asks the master again before it
-#: lets ssh make a connection of its own (each refusal costs one local round trip, ~10 ms).
-REFUSED_RETRIES = 10
+#: How long (seconds) a call refused by the master keeps waiting for a slot and asking the
+#: master again before it lets ssh make a connection of its own. Time, not a count: on a busy
+#: host sshd releases closed sessions late, and quick retries would all be refused.
+REFUSED_PATIENCE = 30.0
 
 
 #: Given to ssh while a master is up: a refused session then fails instead of quietly turning
@@ -478,10 +479,10 @@ class SshTransport:
         by the next attempt."""
         from orch_plugins.backends.ssh import remote
 
-        refusals, guard = 0, True
+        refusals, guard, patience = 0, True, time.monotonic() + REFUSED_PATIENCE
         while True:
             with self._session_slot(host) as slot:
-                no_fallback = guard and refusals < REFUSED_RETRIES and self.master_up(host)
+                no_fallback = guard and time.monotonic() < patience and self.master_up(host)
                 argv = self.ssh_argv(host, command, no_fallback=no_fallback)
                 rc, out, err = self._spawn(argv, data, timeout, host)
                 refused = any(r.encode() in err for r in REFUSED)
@@ -500,7 +501,10 @@ class SshTransport:
                 )
                 self.set_session_limit(host, limit, "refused")
                 if failed and no_fallback:
-                    continue  # nothing ran: ask the master again, within the lower limit
+                    # Nothing ran: ask the master again, within the lower limit, a little later
+                    # each time (10 ms doubling to 320 ms) while sshd lets the closed ones go.
+                    time.sleep(0.01 * 2 ** min(refusals - 1, 5))
+                    continue
             elif failed and no_fallback:
                 guard = False  # the master was gone; the next attempt makes a new one
                 continue
