@@ -74,6 +74,26 @@ def build_argv(
     return argv
 
 
+#: Stands for the session id in :func:`retry_argv`: only the supervisor learns it, from the
+#: stream, and puts it in before a retry (``supervisor.SESSION_ID_SLOT``, the same text).
+SESSION_ID_SLOT = "{session_id}"
+
+
+def retry_argv(
+    claude_bin: str, *, role: Role | None, model: str | None, interactive: bool
+) -> list[str]:
+    """claude's argv for a retry that continues the session the failed attempt recorded: the
+    run's options with ``--resume`` :data:`SESSION_ID_SLOT`, never the run's own resume or
+    fork."""
+    return build_argv(
+        claude_bin,
+        role=role,
+        model=model,
+        resume_session=SESSION_ID_SLOT,
+        interactive=interactive,
+    )
+
+
 def agent_env(
     *, run_id: int, name: str, state_dir: str, token: str, fork_of: str | None = None
 ) -> dict[str, str]:

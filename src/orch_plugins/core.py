@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 from orch_plugins import admission
 from orch_plugins.backend import Backend, BackendContext, LaunchSpec
-from orch_plugins.claude import UNSET_ENV, agent_env, build_argv, interactive_argv
+from orch_plugins.claude import UNSET_ENV, agent_env, build_argv, interactive_argv, retry_argv
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.events import SETTLE, announce_ended
@@ -293,11 +293,7 @@ class Orchestrator:
             fork=origin.fork if origin else False,
             interactive=interactive,
         )
-        # Claude's argv for a retry that continues the session (the supervisor appends
-        # --resume SESSION_ID): the same options, without this run's own resume or fork.
-        retry_argv = build_argv(
-            claude_bin, role=role_obj, model=request.model, interactive=interactive
-        )
+        retry = retry_argv(claude_bin, role=role_obj, model=request.model, interactive=interactive)
         framed = role_obj.frame(request.task) if role_obj else request.task
         state_dir = str(self.store.state_dir.resolve())
         with self.store.transaction():
@@ -362,7 +358,7 @@ class Orchestrator:
                 options=options,
                 keep_children=request.keep_children or bool(role_obj and role_obj.keep_children),
                 containment=self.config.containment,
-                retry_argv=retry_argv,
+                retry_argv=retry,
             )
             atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
         if start:

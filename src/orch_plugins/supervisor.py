@@ -53,6 +53,8 @@ INTERACTIVE_POLL = 0.25
 #: Interactive mode: the file in the run directory where claude's Stop hook hands over its
 #: payload (see :func:`orch_plugins.claude.hook_settings`).
 STOP_FILE = "stop.json"
+#: In the spec's ``retry_argv``: where the session id goes (``orch_plugins.claude.retry_argv``).
+SESSION_ID_SLOT = "{session_id}"
 #: In the state directory: the ended runs' status objects handed to the announcing process.
 EVENTS_DIR = "events"
 #: Variables a tmux pane sets for its terminal, kept when the launcher's environment is loaded.
@@ -501,7 +503,7 @@ class Supervisor:
             )
             if sid:
                 resuming = True
-                argv = [*spec["retry_argv"], "--resume", sid]
+                argv = [sid if a == SESSION_ID_SLOT else a for a in spec["retry_argv"]]
                 prompt_path = str(self.run_dir / "retry-prompt.txt")
                 write_atomic(Path(prompt_path), RETRY_PROMPT.format(status=status))
             if self.stopping.wait(delay):

@@ -195,3 +195,13 @@ def test_every_claude_command_line_is_built_in_claude_py() -> None:
             if isinstance(node, ast.Constant) and node.value in CLAUDE_FLAGS:
                 found.setdefault(str(path.relative_to(PKG)), []).append(node.value)
     assert found == {}
+
+
+def test_the_retry_session_slot_is_the_same_text_on_both_sides() -> None:
+    """The supervisor (shipped alone to hosts) cannot import claude.py: the slot it fills in
+    a retry's argv is a copy of claude.py's, and must stay equal."""
+    from orch_plugins import claude, supervisor
+
+    assert supervisor.SESSION_ID_SLOT == claude.SESSION_ID_SLOT
+    argv = claude.retry_argv("claude", role=None, model=None, interactive=False)
+    assert argv[-2:] == ["--resume", claude.SESSION_ID_SLOT]
