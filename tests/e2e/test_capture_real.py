@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins.supervisor import descendants, proc_stat
+from orch_plugins.procs import descendants, proc_stat
 from orch_plugins.testing.api import ApiRequest, MessagesStandIn, Reply, default_responder
 from tests.helpers import (
     Follow,
