@@ -7,6 +7,9 @@
 * The CLI reaches backends through the plugin manager only.
 * Product code never imports the test kit.
 * Every claude command line is built in claude.py.
+* The dashboard (orch_plugins.web and its extra's libraries) is loaded by ``orch web`` alone:
+  neither the core nor the hooks import it, nor does the CLI anywhere else; it reaches the
+  agents through the core, never a backend.
 
 Imports are read from the source (anywhere in a module, inside functions too), so a lazy import
 counts like a top-level one; only what ``if TYPE_CHECKING:`` guards is left out.
@@ -29,6 +32,8 @@ FACES = ("orch_plugins.cli", "typer", "click", "rich")
 BACKENDS = ("orch_plugins.backends",)
 TEST_KIT = ("orch_plugins.testing",)
 PLUGIN_MANAGER = ("pluggy", "orch_plugins.plugins", "orch_plugins.hookspecs")
+#: The dashboard (the optional ``web`` extra): only ``orch web`` loads it.
+WEB = ("orch_plugins.web", "starlette", "uvicorn", "jinja2", "markdown_it", "playwright")
 
 #: Run on every Claude Code event / for every agent: standard library and light modules only.
 LIGHT = ("hooks.py", "claude_hooks.py", "supervisor.py", "procs.py", "paths.py", "store.py")
@@ -146,13 +151,13 @@ def test_the_groups_name_real_modules() -> None:
 
 @pytest.mark.parametrize("path", files(LIGHT), ids=lambda p: p.name)
 def test_hooks_and_supervisor_stay_light(path: Path) -> None:
-    bad = offending(path, FACES + BACKENDS + TEST_KIT + PLUGIN_MANAGER)
+    bad = offending(path, FACES + BACKENDS + TEST_KIT + PLUGIN_MANAGER + WEB)
     assert not bad, f"{path.name} imports {bad}"
 
 
 @pytest.mark.parametrize("path", files(CORE), ids=lambda p: str(p.relative_to(PKG)))
 def test_the_core_imports_no_backend_and_no_face(path: Path) -> None:
-    bad = offending(path, FACES + BACKENDS + TEST_KIT)
+    bad = offending(path, FACES + BACKENDS + TEST_KIT + WEB)
     assert not bad, f"{path.relative_to(PKG)} imports {bad}"
 
 
@@ -161,6 +166,37 @@ def test_the_cli_imports_no_backend(path: Path) -> None:
     # Backends bring their own commands (orch_register_commands) and options (LaunchOption).
     bad = offending(path, BACKENDS + TEST_KIT)
     assert not bad, f"cli/{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", sorted((PKG / "web").rglob("*.py")), ids=lambda p: p.name)
+def test_the_dashboard_reaches_agents_through_the_core(path: Path) -> None:
+    bad = offending(path, BACKENDS + TEST_KIT + ("orch_plugins.cli", "typer"))
+    assert not bad, f"web/{path.name} imports {bad}"
+
+
+def test_only_orch_web_loads_the_dashboard() -> None:
+    """No module but ``cli/web.py`` imports the dashboard, and it only inside the command: the
+    CLI's other commands, the core and the hooks load none of it."""
+    product = [p for p in PKG.rglob("*.py") if "web" not in p.relative_to(PKG).parts]
+    users = {str(p.relative_to(PKG)) for p in product if offending(p, WEB)}
+    assert users == {"cli/web.py"}
+    top = ast.parse((PKG / "cli" / "web.py").read_text(encoding="utf-8")).body
+    lazy = {
+        m
+        for node in top
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for m in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module])
+    }
+    assert not {m for m in lazy if m and any(m.startswith(w) for w in WEB)}
+    code = (
+        f"import sys; sys.path.insert(0, {str(SRC)!r}); "
+        "import orch_plugins.cli, orch_plugins.core, orch_plugins.claude_hooks; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not {m for m in loaded if any(m == w or m.startswith(w + ".") for w in WEB)}
 
 
 def test_product_code_never_imports_the_test_kit() -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-from orch_plugins.cli import agents, doctor, integration, plugins
+from orch_plugins.cli import agents, doctor, integration, plugins, web
 from orch_plugins.errors import OrchError
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ app.add_typer(agents.app)
 app.add_typer(plugins.app)
 app.add_typer(integration.app)
 app.add_typer(doctor.app)
+app.add_typer(web.app)
 
 
 def _version(value: bool) -> None:
