@@ -32,6 +32,8 @@ def test_every_request_without_the_token_is_refused(project: Path) -> None:
         jar = {"Cookie": cookie.split(";")[0]}
         status, _, page = http(base + "/", headers=jar)
         assert status == 200 and "No agents yet" in page
+        # The launch form offers the registered roles and backends.
+        assert "<option>implementer</option>" in page and "<option>tmux</option>" in page
         # Actions need the header: a cookie (what a cross-site form would send) is not enough.
         assert http(base + "/api/cancel/a1", method="POST", headers=jar, data=b"")[0] == 403
         status, _, body = http(

@@ -197,6 +197,17 @@ class WebState:
         self.read_only = read_only
         self.cwd = cwd
         self._local = threading.local()
+        self._choices: tuple[float, tuple[list[str], list[str]]] | None = None
+
+    def choices(self) -> tuple[list[str], list[str]]:
+        """The registered backend and role names (for the launch form), read again at most
+        every 10 s (roles come from files too: .claude/agents/*.md)."""
+        now = time.monotonic()
+        cached = self._choices
+        if cached is None or now - cached[0] > 10:
+            backends, roles = self.orch().plugins.everything()
+            cached = self._choices = (now, (backends.names(), roles.names()))
+        return cached[1]
 
     def orch(self) -> Orchestrator:
         """This thread's :class:`Orchestrator` (a SQLite connection serves one thread)."""
@@ -250,9 +261,13 @@ def create_app(*, token: str, read_only: bool = False, cwd: str = ".", port: int
             fresh = await run_in_threadpool(hub.read, True)
             snap = hub.snapshot = fresh or snap
         runs = list(snap.runs.values())
+        backends, roles = ([], []) if read_only else await run_in_threadpool(state.choices)
         return render(
             "agents.html",
             runs=runs,
+            backends=backends,
+            roles=roles,
+            defaults=state.orch().config,
             cols=columns(runs),
             adm=summary(runs),
             version=snap.version,
