@@ -140,7 +140,8 @@ class Hub:
         self._lock = threading.Lock()
 
     def read(self, force: bool = False) -> Snapshot | None:
-        """A new snapshot when the store changed (or ``force``); None when it did not.
+        """A new snapshot (also made :attr:`snapshot`) when the store changed (or ``force``);
+        None when it did not.
         Running agents' liveness is checked every :data:`REFRESH_EVERY` seconds."""
         with self._lock:
             if self._orch is None:
@@ -165,6 +166,7 @@ class Hub:
             keys={r["name"]: data.row_key(r) for r in runs},
             at=time.time(),
         )
+        self.snapshot = snap  # under the lock: versions are never handed out twice
         return snap
 
     async def run(self) -> None:
@@ -175,7 +177,6 @@ class Hub:
                 snap = None
             if snap is not None:
                 async with self.changed:
-                    self.snapshot = snap
                     self.changed.notify_all()
             await asyncio.sleep(TICK)
 
@@ -258,8 +259,8 @@ def create_app(*, token: str, read_only: bool = False, cwd: str = ".", port: int
     async def agents(request: Request) -> Response:
         snap = hub.snapshot
         if not snap.version:  # the first page before the hub's first read
-            fresh = await run_in_threadpool(hub.read, True)
-            snap = hub.snapshot = fresh or snap
+            await run_in_threadpool(hub.read, True)
+            snap = hub.snapshot
         runs = list(snap.runs.values())
         backends, roles = ([], []) if read_only else await run_in_threadpool(state.choices)
         return render(
