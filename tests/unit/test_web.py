@@ -32,6 +32,7 @@ def test_every_request_without_the_token_is_refused(project: Path) -> None:
         jar = {"Cookie": cookie.split(";")[0]}
         status, _, page = http(base + "/", headers=jar)
         assert status == 200 and "No agents yet" in page
+        assert http(base + "/agents/999", headers=jar)[0] == 404
         # The launch form offers the registered roles and backends.
         assert "<option>implementer</option>" in page and "<option>tmux</option>" in page
         # Actions need the header: a cookie (what a cross-site form would send) is not enough.

@@ -341,7 +341,11 @@ def create_app(*, token: str, read_only: bool = False, cwd: str = ".", port: int
                 yield _sse("summary", str(summary_macro(summary(runs))))
 
         async def follow(rid: int) -> AsyncIterator[bytes]:
-            orch_run = await run_in_threadpool(lambda: state.orch().store.get_run(rid))
+            try:
+                orch_run = await run_in_threadpool(lambda: state.orch().store.get_run(rid))
+            except OrchError:  # no such run (cleared since the page was made)
+                yield _sse("end", "")
+                return
             reader = LogReader(
                 orch_run["log_path"], Path(orch_run["run_dir"]) / "live.txt", live=True
             )
