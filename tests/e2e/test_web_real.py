@@ -53,6 +53,8 @@ def test_dashboard_in_a_real_browser(real_project: Path, messages_api: MessagesS
 
             ctx = browser.new_context(viewport={"width": 1280, "height": 800})
             table = ctx.new_page()
+            streams: list[str] = []  # the tab's event streams: one, whatever happens
+            table.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
             table.goto(web.url)
             expect(table.locator("#empty")).to_be_visible()
             table.evaluate("window.__loadedOnce = true")  # gone if the page reloads
@@ -97,6 +99,7 @@ def test_dashboard_in_a_real_browser(real_project: Path, messages_api: MessagesS
             stall.locator("button.cancel").click()
             expect(stall.locator(".status")).to_have_text("cancelled", timeout=30_000)
             assert table.evaluate("window.__loadedOnce") is True  # never reloaded
+            assert len(streams) == 1, streams
             table.screenshot(path=str(SHOTS / "agents.png"), full_page=True)
 
             cost = ctx.new_page()
