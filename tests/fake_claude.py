@@ -10,7 +10,8 @@ task error, ``NOTERM`` ignores SIGTERM (a claude that outlives a polite stop). T
 echoes the prompt's sha256. After the result, ``LINGER=N`` stays N seconds more; ``HOLDOUT=N``
 leaves a child (``sleep N``) holding stdout open and exits. ``STREAM=N`` answers N words, one
 every 0.3 s, as partial messages (``stream_event`` deltas, as with
-``--include-partial-messages``) and then as the message and the result.
+``--include-partial-messages``) and then as the message and the result. ``APPEND=FILE:WORD``
+appends the line WORD to FILE (relative to the working directory), as an agent's edit would.
 
 Sessions: each prompt is kept under ``$HOME/.fake-claude/SESSION``; ``--resume SESSION`` also
 reads the ``API=``/``API_FAILS=`` directives of the session's earlier prompts (the model would
@@ -89,6 +90,10 @@ if m:
         }
     )
     sys.exit(0)
+for m in re.finditer(r"APPEND=([\w./-]+):(\S+)", prompt):
+    os.makedirs(os.path.dirname(m.group(1)) or ".", exist_ok=True)
+    with open(m.group(1), "a") as fh:
+        fh.write(m.group(2) + "\n")
 m = re.search(r"SLEEP=([0-9.]+)", prompt)
 if m:
     time.sleep(float(m.group(1)))

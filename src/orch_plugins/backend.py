@@ -120,6 +120,12 @@ class LaunchSpec:
     #: claude's argv for a retry that continues the session: ``argv`` without its own
     #: ``--resume``/``--fork-session``; the supervisor appends ``--resume SESSION_ID``.
     retry_argv: list[str] | None = None
+    #: The agent's git worktree (``--worktree``), for the supervisor: ``path``, ``branch``,
+    #: ``base`` (a commit; a revision when ``create``), ``base_branch``, ``repo``, ``copy``
+    #: (patterns), ``task_line`` (for the commit message), ``create`` (make it before claude
+    #: starts: a backend with :attr:`Backend.makes_worktrees` fills ``repo`` and ``path``),
+    #: ``fork_session``/``fork_cwd`` (a fork's source transcript to make visible). None: none.
+    worktree: dict[str, Any] | None = None
 
     @property
     def spec_path(self) -> Path:
@@ -203,6 +209,11 @@ class Backend(abc.ABC):
     options: ClassVar[tuple[LaunchOption, ...]] = ()
     #: What one of its places is called in notes (``waiting: every host is busy``).
     place_kind: ClassVar[str] = "place"
+    #: True when agents run on another machine: a ``--worktree`` is then made there, by the
+    #: supervisor, in the clone the backend names (it fills ``spec.worktree["repo"]`` and
+    #: ``["path"]``), and :meth:`fetch_branch` / :meth:`remove_worktree` reach it. False: the
+    #: core makes worktrees in the local checkout before the run is recorded.
+    makes_worktrees: ClassVar[bool] = False
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
@@ -287,6 +298,18 @@ class Backend(abc.ABC):
 
         Called before ``orch output`` and ``orch logs`` read them.
         """
+
+    def fetch_branch(self, run: Run, repo: str) -> None:  # noqa: B027 - optional hook
+        """Bring the run's branch (``run['branch']``) from where its worktree is into the local
+        repository ``repo``, as ``refs/heads/BRANCH``, before ``orch diff``/``orch merge``
+        read it (a backend with :attr:`makes_worktrees`); local: nothing. ``OrchError`` when
+        it cannot."""
+
+    def remove_worktree(self, run: Run, *, force: bool) -> None:
+        """Remove the run's worktree and branch where they are (``orch discard``, ``orch
+        clear``; a backend with :attr:`makes_worktrees`). The core has checked that nothing
+        unmerged is lost unless ``force``."""
+        raise OrchError(f"backend {self.name!r} cannot remove worktrees it made")
 
     @classmethod
     def check_options(cls, options: Mapping[str, object]) -> dict[str, OptionValue]:

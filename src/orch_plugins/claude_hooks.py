@@ -462,6 +462,29 @@ def _result_line(run: Run) -> str:
     return _one_line(head) or "empty output"
 
 
+def _worktree_note(run: Run) -> str:
+    """``; branch orch/x: 2 files +10 -3, 1 commit (orch diff x, orch merge x)`` for an agent
+    with a worktree (its change summary, as its supervisor recorded it); "" without one."""
+    if not run.get("branch"):
+        return ""
+    from orch_plugins.store import decode_changes
+
+    changes = decode_changes(run.get("changes")) or {}
+    if changes.get("error"):
+        return f"; branch {run['branch']}: {_one_line(str(changes['error']))}"
+    if "files" not in changes:
+        return f"; branch {run['branch']}"
+    files, commits = changes["files"], changes.get("commits", 0)
+    text = (
+        f"; branch {run['branch']}: {files} file{'s' * (files != 1)} "
+        f"+{changes.get('insertions', 0)} -{changes.get('deletions', 0)}, "
+        f"{commits} commit{'s' * (commits != 1)}"
+    )
+    if not files:
+        return text + " (no changes)"
+    return text + f" (orch diff {run['name']}, orch merge {run['name']})"
+
+
 def format_notice(runs: list[Run]) -> str:
     """The text added to the orchestrator's prompt: one line per ended agent."""
     if not runs:
@@ -471,6 +494,7 @@ def format_notice(runs: list[Run]) -> str:
     for run in runs[:NOTICE_MAX]:
         lines.append(
             f"- {run['name']}: {run['status']} — {_result_line(run)} (output: {run['output_path']})"
+            + _worktree_note(run)
         )
     if n > NOTICE_MAX:
         lines.append(f"- … and {n - NOTICE_MAX} more (orch status)")

@@ -54,6 +54,8 @@ class Config:
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ``[hosts.NAME]`` tables (remote backends).
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The ``[worktree]`` table (``dir``, ``copy``; see :mod:`orch_plugins.worktrees`).
+    worktree: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     def resolve_claude(self) -> str:
@@ -108,7 +110,7 @@ def load_config() -> Config:
         if key == "containment" and value not in CONTAINMENTS:
             raise OrchError(f"{source}: containment must be one of {', '.join(CONTAINMENTS)}")
         setattr(cfg, key, value)
-    for table in ("backends", "hosts"):
+    for table in ("backends", "hosts", "worktree"):
         value = data.get(table, {})
         if not isinstance(value, dict):
             raise OrchError(f"[{table}] in {path} must be a table")

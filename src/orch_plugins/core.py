@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from orch_plugins.plugins import Plugins
 
-from orch_plugins import admission
+from orch_plugins import admission, worktrees
 from orch_plugins.backend import Backend, BackendContext, LaunchSpec
 from orch_plugins.claude import UNSET_ENV, agent_env, build_argv, interactive_argv, retry_argv
 from orch_plugins.config import Config, load_config
@@ -41,6 +41,7 @@ from orch_plugins.store import (
     RUNNING,
     Store,
     atomic_write,
+    decode_changes,
     validate_name,
 )
 from orch_plugins.supervisor import STOP_FILE
@@ -88,6 +89,9 @@ class _Origin:
     #: For a resume: the recorded claude of each earlier run on the session, for the new run's
     #: supervisor to stop if it still runs (``LaunchSpec.previous_claudes``).
     previous_claudes: list[dict[str, int | None]] = field(default_factory=list)
+    #: The run it continues or forks, when the source is an agent (its worktree is reused by
+    #: a resume; a fork's new worktree branches from its branch).
+    run: Run | None = None
 
 
 class Orchestrator:
@@ -123,7 +127,10 @@ class Orchestrator:
         source = self.resolve_source(request.source)
         request = replace(
             request,
-            cwd=self._source_cwd(source, request.cwd),
+            # A fork into a new worktree runs there (its source's transcript is copied along).
+            cwd=request.cwd
+            if self._forks_into_worktree(request, source)
+            else self._source_cwd(source, request.cwd),
             backend=request.backend or source.backend,
         )
         role_obj, keep_role = None, False
@@ -131,7 +138,7 @@ class Orchestrator:
             # A fork of an agent keeps the agent's role (or none) unless told otherwise.
             request = replace(request, role=source.run["role"])
             role_obj, keep_role = self.run_role(source.run), True
-        origin = _Origin(source.session_id, True, source.handle, parent=source.ref)
+        origin = _Origin(source.session_id, True, source.handle, parent=source.ref, run=source.run)
         return self._create(
             request, origin=origin, role_obj=role_obj, keep_role=keep_role, start=start
         )
@@ -178,11 +185,22 @@ class Orchestrator:
             retries=src["retries"],
             options=_carried_options(src),
             keep_children=_kept_children(src),
+            # A fork of an agent with a worktree gets its own, branched from the source's tip.
+            worktree=bool(src["branch"]) if fork else False,
         )
         origin = _Origin(
-            src["session_id"], fork, src["handle"] or {}, f"{name}#{src['run_id']}", previous
+            src["session_id"],
+            fork,
+            src["handle"] or {},
+            f"{name}#{src['run_id']}",
+            previous,
+            run=src,
         )
-        return self._create(request, origin=origin, role_obj=self.run_role(src), keep_role=True)
+        settings = self._worktree_settings()
+        plan = None if fork else worktrees.continued(src, task, settings)
+        return self._create(
+            request, origin=origin, role_obj=self.run_role(src), keep_role=True, worktree=plan
+        )
 
     def _previous_claudes(self, session_id: str) -> list[dict[str, int | None]]:
         """The recorded claude of each earlier run on ``session_id`` (newest first), for the
@@ -269,11 +287,13 @@ class Orchestrator:
         role_obj: Role | None,
         keep_role: bool,
         start: bool = True,
+        worktree: worktrees.WorktreePlan | None = None,
     ) -> Run:
         """Record ``request`` as a queued run with its prompt, role and spec files, then (with
         ``start``) pump the queue. ``keep_role``: ``request.role`` is final (a resume or fork
         has the role, or none, its source ran with, never the configured default_role) and
-        ``role_obj`` is that role as it was."""
+        ``role_obj`` is that role as it was. ``worktree``: a resume's worktree (its source's);
+        else one is planned (and, for a local backend, made) when the request or role asks."""
         name = request.name
         workdir = request.cwd or str(Path(os.getcwd()).resolve())
         role_name = request.role if keep_role else request.role or self.config.default_role
@@ -281,8 +301,18 @@ class Orchestrator:
             role_obj = self.plugins.role(role_name)
         backend_name = request.backend or self.config.default_backend
         # An unknown backend, or options it does not take: fail before recording.
-        options = self.plugins.backend_class(backend_name).check_options(request.options)
+        backend_cls = self.plugins.backend_class(backend_name)
+        options = backend_cls.check_options(request.options)
         claude_bin = self.config.resolve_claude()
+        if worktree is None:
+            active = self.store.active_run(name)  # before a worktree is made for nothing
+            if active is not None:
+                raise OrchError(
+                    f"agent {name!r} is already {active['status']}; cancel it or pick another name"
+                )
+            worktree = self._plan_worktree(request, role_obj, origin, backend_cls, workdir)
+        if worktree is not None and worktree.cwd:
+            workdir = worktree.cwd
         interactive = bool(options.get("interactive"))
         argv = build_argv(
             claude_bin,
@@ -295,6 +325,37 @@ class Orchestrator:
         retry = retry_argv(claude_bin, role=role_obj, model=request.model, interactive=interactive)
         framed = role_obj.frame(request.task) if role_obj else request.task
         state_dir = str(self.store.state_dir.resolve())
+        try:
+            run = self._insert(
+                request, origin, role_obj, role_name, backend_name, options, argv, retry,
+                framed, state_dir, workdir, worktree,
+            )  # fmt: skip
+        except BaseException:
+            if worktree is not None:
+                worktrees.remove_half_made(worktree)
+            raise
+        if start:
+            self.start_queued()
+            self._announce()  # a run its backend refused has ended
+        return self.store.get_run(run["run_id"])
+
+    def _insert(
+        self,
+        request: LaunchRequest,
+        origin: _Origin | None,
+        role_obj: Role | None,
+        role_name: str | None,
+        backend_name: str,
+        options: dict[str, Any],
+        argv: list[str],
+        retry: list[str],
+        framed: str,
+        state_dir: str,
+        workdir: str,
+        worktree: worktrees.WorktreePlan | None,
+    ) -> Run:
+        """The run's record and its files (prompt, role, spec), in one transaction."""
+        name = request.name
         with self.store.transaction():
             active = self.store.active_run(name)
             if active is not None:
@@ -315,6 +376,7 @@ class Orchestrator:
                 # Claude Code puts its session id in its Bash tool's environment: the
                 # UserPromptSubmit notice goes to the session that launched the agent.
                 launched_by=os.environ.get("CLAUDE_CODE_SESSION_ID") or None,
+                **(worktree.fields if worktree else {}),
             )
             run_dir = Path(run["run_dir"])
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -359,12 +421,60 @@ class Orchestrator:
                 keep_children=request.keep_children or bool(role_obj and role_obj.keep_children),
                 containment=self.config.containment,
                 retry_argv=retry,
+                worktree=worktree.spec if worktree else None,
             )
             atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
-        if start:
-            self.start_queued()
-            self._announce()  # a run its backend refused has ended
-        return self.store.get_run(run["run_id"])
+        return run
+
+    def _forks_into_worktree(self, request: LaunchRequest, source: Source) -> bool:
+        """Whether a fork (``--from``) gets a worktree of its own (asked for, or its source
+        agent had one), and so may run outside its source's directory."""
+        if request.worktree is not None:
+            return request.worktree
+        return bool(source.run and source.run["branch"])
+
+    def _plan_worktree(
+        self,
+        request: LaunchRequest,
+        role_obj: Role | None,
+        origin: _Origin | None,
+        backend_cls: type[Backend],
+        workdir: str,
+    ) -> worktrees.WorktreePlan | None:
+        """The worktree a new run gets: asked for (``--worktree``, ``--base``), or its role's
+        default, or (a fork) because its source agent had one. A role's default in a project
+        that is not a git repository runs the agent in place, with a warning; asked for, it
+        is an error."""
+        source_run = origin.run if origin and origin.fork else None
+        wanted = request.worktree
+        implicit = wanted is None
+        if implicit:
+            wanted = bool(role_obj and role_obj.worktree) or bool(
+                source_run and source_run["branch"]
+            )
+        if not wanted:
+            return None
+        settings = self._worktree_settings()
+        here = not backend_cls.makes_worktrees
+        if here and implicit:
+            try:
+                worktrees.repo_top(workdir)
+            except OrchError as exc:
+                log.warning("%s: running in place, without a worktree (%s)", request.name, exc)
+                return None
+        fork = origin is not None and origin.fork
+        return worktrees.plan(
+            name=request.name,
+            task=request.task,
+            cwd=workdir,
+            base=request.base,
+            store=self.store,
+            settings=settings,
+            here=here,
+            fork_from=source_run,
+            fork_session=origin.session_id if fork and origin else None,
+            fork_cwd=(source_run["cwd"] if source_run else None) if fork else None,
+        )
 
     def start_queued(self) -> int:
         """Start queued agents while slots are free; returns how many started."""
@@ -564,8 +674,12 @@ class Orchestrator:
         self._announce()
         return out
 
-    def clear(self, *, archive: bool = False) -> int:
-        """Forget (or archive) every ended run; running and queued agents are never touched."""
+    def clear(self, *, archive: bool = False, kept: list[tuple[Run, str]] | None = None) -> int:
+        """Forget (or archive) every ended run; running and queued agents are never touched.
+
+        An agent's worktree and branch go with its runs when nothing in them is unmerged or
+        uncommitted; otherwise the worktree, the branch and the agent's runs are kept, and
+        each such agent's newest run is added to ``kept`` with the reason."""
         self._announce()  # before their records go
         runs = self.store.runs(include_archived=not archive, latest_only=False)
         ended = [r for r in runs if r["status"] in FINAL]
@@ -573,9 +687,207 @@ class Orchestrator:
             return self.store.archive(r["run_id"] for r in ended)
         import shutil
 
-        for run in self.store.delete(r["run_id"] for r in ended):
+        keep_branches: set[str] = set()
+        newest: dict[str, Run] = {}
+        for run in self.store.runs(include_archived=True, latest_only=False):
+            if run["branch"]:
+                newest[run["branch"]] = run  # oldest first: the last one wins
+        for branch, run in newest.items():
+            if run["status"] not in FINAL:
+                keep_branches.add(branch)
+                continue
+            why = self._worktree_keeps(run)
+            if why:
+                keep_branches.add(branch)
+                if kept is not None:
+                    kept.append((run, why))
+        gone = [r for r in ended if not (r["branch"] and r["branch"] in keep_branches)]
+        for run in self.store.delete(r["run_id"] for r in gone):
             shutil.rmtree(run["run_dir"], ignore_errors=True)
-        return len(ended)
+        return len(gone)
+
+    # -- worktrees: the way back ------------------------------------------------------------
+
+    def _worktree_keeps(self, run: Run) -> str | None:
+        """Why the worktree and branch of the ended ``run`` must stay (unmerged commits,
+        uncommitted changes, a host out of reach), or None after removing them."""
+        changes = decode_changes(run["changes"]) or {}
+        if changes.get("discarded"):
+            return None
+        try:
+            lost = self._unmerged(run)
+            if lost:
+                return lost
+            self._remove_worktree(run, force=True)  # checked: nothing is lost
+        except OrchError as exc:
+            return f"could not check it: {exc}"
+        except worktrees.GitError as exc:
+            return f"could not check it: {exc}"
+        return None
+
+    def _worktree_settings(self) -> worktrees.WorktreeSettings:
+        return worktrees.WorktreeSettings.from_table(self.config.worktree)
+
+    def _worktree_backend(self, run: Run) -> Backend | None:
+        """The run's backend when it makes worktrees elsewhere (remote), else None."""
+        if self.plugins.backend_class(run["backend"]).makes_worktrees:
+            return self._backend(run["backend"])
+        return None
+
+    def _repo_for(self, run: Run) -> str:
+        """The local repository holding the run's branch: its worktree's, or (remote agents,
+        or a worktree removed by hand) the checkout ``orch`` runs in."""
+        if run["worktree"] and os.path.isdir(run["worktree"]) and not self._worktree_backend(run):
+            return worktrees.repo_top(run["worktree"])
+        return worktrees.repo_top(os.getcwd())
+
+    def worktree_run(self, name: str, *, ended: bool = False) -> tuple[Run, str]:
+        """The newest run of agent ``name`` with a worktree, and the local repository holding
+        its branch (a remote agent's branch fetched home first). ``ended``: refuse while it is
+        queued or running. :class:`OrchError` when it has no worktree."""
+        run = self.refresh([self.store.require(name)])[0]
+        if not run["branch"]:
+            raise OrchError(f"agent {name!r} has no worktree (launch it with --worktree)")
+        if ended and run["status"] not in FINAL:
+            raise OrchError(f"agent {name!r} is still {run['status']}; wait for it first")
+        changes = decode_changes(run["changes"]) or {}
+        if changes.get("discarded"):
+            raise OrchError(f"agent {name!r}'s worktree and branch {run['branch']} were discarded")
+        repo = self._repo_for(run)
+        backend = self._worktree_backend(run)
+        if backend is not None:
+            if not run["base"]:
+                raise OrchError(f"agent {name!r}'s worktree was not made on its host")
+            backend.fetch_branch(run, repo)
+        return run, repo
+
+    def diff(self, name: str, *, stat: bool = False) -> tuple[Run, str, dict[str, Any]]:
+        """What agent ``name`` changed against its base: (run, the ``git diff`` text, or with
+        ``stat`` its ``--stat``; the summary with a ``paths`` list of ``{path, insertions,
+        deletions}``). A local agent still running is compared with its worktree as it is
+        now (uncommitted edits included); an ended one with its branch."""
+        run, repo = self.worktree_run(name)
+        base, branch = str(run["base"]), str(run["branch"])
+        live = run["status"] not in FINAL and run["worktree"] and os.path.isdir(run["worktree"])
+        where, against = (str(run["worktree"]), [base]) if live else (repo, [base, branch])
+        args = ["--stat"] if stat else []
+        text = worktrees.git(where, "diff", *args, *against, "--").stdout
+        paths: list[dict[str, Any]] = []
+        added = removed = 0
+        numstat = worktrees.git(where, "diff", "--numstat", *against, "--").stdout
+        for line in numstat.splitlines():
+            ins, dels, path = line.split("\t", 2)
+            plus = int(ins) if ins.isdigit() else None  # None: a binary file
+            minus = int(dels) if dels.isdigit() else None
+            added, removed = added + (plus or 0), removed + (minus or 0)
+            paths.append({"path": path, "insertions": plus, "deletions": minus})
+        summary = (
+            worktrees.change_summary(where, base, self._worktree_settings().copy) if live else {}
+        )
+        if not live:
+            tip = worktrees.git(repo, "rev-parse", branch).stdout.strip()
+            count = worktrees.git(repo, "rev-list", "--count", f"{base}..{tip}").stdout
+            summary = {"head": tip, "commits": int(count.strip() or 0)}
+        summary.update(
+            files=len(paths),
+            insertions=added,
+            deletions=removed,
+            paths=paths,
+        )
+        return run, text, summary
+
+    def merge(
+        self,
+        name: str,
+        *,
+        into: str | None = None,
+        squash: bool = False,
+        message: str | None = None,
+    ) -> worktrees.MergeResult:
+        """Merge agent ``name``'s branch into the main checkout's branch (or ``into``); see
+        :func:`orch_plugins.worktrees.merge` (refusals, conflicts: nothing is left half-done).
+        Records the merge in the run's change summary."""
+        run, repo = self.worktree_run(name, ended=True)
+        local = not self._worktree_backend(run) and run["worktree"]
+        if local and worktrees.worktree_dirty(str(run["worktree"]), self._worktree_settings()):
+            raise OrchError(
+                f"agent {name!r}'s worktree {run['worktree']} has uncommitted changes: "
+                "commit them there (or orch resume the agent), then merge"
+            )
+        branch = str(run["branch"])
+        tip = worktrees.git(repo, "rev-parse", branch).stdout.strip()
+        result = worktrees.merge(repo, branch, name=name, into=into, squash=squash, message=message)
+        worktrees.record_note(
+            self.store,
+            run,
+            merged={"into": result.into, "commit": result.commit, "tip": tip, "squash": squash},
+        )
+        return result
+
+    def _unmerged(self, run: Run) -> str | None:
+        """What ``orch discard`` without ``--force`` would lose: unmerged commits or
+        uncommitted changes in the run's worktree (None: nothing)."""
+        changes = decode_changes(run["changes"]) or {}
+        backend = self._worktree_backend(run)
+        if backend is not None:
+            if not run["base"]:
+                return None  # never made on its host
+            if changes.get("dirty"):
+                return f"its worktree on the host holds uncommitted changes ({run['worktree']})"
+            merged = changes.get("merged")
+            if isinstance(merged, dict) and merged.get("tip") == changes.get("head"):
+                return None
+            if changes.get("commits") == 0:
+                return None
+            repo = worktrees.repo_top(os.getcwd())
+            backend.fetch_branch(run, repo)
+        else:
+            if run["worktree"] and worktrees.worktree_dirty(
+                str(run["worktree"]), self._worktree_settings()
+            ):
+                return f"its worktree {run['worktree']} has uncommitted changes"
+            repo = self._repo_for(run)
+        if worktrees.is_merged(repo, run):
+            return None
+        branch = str(run["branch"])
+        count = worktrees.git(repo, "rev-list", "--count", f"{run['base']}..{branch}").stdout
+        n = int(count.strip() or 0)
+        return f"{branch} holds {n} commit{'s' * (n != 1)} not merged"
+
+    def _remove_worktree(self, run: Run, *, force: bool) -> None:
+        backend = self._worktree_backend(run)
+        branch = str(run["branch"])
+        if backend is not None:
+            if run["base"]:
+                backend.remove_worktree(run, force=force)
+            with contextlib.suppress(OrchError, worktrees.GitError):
+                repo = worktrees.repo_top(os.getcwd())
+                worktrees.remove(repo, None, branch, force=force)  # the copy fetched home
+        else:
+            repo = self._repo_for(run)
+            worktrees.remove(repo, run["worktree"], branch, force=force)
+        worktrees.record_note(self.store, self.store.get_run(run["run_id"]), discarded=True)
+
+    def discard(self, name: str, *, force: bool = False) -> Run:
+        """Remove agent ``name``'s worktree and branch. Without ``force`` it refuses while the
+        branch holds work not merged into its base's branch, or the worktree uncommitted
+        changes. Never while the agent runs."""
+        run = self.refresh([self.store.require(name)])[0]
+        if not run["branch"]:
+            raise OrchError(f"agent {name!r} has no worktree")
+        if run["status"] not in FINAL:
+            raise OrchError(f"agent {name!r} is still {run['status']}; cancel it first")
+        if (decode_changes(run["changes"]) or {}).get("discarded"):
+            raise OrchError(f"agent {name!r}'s worktree was already discarded")
+        if not force:
+            lost = self._unmerged(run)
+            if lost:
+                raise OrchError(
+                    f"not discarding {name!r}: {lost}; merge it, or orch discard {name} --force "
+                    "to throw the work away"
+                )
+        self._remove_worktree(run, force=True)
+        return self.store.get_run(run["run_id"])
 
     def free_names(self, prefix: str, count: int) -> list[str]:
         """The first ``count`` names ``prefixN`` that no listed (non-archived) run uses."""

@@ -119,6 +119,16 @@ class Run(TypedDict):
     #: The run's ``orch_agent_ended`` event: 0 not yet claimed, 1 claimed by the process that
     #: fires it (see :mod:`orch_plugins.events`), 2 no plugin listened as the run started.
     end_announced: int
+    #: The agent's git worktree (``--worktree``), on the machine it ran on: its path, its
+    #: branch (``orch/NAME``), the base commit it was branched from, the branch that base was
+    #: (``--base main``, or the branch checked out at launch; None for a detached HEAD), and
+    #: the change summary against the base as JSON text (``store.decode_changes``). All None
+    #: without a worktree.
+    worktree: str | None
+    branch: str | None
+    base: str | None
+    base_branch: str | None
+    changes: str | None
 
 
 def check_task(task: str) -> str:
@@ -152,7 +162,10 @@ class LaunchRequest:
     backend checks and converts them (``Backend.check_options``) before the run is recorded.
     ``source``: an agent name or Claude Code session id whose context the agent starts from
     (a fork, ``orch launch --from``). ``keep_children``: leave what the agent started
-    running when the run ends (a role's ``keep_children`` does too).
+    running when the run ends (a role's ``keep_children`` does too). ``worktree``: run in a
+    git worktree of its own on branch ``orch/NAME`` (None: as the role says, see
+    ``Role.worktree``; False: never). ``base``: the revision that worktree starts from (None:
+    ``HEAD``; implies ``worktree``).
 
     Raises :class:`OrchError` with a one-line message on the first bad field.
     """
@@ -169,9 +182,17 @@ class LaunchRequest:
     options: Mapping[str, object] = field(default_factory=dict)
     source: str | None = None
     keep_children: bool = False
+    worktree: bool | None = None
+    base: str | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
+        if self.base is not None:
+            if self.worktree is False:
+                raise OrchError("--base is for a worktree: drop --no-worktree or --base")
+            if not self.base.strip() or self.base.startswith("-") or "\0" in self.base:
+                raise OrchError(f"--base {self.base!r} is not a git revision")
+            object.__setattr__(self, "worktree", True)
         check_task(self.task)
         if self.timeout is not None and not self.timeout > 0:
             raise OrchError("--timeout must be a positive number of seconds")

@@ -35,7 +35,7 @@ else:
         return value
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "state.db"
 #: Appended to once per run that ends, after the commit: hooks compare its size and mtime, so
 #: "nothing ended since the last prompt" costs a stat instead of opening the store.
@@ -87,6 +87,11 @@ STATUS_FIELDS = (
     "launched_by",
     "archived",
     "claude_pid",
+    "worktree",
+    "branch",
+    "base",
+    "base_branch",
+    "changes",
 )
 _TIME_FIELDS = ("created_at", "started_at", "ended_at", "last_activity")
 
@@ -104,6 +109,13 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
         "INTEGER NOT NULL DEFAULT 0",
         f"UPDATE runs SET end_announced=1 WHERE status IN ({', '.join(map(repr, FINAL))})",
     ),
+    # The agent's git worktree (orch launch --worktree): its path (on the run's host), branch,
+    # base commit, the branch it was based on, and the change summary as JSON text.
+    ("worktree", "TEXT", None),
+    ("branch", "TEXT", None),
+    ("base", "TEXT", None),
+    ("base_branch", "TEXT", None),
+    ("changes", "TEXT", None),
 )
 
 _SCHEMA = """
@@ -142,7 +154,12 @@ CREATE TABLE IF NOT EXISTS runs (
     archived INTEGER NOT NULL DEFAULT 0,
     claude_pid INTEGER,
     claude_start INTEGER,
-    end_announced INTEGER NOT NULL DEFAULT 0
+    end_announced INTEGER NOT NULL DEFAULT 0,
+    worktree TEXT,
+    branch TEXT,
+    base TEXT,
+    base_branch TEXT,
+    changes TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
@@ -610,6 +627,19 @@ def decode_handle(text: str | None) -> Handle | None:
     return handle if isinstance(handle, dict) else None
 
 
+def decode_changes(text: object) -> dict[str, Any] | None:
+    """The ``changes`` column (JSON text, see :func:`orch_plugins.supervisor.save_work`) as an
+    object: ``{"files", "insertions", "deletions", "commits", "head", "dirty", "branch"}``
+    plus ``merged``/``discarded`` notes; None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _run(row: sqlite3.Row) -> Run:
     """A ``runs`` row as a :class:`~orch_plugins.model.Run`: the one place a handle is decoded."""
     run = dict(row)
@@ -629,4 +659,5 @@ def public(run: Run) -> JSONObject:
         except ValueError:
             out["usage"] = None
     out["archived"] = bool(out["archived"])
+    out["changes"] = decode_changes(out["changes"])
     return cast("JSONObject", out)

@@ -309,6 +309,17 @@ class Supervisor:
         if self.cgroup_name and self.spec.get("containment", "auto") != "tree":
             self.cgroup = procs.make_cgroup(self.cgroup_name)
 
+    def save_work(self) -> dict[str, Any]:
+        """:func:`save_work` for this run, with the orphan reaper held off: it would collect
+        git's exit status before ``subprocess.run`` does (git diff --quiet then "succeeds")."""
+        with self.spawn_lock:
+            return save_work(self.spec)
+
+    def prepare_worktree(self) -> tuple[dict[str, Any], str | None]:
+        """:func:`prepare_worktree` for this run, the orphan reaper held off (see above)."""
+        with self.spawn_lock:
+            return prepare_worktree(self.spec)
+
     def _on_child(self, _signum: int, _frame: Any) -> None:
         if self.spawn_lock.acquire(blocking=False):
             try:
@@ -809,6 +820,7 @@ class Supervisor:
         else:
             status, error = "failed", self.describe_failure(rc, res, attempts)
         fields["error"] = error
+        fields.update(self.save_work())  # before the end is news: the work is on its branch
         self.rep.finish(status, **fields)
         self.show_end(status, fields)
 
@@ -954,6 +966,7 @@ class InteractiveSupervisor(Supervisor):
         self.completed = True
         if self.timer:
             self.timer.cancel()  # the task is done; the person may stay as long as they like
+        fields.update(self.save_work())
         self.rep.finish(
             "completed", error=None, duration_ms=int((now - self.started_at) * 1000), **fields
         )
@@ -961,7 +974,8 @@ class InteractiveSupervisor(Supervisor):
 
     def end(self, rc: int | None) -> None:
         if self.completed:
-            self.rep.update(exit_code=rc)
+            # What the person did in the pane after the task's turn is kept too.
+            self.rep.update(exit_code=rc, **self.save_work())
             return
         reason = self.stop_reason
         if reason == "cancelled":
@@ -982,6 +996,7 @@ class InteractiveSupervisor(Supervisor):
             exit_code=rc,
             error=error,
             duration_ms=int((time.time() - self.started_at) * 1000),
+            **self.save_work(),
         )
 
     def last_words(self) -> str:
@@ -1204,6 +1219,239 @@ def pump_queue(state_dir: str | None, ended: str | None = None) -> None:
         )
 
 
+# -- the agent's git worktree (``orch launch --worktree``) --------------------------------------
+#
+# Here, not in a module of its own, because this file is what reaches a remote host: the
+# worktree of an agent over ssh is made, and its work committed, on that host. The core
+# (orch_plugins.worktrees) calls the same functions for local agents. Git always runs with an
+# argument list, never through a shell; text for git (a commit message) goes on its stdin.
+
+#: Every git call for an agent's worktree: the repository's hooks do not run (orch's commits
+#: are bookkeeping: a failing pre-commit hook must not leave the agent's work uncommitted, and a
+#: post-commit hook must not run agent-unrelated code at run end), nothing is signed (a key
+#: prompt would hang), no pager, no terminal prompt.
+GIT_OPTIONS = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "--no-pager")
+#: The committer of orch's commits in a repository that has no ``user.name``/``user.email``.
+FALLBACK_IDENTITY = (("user.name", "orch"), ("user.email", "orch@localhost"))
+#: Variables that would point git at another repository than the one asked for.
+_GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")
+
+
+class GitError(Exception):
+    """A git command that failed: the command (without git's own options) and git's message."""
+
+    def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
+        said = " ".join(line.strip() for line in stderr.strip().splitlines()[-3:])
+        super().__init__(f"git {' '.join(args[:3])} failed ({returncode}): {said or '-'}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def git(
+    cwd: str | os.PathLike[str],
+    *args: str,
+    stdin: str | None = None,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``git -C cwd ARGS`` (argument list, no shell); :class:`GitError` when it fails and
+    ``check``. ``stdin``: text for git's standard input (a commit message with ``-F -``)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
+    full_env.update(GIT_TERMINAL_PROMPT="0", **(env or {}))
+    proc = subprocess.run(
+        ["git", *GIT_OPTIONS, "-C", os.fspath(cwd), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=full_env,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise GitError(list(args), proc.returncode, proc.stderr)
+    return proc
+
+
+def identity_options(cwd: str | os.PathLike[str]) -> list[str]:
+    """``-c user.name=orch``/``-c user.email=orch@localhost`` for what the repository's config
+    lacks (a fresh container, a CI host), so orch's commit never fails on "Please tell me who
+    you are"; nothing when the user's own identity is set."""
+    out: list[str] = []
+    for key, value in FALLBACK_IDENTITY:
+        if git(cwd, "config", "--get", key, check=False).returncode != 0:
+            out += ["-c", f"{key}={value}"]
+    return out
+
+
+def make_worktree(repo: str, path: str, branch: str, base: str) -> str:
+    """``git worktree add -b BRANCH PATH BASE`` in ``repo``; returns the base commit's id.
+    :class:`GitError` when ``base`` is not a commit there, the branch exists, or git fails."""
+    if base.startswith("-"):
+        raise GitError(["rev-parse", base], 128, f"{base!r} is not a revision")
+    found = git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}", check=False)
+    if found.returncode != 0:
+        raise GitError(["rev-parse", base], 128, f"{base!r} is not a commit in {repo}")
+    sha = found.stdout.strip()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    git(repo, "worktree", "add", "--quiet", "-b", branch, "--", path, sha)
+    return sha
+
+
+def copy_into_worktree(repo: str, path: str, patterns: list[str]) -> list[str]:
+    """Copy files a fresh checkout lacks (``[worktree] copy``: ``.env``, ``config/*.local``)
+    from the main checkout ``repo`` into the worktree ``path``, at the same relative place;
+    glob patterns relative to the repository's top; absent ones are skipped. Returns the
+    relative paths copied."""
+    import glob
+    import shutil
+
+    copied = []
+    for pattern in patterns:
+        for src in sorted(glob.glob(os.path.join(repo, pattern))):
+            rel = os.path.relpath(src, repo)
+            if rel.startswith(os.pardir) or os.path.isabs(rel):
+                continue
+            dst = os.path.join(path, rel)
+            if os.path.lexists(dst):
+                continue  # the checkout has it: never overwritten
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if os.path.isdir(src):
+                shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, dst, follow_symlinks=False)
+            copied.append(rel)
+    return copied
+
+
+def commit_work(path: str, message: str, keep_out: list[str] | tuple[str, ...] = ()) -> bool:
+    """Commit whatever is uncommitted in the worktree ``path`` (``git add -A``, then a commit
+    with ``message`` read from stdin); False when there was nothing to commit. Files the
+    repository ignores stay out, as they would for a person, and so do paths matching
+    ``keep_out`` (the ``[worktree] copy`` patterns: a copied ``.env`` is never committed)."""
+    excluded = [f":(exclude,glob){pattern}" for pattern in keep_out]
+    git(path, "add", "-A", "--", ".", *excluded)
+    if git(path, "diff", "--cached", "--quiet", check=False).returncode == 0:
+        return False
+    git(path, *identity_options(path), "commit", "--quiet", "--no-verify", "-F", "-", stdin=message)
+    return True
+
+
+def change_summary(
+    path: str, base: str, keep_out: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """What the branch checked out at ``path`` changed against ``base`` (a commit):
+    ``{"files", "insertions", "deletions", "commits", "head", "dirty"}`` (counts from ``git
+    diff --numstat``, binary files count as changed with 0 lines; ``dirty``: uncommitted
+    changes left in the worktree, paths matching ``keep_out`` not counted)."""
+    head = git(path, "rev-parse", "HEAD").stdout.strip()
+    commits = int(git(path, "rev-list", "--count", f"{base}..{head}").stdout.strip() or 0)
+    files = insertions = deletions = 0
+    tokens = iter(git(path, "diff", "--numstat", "-z", base, head).stdout.split("\0"))
+    for token in tokens:
+        parts = token.split("\t", 2)
+        if len(parts) != 3:
+            continue
+        files += 1
+        insertions += int(parts[0]) if parts[0].isdigit() else 0  # "-": a binary file
+        deletions += int(parts[1]) if parts[1].isdigit() else 0
+        if not parts[2]:  # a rename: its two paths follow
+            next(tokens, None)
+            next(tokens, None)
+    return {
+        "files": files,
+        "insertions": insertions,
+        "deletions": deletions,
+        "commits": commits,
+        "head": head,
+        "dirty": uncommitted(path, keep_out),
+    }
+
+
+def uncommitted(path: str, keep_out: list[str] | tuple[str, ...] = ()) -> bool:
+    """Whether the worktree at ``path`` holds changes not committed (untracked files too),
+    leaving out paths matching ``keep_out`` (files ``[worktree] copy`` put there)."""
+    excluded = [f":(exclude,glob){pattern}" for pattern in keep_out]
+    status = git(path, "status", "--porcelain", "--untracked-files=all", "--", ".", *excluded)
+    return bool(status.stdout.strip())
+
+
+def transcript_key(cwd: str) -> str:
+    """The directory name Claude Code keeps a project's transcripts under in
+    ``~/.claude/projects``: the working directory with every character that is not a letter
+    or a digit replaced by ``-`` (checked with Claude Code 2.1.197)."""
+    return "".join(c if c.isascii() and c.isalnum() else "-" for c in cwd)
+
+
+def copy_transcript(session_id: str, from_cwd: str, to_cwd: str) -> bool:
+    """Make the transcript of ``session_id`` (recorded where it ran, ``from_cwd``) visible to a
+    claude started in ``to_cwd``: Claude Code looks for a session to resume only under its own
+    working directory, and a fork into a new worktree runs in another. Returns whether a copy
+    was made (False: none found, or one is there already)."""
+    import shutil
+
+    projects = Path(os.path.expanduser("~")) / ".claude" / "projects"
+    target = projects / transcript_key(to_cwd) / f"{session_id}.jsonl"
+    if target.exists():
+        return False
+    source = projects / transcript_key(from_cwd) / f"{session_id}.jsonl"
+    if not source.exists():
+        found = sorted(projects.glob(f"*/{session_id}.jsonl"))
+        if not found:
+            return False
+        source = found[0]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+    return True
+
+
+def prepare_worktree(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Before claude starts: make the run's worktree when the spec asks for one that is not
+    there yet (a remote host: the backend cannot make it from afar), copy the configured files
+    in, and, for a fork, make the source's transcript visible there. Returns (store fields to
+    record, an error that fails the run or None). A worktree the spec names that is gone
+    (discarded, removed by hand) fails the run: the agent never works elsewhere unnoticed."""
+    wt = spec.get("worktree")
+    if not wt:
+        return {}, None
+    fields: dict[str, Any] = {}
+    path = wt["path"]
+    try:
+        if not os.path.isdir(path):
+            if not wt.get("create"):
+                return {}, f"the agent's worktree {path} is gone (orch discard removed it?)"
+            wt["base"] = make_worktree(wt["repo"], path, wt["branch"], wt["base"])
+            copy_into_worktree(wt["repo"], path, list(wt.get("copy") or []))
+            fields.update(worktree=path, branch=wt["branch"], base=wt["base"])
+            if wt.get("base_branch"):
+                fields["base_branch"] = wt["base_branch"]
+        if wt.get("fork_session") and wt.get("fork_cwd"):
+            copy_transcript(wt["fork_session"], wt["fork_cwd"], spec["cwd"])
+    except (GitError, OSError, subprocess.SubprocessError) as exc:
+        return fields, f"cannot make the agent's worktree: {exc}"
+    return fields, None
+
+
+def save_work(spec: dict[str, Any]) -> dict[str, Any]:
+    """At a run's end: commit what the agent left uncommitted in its worktree on its branch
+    (``orch: NAME run N: <first line of the task>``) and return ``{"changes": JSON text}`` (see
+    :func:`change_summary`; ``{"error": ...}`` inside when git failed). ``{}`` without a
+    worktree. Never raises: the run's end is recorded whatever git does."""
+    wt = spec.get("worktree")
+    if not wt or not os.path.isdir(wt.get("path") or ""):
+        return {}
+    message = f"orch: {spec['name']} run {spec['run_id']}: {wt.get('task_line') or 'work'}\n"
+    summary: dict[str, Any]
+    try:
+        commit_work(wt["path"], message, list(wt.get("copy") or []))
+        summary = change_summary(wt["path"], wt["base"], list(wt.get("copy") or []))
+    except (GitError, OSError, ValueError, subprocess.SubprocessError) as exc:
+        summary = {"error": f"could not commit the agent's work: {exc}"}
+    summary["branch"] = wt["branch"]
+    return {"changes": json.dumps(summary)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``supervisor [--display] [--env FILE] SPEC.json``.
 
@@ -1237,10 +1485,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, sup.on_signal)
     sup.contain()
     try:
-        sup.run()
+        fields, problem = sup.prepare_worktree()
+        if fields:
+            reporter.update(**fields)
+        if problem:
+            reporter.finish("failed", error=problem)
+        else:
+            sup.run()
     except BaseException as exc:  # record the crash rather than leave the agent "running"
         try:
-            reporter.finish("failed", error=f"supervisor error: {exc!r}")
+            reporter.finish("failed", error=f"supervisor error: {exc!r}", **sup.save_work())
             reporter.after_end()
         finally:
             sup.release()

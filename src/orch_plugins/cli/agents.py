@@ -45,6 +45,18 @@ TASK_FILE_OPT = typer.Option(
 #: A directory of hand-over files: what Claude Code's Write tool wrote for ``--task-file``
 #: (the /orchestrate command's tasks). orch deletes such a file once its task is recorded.
 HANDOVER_DIR = ".orch-tasks"
+WORKTREE_OPT = typer.Option(
+    False, "--worktree", help="Run in a git worktree of its own, on branch orch/NAME."
+)
+NO_WORKTREE_OPT = typer.Option(
+    False, "--no-worktree", help="Run in place even if the role asks for a worktree."
+)
+BASE_OPT = typer.Option(
+    None,
+    "--base",
+    metavar="REF",
+    help="Branch the worktree from REF instead of HEAD (implies --worktree).",
+)
 KEEP_OPT = typer.Option(
     False,
     "--keep-children",
@@ -67,6 +79,8 @@ def _request(
     *,
     source: str | None = None,
     keep_children: bool = False,
+    worktree: bool | None = None,
+    base: str | None = None,
 ) -> LaunchRequest:
     """The launch flags that ``launch`` and ``parallel`` share, as one checked request
     (:class:`OrchError` on a bad value); the backend's own options (``-o``, declared flags)
@@ -87,7 +101,16 @@ def _request(
         max_parallel=max_parallel,
         source=source,
         keep_children=keep_children,
+        worktree=worktree,
+        base=base,
     )
+
+
+def _worktree_choice(worktree: bool, no_worktree: bool) -> bool | None:
+    """``--worktree`` True, ``--no-worktree`` False, neither None (the role decides)."""
+    if worktree and no_worktree:
+        raise OrchError("give --worktree or --no-worktree, not both")
+    return True if worktree else False if no_worktree else None
 
 
 def _orch() -> Orchestrator:
@@ -175,13 +198,26 @@ def launch(
     max_parallel: int | None = MAXPAR_OPT,
     option: list[str] | None = OPTION_OPT,
     keep_children: bool = KEEP_OPT,
+    worktree: bool = WORKTREE_OPT,
+    no_worktree: bool = NO_WORKTREE_OPT,
+    base: str | None = BASE_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for the agent; print its output."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Start one agent in the background and return at once."""
     flags = (backend, option, timeout, retries, model, cwd, max_parallel)
     text = _task_or_file(task, task_file)
-    request = _request(ctx, name, text, role, *flags, source=from_, keep_children=keep_children)
+    request = _request(
+        ctx,
+        name,
+        text,
+        role,
+        *flags,
+        source=from_,
+        keep_children=keep_children,
+        worktree=_worktree_choice(worktree, no_worktree),
+        base=base,
+    )
     orch = _orch()
     run = orch.launch(request)
     _hand_over_done(task_file)
@@ -230,11 +266,15 @@ def parallel(
     max_parallel: int | None = MAXPAR_OPT,
     option: list[str] | None = OPTION_OPT,
     keep_children: bool = KEEP_OPT,
+    worktree: bool = WORKTREE_OPT,
+    no_worktree: bool = NO_WORKTREE_OPT,
+    base: str | None = BASE_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for all of them."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Start one agent per task, named with the first free numbers."""
     role_list = role_per_task(role, roles, len(tasks))
+    choice = _worktree_choice(worktree, no_worktree)
     texts = [_read_task(t) for t in tasks]
     orch = _orch()
     flags = (backend, option, timeout, retries, model, cwd, max_parallel)
@@ -243,7 +283,9 @@ def parallel(
         texts,
         role_list,
         prefix=prefix,
-        make=lambda n, t, r: _request(ctx, n, t, r, *flags, keep_children=keep_children),
+        make=lambda n, t, r: _request(
+            ctx, n, t, r, *flags, keep_children=keep_children, worktree=choice, base=base
+        ),
     )
     _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)
 
@@ -307,7 +349,11 @@ def _age(run: Run) -> str:
 def _table(runs: list[Run]) -> str:
     from orch_plugins.progress import money
 
-    rows = [("NAME", "STATUS", "ROLE", "BACKEND", "TIME", "TURNS", "COST", "TASK / ERROR")]
+    # A BRANCH column only when some agent has a worktree: "orch/x +10 -3" (lines against its
+    # base; "*": uncommitted changes in it).
+    branches = any(r.get("branch") for r in runs)
+    head = ("NAME", "STATUS", "ROLE", "BACKEND", "TIME", "TURNS", "COST")
+    rows = [(*head, *(("BRANCH",) if branches else ()), "TASK / ERROR")]
     for r in runs:
         cost = money(r.get("cost_usd"))
         detail = r["error"] if r.get("error") and r["status"] != "completed" else r["task"]
@@ -321,6 +367,7 @@ def _table(runs: list[Run]) -> str:
                 _age(r),
                 str(r.get("num_turns") if r.get("num_turns") is not None else "-"),
                 cost,
+                *((_branch_cell(r),) if branches else ()),
                 detail[:60] + ("…" if len(detail) > 60 else ""),
             )
         )
@@ -329,6 +376,19 @@ def _table(runs: list[Run]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1]
         for row in rows
     )
+
+
+def _branch_cell(run: Run) -> str:
+    from orch_plugins.store import decode_changes
+
+    if not run.get("branch"):
+        return "-"
+    changes = decode_changes(run.get("changes")) or {}
+    if "files" not in changes:
+        return str(run["branch"])
+    mark = "*" if changes.get("dirty") else ""
+    lines = f"+{changes.get('insertions', 0)} -{changes.get('deletions', 0)}"
+    return f"{run['branch']} {lines}{mark}"
 
 
 @app.command()
@@ -537,8 +597,15 @@ def clear(
         False, "--archive", help="Keep ended runs, hidden from 'orch status' but shown by --all."
     ),
 ) -> None:
-    """Forget ended agents (running and queued ones are kept)."""
-    n = _orch().clear(archive=archive)
+    """Forget ended agents (running and queued ones are kept, and so are worktrees holding
+    unmerged or uncommitted work, with their agents)."""
+    kept: list[tuple[Run, str]] = []
+    n = _orch().clear(archive=archive, kept=kept)
     from orch_plugins.progress import plural
 
     typer.echo(f"{'archived' if archive else 'removed'} {plural(n, 'ended run')}")
+    for run, why in kept:
+        typer.echo(
+            f"kept {run['name']}'s worktree and branch {run['branch']}: {why} "
+            f"(orch merge {run['name']}, or orch discard {run['name']} --force)"
+        )

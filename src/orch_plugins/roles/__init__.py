@@ -48,6 +48,9 @@ class Role:
     source: str = ""
     #: Leave what the agent started (a dev server, a watcher) running when its run ends.
     keep_children: bool = False
+    #: Run in a git worktree of its own (``orch launch --worktree``) unless the launch says
+    #: ``--no-worktree``; in a project that is not a git repository the agent runs in place.
+    worktree: bool = False
 
     def __post_init__(self) -> None:
         mode = self.permission_mode or "default"

@@ -91,6 +91,7 @@ ROLES = (
         allowed_tools=(*_READ, "Edit", "Write", "Bash"),
         permission_mode="acceptEdits",
         task_template="Implement: {task}",
+        worktree=True,
     ),
     Role(
         name="tester",
@@ -103,6 +104,7 @@ ROLES = (
         allowed_tools=(*_READ, "Edit", "Write", "Bash"),
         permission_mode="acceptEdits",
         task_template="Test: {task}",
+        worktree=True,
     ),
 )
 

@@ -61,6 +61,11 @@ STATE_FIELDS = (
     "ended_at",
     "claude_pid",
     "claude_start",
+    "worktree",
+    "branch",
+    "base",
+    "base_branch",
+    "changes",
 )
 
 
@@ -72,6 +77,9 @@ PROGRESS_FIELDS = (
     "last_activity",
     "claude_pid",
     "claude_start",
+    "worktree",
+    "base",
+    "base_branch",
 )
 
 
@@ -120,6 +128,7 @@ class SshBackend(Backend):
     name = "ssh"
     description = "agents on remote hosts over your OpenSSH client (--host, [hosts.*] pools)"
     place_kind = "host"
+    makes_worktrees = True
     options = (
         LaunchOption(
             "host",
@@ -294,6 +303,52 @@ class SshBackend(Backend):
                 exc,
             )
 
+    def _git_ssh(self, run: Run) -> tuple[Host, dict[str, str]]:
+        """The run's host, and the environment that makes git reach it with the same ssh
+        settings as every other call (config file, options, the shared connection): each
+        argument quoted, since git hands ``GIT_SSH_COMMAND`` to a shell."""
+        import shlex
+
+        handle = run["handle"] or {}
+        if not handle.get("host"):
+            raise OrchError(f"agent {run['name']!r} has not started on a host")
+        host = self.host(str(handle["host"]), handle.get("destination"))
+        argv = self.transport.ssh_argv(host, "true")[:-4]  # without -T -- DEST COMMAND
+        return host, {"GIT_SSH_COMMAND": shlex.join(argv), "GIT_SSH_VARIANT": "ssh"}
+
+    def fetch_branch(self, run: Run, repo: str) -> None:
+        """``git fetch`` the run's branch from its worktree on the host into ``repo`` (as
+        ``refs/heads/BRANCH``: the host's branch is the agent's work, the local one a copy)."""
+        from orch_plugins.supervisor import GitError, git
+
+        host, env = self._git_ssh(run)
+        branch = str(run["branch"])
+        url = f"ssh://{host.destination}{run['worktree']}"
+        refspec = f"+refs/heads/{branch}:refs/heads/{branch}"
+        try:
+            git(repo, "fetch", "--quiet", "--no-tags", "--", url, refspec, env=env, timeout=600)
+        except GitError as exc:
+            raise OrchError(f"cannot fetch {branch} from host {host.name}: {exc}") from None
+
+    def remove_worktree(self, run: Run, *, force: bool) -> None:
+        """Remove the worktree and branch on the host (``git worktree remove``, ``git branch
+        -D``, run there by the remote helper)."""
+        handle = run["handle"] or {}
+        host = self.host(str(handle.get("host")), handle.get("destination"))
+        request = {
+            "cmd": "worktree_remove",
+            "path": run["worktree"],
+            "repo": host.repo,
+            "branch": run["branch"],
+            "force": force,
+        }
+        try:
+            self.transport.call(host, request)
+        except SshError as exc:
+            raise OrchError(
+                f"cannot remove {run['name']}'s worktree on {host.name}: {exc}"
+            ) from None
+
     def doctor(self, hosts: Sequence[str]) -> list[DoctorCheck]:
         """The OpenSSH client, when any host is configured; then each of ``hosts`` (see
         :func:`check_host`)."""
@@ -324,13 +379,28 @@ class SshBackend(Backend):
         data = spec.to_json()
         data["env"] = env
         data["options"] = {**spec.options, "report": "file", "host": host.name}
+        workdir = cwd or host.workdir
+        if spec.worktree and spec.worktree.get("create"):
+            # Made by the supervisor on the host, in the clone the host's table names.
+            if not host.repo:
+                raise OrchError(
+                    f"host {host.name!r} has no clone for worktrees: set repo = "
+                    f'"/path/to/clone" in [hosts.{host.name}], or launch without --worktree'
+                )
+            stem = spec.worktree["branch"].removeprefix("orch/")
+            data["worktree"] = {
+                **spec.worktree,
+                "repo": host.repo,
+                "path": f"{base}/{project}/worktrees/{stem}",
+            }
+            workdir = host.repo
         spec_bytes = json.dumps(data).encode()
         prompt = Path(spec.prompt_path).read_bytes()
         request = {
             "cmd": "launch",
             "run_dir": f"{base}/{project}/runs/{spec.run_id}-{spec.name}-{secrets.token_hex(3)}",
             "claude": host.claude,
-            "workdir": cwd or host.workdir,
+            "workdir": workdir,
             "default_workdir": f"{base}/{project}/work",
             "files": [["spec.json", len(spec_bytes)], ["prompt.txt", len(prompt)]],
         }

@@ -24,6 +24,7 @@ HOST_KEYS = frozenset(
         "ssh_options",
         "env",
         "forward_env",
+        "repo",
     }
 )
 
@@ -52,6 +53,8 @@ class Host:
     ssh_options: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     forward_env: list[str] = field(default_factory=list)
+    #: A clone of the project on the host: ``--worktree`` agents get their worktree made there.
+    repo: str | None = None
 
     @classmethod
     def from_table(cls, name: str, table: dict[str, Any]) -> Host:
@@ -64,7 +67,7 @@ class Host:
             known = ", ".join(sorted(HOST_KEYS))
             raise OrchError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {known}")
         host = cls(name=name, destination=str(table.get("ssh", name)))
-        for key in ("workdir", "claude", "python", "base_dir", "ssh_config"):
+        for key in ("workdir", "claude", "python", "base_dir", "ssh_config", "repo"):
             if key in table:
                 if not isinstance(table[key], str) or not table[key]:
                     raise OrchError(f"{where}: {key} must be a non-empty string")

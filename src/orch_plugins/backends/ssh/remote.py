@@ -165,6 +165,14 @@ def do_launch(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     except FileExistsError:
         return _earlier_launch(run_dir), []
     spec = json.loads(files["spec.json"])
+    wt = spec.get("worktree")
+    if wt:  # the agent works in its worktree (made by the supervisor when it is new)
+        wt["path"] = _expand(wt["path"])
+        if wt.get("repo"):
+            wt["repo"] = _expand(wt["repo"])
+        if not wt.get("create") and not os.path.isdir(wt["path"]):
+            raise RemoteError(f"the agent's worktree {wt['path']} is gone from the remote host")
+        cwd = wt["path"]
     spec["argv"][0] = claude
     if spec.get("retry_argv"):
         spec["retry_argv"][0] = claude
@@ -312,6 +320,40 @@ def do_cancel(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     return {"was_alive": was_alive, "stopped": not _alive(run, boot)}, []
 
 
+def do_worktree_remove(req: dict, inp: BinaryIO) -> tuple[dict, list]:
+    """Remove an agent's worktree and its branch (``orch discard``, ``orch clear``): git run
+    with argument lists in the repository the worktree belongs to. The local side has checked
+    that nothing unmerged is lost unless ``force``."""
+    import subprocess
+
+    def git(cwd: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", "-C", cwd, *args], capture_output=True, text=True, errors="replace"
+        )
+
+    path = _expand(req["path"])
+    branch = req["branch"]
+    if os.path.isdir(path):
+        common = git(path, "rev-parse", "--git-common-dir")
+        if common.returncode != 0:
+            raise RemoteError(f"{path} is not a git worktree: {common.stderr.strip()}")
+        repo = os.path.dirname(os.path.normpath(os.path.join(path, common.stdout.strip())))
+        force = ["--force"] if req.get("force") else []
+        removed = git(repo, "worktree", "remove", *force, "--", path)
+        if removed.returncode != 0:
+            raise RemoteError(f"git worktree remove {path}: {removed.stderr.strip()}")
+    else:
+        repo = _expand(req.get("repo") or "")
+        if not req.get("repo"):
+            return {"removed": False}, []
+    git(repo, "worktree", "prune")
+    if git(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0:
+        gone = git(repo, "branch", "-D", "--", branch)
+        if gone.returncode != 0:
+            raise RemoteError(f"git branch -D {branch}: {gone.stderr.strip()}")
+    return {"removed": True}, []
+
+
 def do_doctor(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     """What a remote host needs: python3 (running this), claude, a writable base directory."""
     import subprocess
@@ -379,6 +421,7 @@ COMMANDS = {
     "cancel": do_cancel,
     "doctor": do_doctor,
     "hold": do_hold,
+    "worktree_remove": do_worktree_remove,
 }
 
 
