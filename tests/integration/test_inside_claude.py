@@ -157,3 +157,42 @@ def test_an_orchestrator_in_a_subdirectory(cc: CC) -> None:
     notice = turn_context(cc, "SUB-LATER")
     assert "orch: 1 agent ended since your previous prompt:\n- sub2: completed" in notice
     assert not (sub / ".orchestrate").exists()
+
+
+def test_the_goal_command_reviews_and_merges_worktree_agents(cc: CC) -> None:
+    """/orchestrate GOAL in a git project: implementers get worktrees; the orchestrator (the
+    stand-in following the command's steps) waits, is told the branch, reads the diff and
+    merges; all through the command's own Bash(orch:*) permission."""
+    for args in (
+        ["init", "-q"],  # (the project may be a repository already)
+        ["config", "user.name", "T"],
+        ["config", "user.email", "t@example.org"],
+    ):
+        subprocess.run(["git", "-C", str(cc.project), *args], check=True)
+    (cc.project / "f.txt").write_text("base\n")
+    subprocess.run(["git", "-C", str(cc.project), "add", "f.txt"], check=True)
+    subprocess.run(["git", "-C", str(cc.project), "commit", "-q", "-m", "init"], check=True)
+    cc.orch("install")
+    fake_agents(cc)  # the agents' edit: the fake claude's APPEND directive
+    task = cc.project / ".orch-tasks" / "fix.md"
+    cc.api.on(
+        "You are the orchestrator for this goal",
+        Reply.tool("Write", {"file_path": str(task), "content": "edit APPEND=f.txt:fixed"}),
+        Reply.bash("orch launch fix --role implementer --task-file .orch-tasks/fix.md"),
+        Reply.bash("orch wait fix"),
+        Reply.bash("orch diff fix --stat"),
+        Reply.bash("orch merge fix"),
+        Reply.text("merged"),
+    )
+    goal = cc.claude("-p", "/orchestrate fix the thing")
+    results = tool_results(goal)
+    assert results[1].startswith("fix: launched"), goal.describe()
+    assert results[2].startswith("fix: completed"), goal.describe()
+    assert "f.txt | 1 +" in results[3], goal.describe()
+    assert results[4].startswith("fix: merged into "), goal.describe()
+    assert goal.result is not None and not goal.result["permission_denials"]
+    assert (cc.project / "f.txt").read_text() == "base\nfixed\n"
+    prompt = next(
+        r for r in cc.api.conversation_requests() if "orchestrator for this goal" in r.prompt_text
+    )
+    assert "orch merge NAME" in prompt.prompt_text and "orch diff NAME" in prompt.prompt_text
