@@ -312,7 +312,7 @@ class SshBackend(Backend):
         handle = run["handle"] or {}
         if not handle.get("host"):
             raise OrchError(f"agent {run['name']!r} has not started on a host")
-        host = self.host(str(handle["host"]), handle.get("destination"))
+        host = self.host(str(handle["host"]), ssh_handle(handle).get("destination"))
         argv = self.transport.ssh_argv(host, "true")[:-4]  # without -T -- DEST COMMAND
         return host, {"GIT_SSH_COMMAND": shlex.join(argv), "GIT_SSH_VARIANT": "ssh"}
 
@@ -334,7 +334,7 @@ class SshBackend(Backend):
         """Remove the worktree and branch on the host (``git worktree remove``, ``git branch
         -D``, run there by the remote helper)."""
         handle = run["handle"] or {}
-        host = self.host(str(handle.get("host")), handle.get("destination"))
+        host = self.host(str(handle.get("host")), ssh_handle(handle).get("destination"))
         request = {
             "cmd": "worktree_remove",
             "path": run["worktree"],
