@@ -16,18 +16,11 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ORCH = [sys.executable, "-m", "orch_plugins.cli"]
-_SID = "00000000-0000-0000-0000-000000000001"
-STUB = f"""#!/bin/sh
-cat >/dev/null
-echo '{{"type":"system","subtype":"init","session_id":"{_SID}"}}'
-echo '{{"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"{_SID}"}}'
-"""
+from bench_core import ORCH, STUB  # the same stub claude (run as benchmarks/bench_worktree.py)
 
 
 def git(repo: Path, *args: str) -> None:

@@ -219,3 +219,23 @@ def cmdlines() -> list[tuple[int, bytes]]:
 def running(needle: str) -> list[int]:
     """Live processes whose command line is ``needle``."""
     return [pid for pid, cmd in cmdlines() if cmd.decode(errors="replace") == needle]
+
+
+def git(repo: Path, *args: str) -> str:
+    """``git -C repo ARGS``; its stdout (fails the test when git fails)."""
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def git_project(repo: Path) -> Path:
+    """Make ``repo`` a git repository (on ``main`` when it is a new one) whose one commit holds
+    ``f.txt`` = ``base\\n``, with a committer identity of its own."""
+    if not (repo / ".git").exists():
+        git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "Tester")
+    git(repo, "config", "user.email", "tester@example.org")
+    (repo / "f.txt").write_text("base\n")
+    git(repo, "add", "f.txt")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo

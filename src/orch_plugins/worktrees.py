@@ -193,7 +193,7 @@ def plan(
     if not here:
         branch = next(b for b in branch_candidates(name) if b not in taken)
         spec.update(branch=branch, base=base or "HEAD", base_branch=_ref_branch_name(base))
-        return WorktreePlan(spec)
+        return WorktreePlan(spec, {"branch": branch})  # the rest once the host made it
     top = repo_top(cwd)
     root = store.state_dir.resolve() / "worktrees"
     if settings.dir:

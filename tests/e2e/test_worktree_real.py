@@ -3,33 +3,20 @@ stand-in's Bash tool calls make the edits, in each agent's own worktree. Four cl
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from orch_plugins.testing.api import MessagesStandIn, Reply
-from tests.helpers import orch, status_json
+from tests.helpers import git, git_project, orch, status_json
 
 pytestmark = pytest.mark.e2e
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout
 
 
 def test_two_implementers_merge_conflict_resume_and_fork(
     real_project: Path, messages_api: MessagesStandIn
 ) -> None:
-    repo = real_project
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.name", "Tester")
-    git(repo, "config", "user.email", "tester@example.org")
-    (repo / "f.txt").write_text("base\n")
-    git(repo, "add", "f.txt")
-    git(repo, "commit", "-q", "-m", "init")
+    repo = git_project(real_project)
     messages_api.on("EDIT ONE", Reply.bash("echo one >> f.txt"), Reply.text("one done"))
     messages_api.on("EDIT TWO", Reply.bash("echo two >> f.txt; pwd > where.txt"), Reply.text("ok"))
     messages_api.on("GO ON", Reply.bash("echo more >> f.txt"), Reply.text("continued"))

@@ -16,7 +16,7 @@ import pytest
 
 from orch_plugins.testing.api import Reply
 from orch_plugins.testing.pytest_plugin import run_claude
-from tests.helpers import FAKE_CLAUDE
+from tests.helpers import FAKE_CLAUDE, git_project
 from tests.integration.conftest import CC, STREAM_JSON
 from tests.integration.test_claude_code import tool_results, turn_context
 
@@ -163,15 +163,7 @@ def test_the_goal_command_reviews_and_merges_worktree_agents(cc: CC) -> None:
     """/orchestrate GOAL in a git project: implementers get worktrees; the orchestrator (the
     stand-in following the command's steps) waits, is told the branch, reads the diff and
     merges; all through the command's own Bash(orch:*) permission."""
-    for args in (
-        ["init", "-q"],  # (the project may be a repository already)
-        ["config", "user.name", "T"],
-        ["config", "user.email", "t@example.org"],
-    ):
-        subprocess.run(["git", "-C", str(cc.project), *args], check=True)
-    (cc.project / "f.txt").write_text("base\n")
-    subprocess.run(["git", "-C", str(cc.project), "add", "f.txt"], check=True)
-    subprocess.run(["git", "-C", str(cc.project), "commit", "-q", "-m", "init"], check=True)
+    git_project(cc.project)  # (a repository already: one more commit)
     cc.orch("install")
     fake_agents(cc)  # the agents' edit: the fake claude's APPEND directive
     task = cc.project / ".orch-tasks" / "fix.md"

@@ -10,17 +10,11 @@ from pathlib import Path
 import pytest
 
 from orch_plugins.testing.api import MessagesStandIn, Reply
-from tests.helpers import orch, status_json
+from tests.helpers import git, git_project, orch, status_json
 from tests.ssh.conftest import ConfigureFn
 from tests.ssh.sshd import Hosts
 
 pytestmark = pytest.mark.e2e
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout
 
 
 def test_worktree_on_the_host_and_merge_home(
@@ -30,13 +24,7 @@ def test_worktree_on_the_host_and_merge_home(
     messages_api: MessagesStandIn,
     tmp_path: Path,
 ) -> None:
-    repo = ssh_project
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.name", "Tester")
-    git(repo, "config", "user.email", "tester@example.org")
-    (repo / "f.txt").write_text("base\n")
-    git(repo, "add", "f.txt")
-    git(repo, "commit", "-q", "-m", "init")
+    repo = git_project(ssh_project)
     clone = tmp_path / "host-clone"  # the project's clone "on" h1 (no git identity there)
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
     configure(hosts={"h1": {"repo": str(clone)}, "h2": {}})

@@ -20,7 +20,7 @@ from orch_plugins.backends.tmux.backend import TmuxBackend
 from orch_plugins.backends.tmux.client import format_literal, session_name, tmux_arg
 from orch_plugins.store import Store
 from orch_plugins.supervisor import descendants
-from tests.helpers import FAKE_CLAUDE, orch, pid_gone, status_json, wait_for
+from tests.helpers import FAKE_CLAUDE, git_project, orch, pid_gone, status_json, wait_for
 from tests.tmux.helpers import HERE, Tm, handle, wrapper
 
 HOSTILE = 'it\'s "q" $(touch /tmp/pwned-tmux) `id` ; | & > x\n\tünï 🚀 {task} %s\\ #{pane_id};'
@@ -388,3 +388,16 @@ def test_interactive_subagent_stop_clear_and_resume_beside_its_claude(
     orch("wait", "ia", check=True, timeout=60)
     second = status_json("ia")[0]
     assert second["run_id"] != run["run_id"] and second["session_id"] == sid
+
+
+def test_a_worktree_agent_works_in_its_worktree_window(tmux_project: Path, tmux_server: Tm) -> None:
+    git_project(tmux_project)
+    orch("launch", "wt.a", "edit APPEND=f.txt:w SLEEP=2", "--worktree", check=True)
+    run = status_json("wt.a")[0]
+    wt = Path(run["worktree"])
+    pane = wait_for(lambda: _agent_panes(tmux_server).get("wt.a"))
+    assert Path(pane["path"]) == wt  # the window opened in the worktree
+    orch("wait", "wt.a", check=True, timeout=60)
+    assert (wt / "f.txt").read_text() == "base\nw\n"
+    assert (tmux_project / "f.txt").read_text() == "base\n"
+    assert status_json("wt.a")[0]["changes"]["files"] == 1

@@ -4,30 +4,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import orch, status_json
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout
+from tests.helpers import git, git_project, orch, status_json
 
 
 @pytest.fixture
 def repo(project: Path) -> Path:
     """``project`` as a git repository on ``main`` with one commit of ``f.txt``."""
-    git(project, "init", "-q", "-b", "main")
-    git(project, "config", "user.name", "Tester")
-    git(project, "config", "user.email", "tester@example.org")
-    (project / "f.txt").write_text("base\n")
-    git(project, "add", "f.txt")
-    git(project, "commit", "-q", "-m", "init")
-    return project
+    return git_project(project)
 
 
 def clean(repo: Path) -> None:
