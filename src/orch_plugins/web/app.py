@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import jinja2
+import markupsafe
 from markdown_it import MarkdownIt
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -224,9 +225,17 @@ def _sse(event: str, payload: object) -> bytes:
     return f"event: {event}\n{body}\n".encode()
 
 
-def create_app(*, token: str, read_only: bool = False, cwd: str = ".", port: int = 0) -> Starlette:
+def create_app(
+    *,
+    token: str,
+    read_only: bool = False,
+    cwd: str = ".",
+    port: int = 0,
+    on_ready: Callable[[], None] | None = None,
+) -> Starlette:
     """The dashboard app. ``token``: the access token; ``read_only``: no actions; ``cwd``:
-    where launched agents run (the directory ``orch web`` was started in)."""
+    where launched agents run (the directory ``orch web`` was started in); ``port``: names the
+    cookie; ``on_ready``: called once the app has read the store and may serve."""
     state = WebState(token=token, read_only=read_only, cwd=cwd)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
@@ -246,6 +255,16 @@ def create_app(*, token: str, read_only: bool = False, cwd: str = ".", port: int
     hub = Hub(state)
     row_macro = env.get_template("_row.html").module.row  # type: ignore[attr-defined]
     summary_macro = env.get_template("_row.html").module.summary  # type: ignore[attr-defined]
+    #: Each agent's row as last rendered, by name: (what it shows, the columns, its HTML). A
+    #: row is rendered again only when its data changed, so a page of 550 rows joins strings.
+    rows: dict[str, tuple[tuple[object, ...], tuple[bool, ...], str]] = {}
+
+    def row_html(run: Run, key: tuple[object, ...], cols: dict[str, bool]) -> str:
+        shape = tuple(cols.values())
+        cached = rows.get(run["name"])
+        if cached is None or cached[0] != key or cached[1] != shape:
+            cached = rows[run["name"]] = (key, shape, str(row_macro(run, cols)))
+        return cached[2]
 
     def columns(runs: list[Run]) -> dict[str, bool]:
         return {c: data.has_column(runs, c) for c in data.OPTIONAL_FIELDS}
@@ -263,13 +282,15 @@ def create_app(*, token: str, read_only: bool = False, cwd: str = ".", port: int
             snap = hub.snapshot
         runs = list(snap.runs.values())
         backends, roles = ([], []) if read_only else await run_in_threadpool(state.choices)
+        cols = columns(runs)
         return render(
             "agents.html",
             runs=runs,
+            rows=[markupsafe.Markup(row_html(r, snap.keys[r["name"]], cols)) for r in runs],
             backends=backends,
             roles=roles,
             defaults=state.orch().config,
-            cols=columns(runs),
+            cols=cols,
             adm=summary(runs),
             version=snap.version,
         )
@@ -333,7 +354,7 @@ def create_app(*, token: str, read_only: bool = False, cwd: str = ".", port: int
                 cols = columns(runs)
                 for name, key in snap.keys.items():
                     if sent.get(name) != key:
-                        html = str(row_macro(snap.runs[name], cols))
+                        html = row_html(snap.runs[name], key, cols)
                         yield _sse("row", {"name": name, "html": html})
                 for name in [n for n in sent if n not in snap.keys]:
                     yield _sse("remove", {"name": name})
@@ -439,7 +460,14 @@ def create_app(*, token: str, read_only: bool = False, cwd: str = ".", port: int
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Warm up before the first request: the store read, liveness, the plugins.
+        with contextlib.suppress(Exception):
+            await run_in_threadpool(hub.read, True)
+            if not read_only:
+                await run_in_threadpool(state.choices)
         hub.task = asyncio.create_task(hub.run())
+        if on_ready is not None:
+            on_ready()
         try:
             yield
         finally:

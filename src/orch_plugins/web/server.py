@@ -57,24 +57,29 @@ def serve(
     open_browser: bool = False,
     read_only: bool = False,
 ) -> None:
-    """Serve the dashboard until interrupted, printing its URL (with the token) first."""
+    """Serve the dashboard until interrupted; its URL (with the token) is printed once it is
+    ready to serve."""
     token = secrets.token_urlsafe(24)
     sock = bind(host, port)
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/?token={token}"
-    app = create_app(token=token, read_only=read_only, cwd=os.getcwd(), port=port)
-    mode = " (read-only)" if read_only else ""
-    print(f"orch web: serving{mode} on {url}", flush=True)
-    if not is_loopback(host):
-        print(
-            f"orch web: warning: listening on {host}, not only this machine; anyone who has the "
-            "URL with its token can act on your agents",
-            file=sys.stderr,
-            flush=True,
-        )
-    if open_browser:
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+
+    def ready() -> None:
+        """The URL once the app has read the store (so the first page is quick)."""
+        mode = " (read-only)" if read_only else ""
+        print(f"orch web: serving{mode} on {url}", flush=True)
+        if not is_loopback(host):
+            print(
+                f"orch web: warning: listening on {host}, not only this machine; anyone who has "
+                "the URL with its token can act on your agents",
+                file=sys.stderr,
+                flush=True,
+            )
+        if open_browser:
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
+    app = create_app(token=token, read_only=read_only, cwd=os.getcwd(), port=port, on_ready=ready)
     config = uvicorn.Config(
         app,
         log_level="warning",

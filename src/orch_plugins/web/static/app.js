@@ -32,13 +32,15 @@
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
     return h + "h" + (m < 10 ? "0" : "") + m + "m";
   }
-  setInterval(function () {
+  function tick() {
     var now = Date.now() / 1000;
     document.querySelectorAll("td[data-since]").forEach(function (td) {
       if (td.dataset.until || !td.dataset.since) return;
       td.textContent = fmt(Math.max(0, now - parseFloat(td.dataset.since)));
     });
-  }, 1000);
+  }
+  tick();  // rows may have been rendered a while ago: their times are set here
+  setInterval(tick, 1000);
 
   function connect(url, handlers) {
     var es = new EventSource(url);
