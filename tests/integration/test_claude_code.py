@@ -266,7 +266,10 @@ def test_orchestrator_launches_three_agents_and_learns_of_their_results(cc: CC) 
         assert hook_session_ids(cc, run["run_id"]) == reported == {run["session_id"]}
     session = store.session(orchestrator.session_id)
     assert session["run_id"] is None and session["source"] == "startup"
-    assert session["last_event"] == "SessionEnd"
+    # Claude Code 2.1.197 sometimes exits without running SessionEnd after a background task's
+    # turn (seen under load, on the code before and after this change); SessionEnd itself is
+    # checked in test_plugin_form_validates_and_works_through_plugin_dir (no background task).
+    assert session["last_event"] in ("Stop", "SessionEnd")
     store.close()
 
     # The background wait's completion starts a turn; UserPromptSubmit adds the results to it.
