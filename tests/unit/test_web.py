@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import orch
+from tests.helpers import git, git_project, orch
 from tests.web_helpers import http, orch_web
 
 
@@ -126,3 +126,35 @@ def test_markdown_shows_raw_html_as_text() -> None:
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;" in html and "<strong>bold</strong>" in html
     assert 'href="javascript' not in html
+
+
+def test_worktree_runs_show_their_branch_diff_and_merge_or_discard(project: Path) -> None:
+    """Runs with a worktree get the Branch and Changes columns, a diff on their page, and merge
+    and discard buttons that call the core's merge and discard (``orch merge/discard``)."""
+    repo = git_project(project)
+    orch("launch", "one", "edit APPEND=f.txt:one", "--worktree", check=True)
+    orch("launch", "two", "edit APPEND=f.txt:two", "--worktree", check=True)
+    orch("wait", check=True)
+    runs = {r["name"]: r for r in json.loads(orch("status", "--json", check=True).stdout)}
+    with orch_web() as web:
+        head = {"X-Orch-Token": web.token}
+        form = {**head, "Content-Type": "application/x-www-form-urlencoded"}
+        _, _, page = http(web.base + "/", headers=head)
+        assert "<th>Branch</th><th>Changes</th>" in page
+        assert "<td>+1 -0 in 1 file</td>" in page
+        _, _, page = http(f"{web.base}/agents/{runs['one']['run_id']}", headers=head)
+        assert '<span class="add">+one</span>' in page
+        assert 'id="merge"' in page and 'id="discard"' in page
+        status, _, body = http(web.base + "/api/merge/one", method="POST", headers=form, data=b"")
+        assert status == 200, body
+        assert json.loads(body)["result"]["status"].startswith("merged into main (")
+        assert (repo / "f.txt").read_text() == "base\none\n"
+        status, _, body = http(web.base + "/api/discard/two", method="POST", headers=form, data=b"")
+        assert status == 400 and "not discarding 'two'" in json.loads(body)["error"]
+        status, _, body = http(
+            web.base + "/api/discard/two", method="POST", headers=form, data=b"force=1"
+        )
+        assert status == 200, body
+        _, _, page = http(f"{web.base}/agents/{runs['two']['run_id']}", headers=head)
+        assert "its worktree and branch were discarded" in page and 'id="merge"' not in page
+    assert "orch/two" not in git(repo, "branch", "--list")

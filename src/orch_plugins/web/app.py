@@ -47,6 +47,7 @@ from orch_plugins.core import Orchestrator
 from orch_plugins.errors import OrchError
 from orch_plugins.model import FINAL, LaunchRequest, Run
 from orch_plugins.progress import LogReader
+from orch_plugins.supervisor import GitError
 from orch_plugins.web import data
 
 HERE = Path(__file__).resolve().parent
@@ -56,6 +57,8 @@ TICK = 0.5
 REFRESH_EVERY = 2.0
 #: Seconds between log reads of a followed agent.
 LOG_TICK = 0.3
+#: At most this many characters of a worktree's diff on an agent page.
+DIFF_MAX = 500_000
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -248,6 +251,7 @@ def create_app(
         fmt_time=data.fmt_time,
         elapsed=data.elapsed,
         host_of=data.host_of,
+        changes_line=data.changes_line,
         read_only=read_only,
         token=token,
         FINAL=FINAL,
@@ -306,8 +310,10 @@ def create_app(
         output = data.read_output(run) if ended else None
         reader = LogReader(run["log_path"], Path(run["run_dir"]) / "live.txt")
         log = reader.read(final=ended)
+        worktree = _worktree_view(orch, run)
         return render(
             "agent.html",
+            **worktree,
             run=run,
             timeline=data.timeline(run["log_path"]),
             log=log,
@@ -316,6 +322,34 @@ def create_app(
             lineage=data.lineage(orch.store, run),
             cols=columns([run]),
         )
+
+    def _worktree_view(orch: Orchestrator, run: Run) -> dict[str, Any]:
+        """The diff (``orch diff``, the core's) of a run with a worktree, when it is its
+        agent's newest run and the worktree was not discarded; and whether merge and discard
+        are offered (an ended run, not read-only)."""
+        view: dict[str, Any] = {"worktree_actions": False, "diff_error": None}
+        if not run.get("branch"):
+            return view
+        changes = data.changes_of(run)
+        newest = orch.store.latest(run["name"])
+        if changes.get("discarded"):
+            view["diff_error"] = "its worktree and branch were discarded"
+            return view
+        if newest is None or newest["run_id"] != run["run_id"]:
+            view["diff_error"] = "a later run of this agent has the worktree now"
+            return view
+        view["worktree_actions"] = not read_only and run["status"] in FINAL
+        try:
+            _, text, summary = orch.diff(run["name"])
+        except (OrchError, GitError) as exc:
+            view["diff_error"] = f"no diff: {exc}"
+            return view
+        view.update(
+            diff_summary=summary,
+            diff_lines=text[:DIFF_MAX].splitlines(),
+            diff_cut=DIFF_MAX if len(text) > DIFF_MAX else 0,
+        )
+        return view
 
     async def agent(request: Request) -> Response:
         return await run_in_threadpool(_agent_page, int(request.path_params["run_id"]))
@@ -458,6 +492,27 @@ def create_app(
 
         return await run_in_threadpool(_act, go)
 
+    async def do_merge(request: Request) -> Response:
+        name = request.path_params["name"]
+        fields = await form(request)
+
+        def go() -> object:
+            result = state.orch().merge(name, squash=bool(fields.get("squash")))
+            how = "squashed" if result.squash else "merged"
+            return {"name": name, "status": f"{how} into {result.into} ({result.commit[:12]})"}
+
+        return await run_in_threadpool(_act, go)
+
+    async def do_discard(request: Request) -> Response:
+        name = request.path_params["name"]
+        fields = await form(request)
+
+        def go() -> object:
+            run = state.orch().discard(name, force=bool(fields.get("force")))
+            return {"name": name, "status": f"removed its worktree and branch {run['branch']}"}
+
+        return await run_in_threadpool(_act, go)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Warm up before the first request: the store read, liveness, the plugins.
@@ -481,6 +536,8 @@ def create_app(
         Route("/api/cancel/{name}", do_cancel, methods=["POST"]),
         Route("/api/resume/{name}", do_resume, methods=["POST"]),
         Route("/api/launch", do_launch, methods=["POST"]),
+        Route("/api/merge/{name}", do_merge, methods=["POST"]),
+        Route("/api/discard/{name}", do_discard, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -33,8 +33,8 @@ ROW_FIELDS = (
     "error",
     "archived",
 )
-#: Columns other helpers add where they exist (worktree runs): shown only when present.
-OPTIONAL_FIELDS = ("worktree", "branch", "base")
+#: The worktree columns (``orch launch --worktree``): shown only where some run has one.
+OPTIONAL_FIELDS = ("worktree", "branch", "base", "changes")
 #: At most this many timeline lines (the newest) on an agent page.
 TIMELINE_MAX = 400
 
@@ -54,6 +54,34 @@ def row_key(run: Run) -> tuple[object, ...]:
         *(row.get(k) for k in OPTIONAL_FIELDS),
         host_of(run),
     )
+
+
+def changes_of(run: Run) -> dict[str, object]:
+    """The run's worktree change summary (the ``changes`` column: files, insertions,
+    deletions, commits, dirty, and ``merged``/``discarded`` notes); {} without one."""
+    from orch_plugins.store import decode_changes
+
+    return decode_changes(dict(run).get("changes")) or {}
+
+
+def changes_line(run: Run) -> str:
+    """``+12 -3 in 2 files`` (``*``: uncommitted changes), then ``merged``/``discarded``;
+    ``-`` without a worktree."""
+    if not dict(run).get("branch"):
+        return "-"
+    ch = changes_of(run)
+    parts = []
+    if "files" in ch:
+        mark = "*" if ch.get("dirty") else ""
+        parts.append(
+            f"+{ch.get('insertions', 0)} -{ch.get('deletions', 0)} in {ch.get('files')} "
+            f"file{'s' if ch.get('files') != 1 else ''}{mark}"
+        )
+    if ch.get("merged"):
+        parts.append("merged")
+    if ch.get("discarded"):
+        parts.append("discarded")
+    return ", ".join(parts) or "no changes recorded yet"
 
 
 def has_column(runs: Iterable[Run], column: str) -> bool:
@@ -238,6 +266,8 @@ __all__ = [
     "Costs",
     "Lineage",
     "admission_state",
+    "changes_line",
+    "changes_of",
     "costs",
     "elapsed",
     "fmt_time",
