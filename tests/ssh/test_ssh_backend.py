@@ -246,7 +246,8 @@ def test_failures_are_clear_and_leave_other_agents_alone(
             "nopython": {"ssh": "h2", "python": "python3-missing"},
         }
     )
-    orch("launch", "keeper", "SLEEP=30", "--host", "h1", check=True)
+    gate = two_hosts.root / "keeper-go"  # the keeper (fake claude) answers once this exists
+    orch("launch", "keeper", f"GATE={gate} keep going", "--host", "h1", check=True)
     wait_for(lambda: status_json("keeper")[0]["session_id"])
     r = orch("doctor", "--host", "h1", "--host", "unknown", "--host", "noclaude", timeout=120)
     assert r.returncode == 1
@@ -289,6 +290,7 @@ def test_failures_are_clear_and_leave_other_agents_alone(
     [keeper] = status_json("keeper")
     assert keeper["status"] == "running"
     assert keeper["error"].startswith("status unknown: host h1 (h1): cannot reach h1")
+    gate.touch()  # let the keeper's claude end
 
 
 # -- configuration and command line (no server needed) -----------------------------------------
