@@ -449,8 +449,11 @@ class Orchestrator:
         wanted = request.worktree
         implicit = wanted is None
         if implicit:
-            wanted = bool(role_obj and role_obj.worktree) or bool(
-                source_run and source_run["branch"]
+            # A role's default applies where orch makes the worktree itself (this machine): on
+            # a remote host it needs the clone its [hosts.X] table names, so only an explicit
+            # --worktree asks for one there.
+            wanted = bool(source_run and source_run["branch"]) or bool(
+                role_obj and role_obj.worktree and not backend_cls.makes_worktrees
             )
         if not wanted:
             return None
