@@ -7,12 +7,16 @@ Side by side: ``orch launch`` of one agent (a stub claude) without and with ``--
 worktree is made before the launch returns: ``git worktree add`` checks out every file), and
 ``git worktree add`` alone; then the supervisor's end-of-run work (``git add -A``, the commit,
 the change summary) in a worktree of that size, with nothing and with one file changed.
+Wall time and CPU time (the process and every child it waited for: ``git worktree add`` run by
+``orch launch`` counts, the detached supervisor does not); on a loaded machine the CPU figure
+is the one that compares.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -46,6 +50,11 @@ def ms(samples: list[float]) -> str:
     return f"median {statistics.median(samples) * 1000:7.1f} ms (min {min(samples) * 1000:.1f})"
 
 
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=10_000)
@@ -66,12 +75,13 @@ def main() -> None:
         )
         print(f"repository: {args.files} files, {os.cpu_count()} CPUs")
         plain, worktree, bare = [], [], []
+        cpu: dict[str, list[float]] = {"plain": [], "wt": [], "bare": []}
         for i in range(args.samples):
             for name, extra, out in (
                 (f"plain{i}", [], plain),
                 (f"wt{i}", ["--worktree"], worktree),
             ):
-                t = time.perf_counter()
+                c, t = children_cpu(), time.perf_counter()
                 subprocess.run(
                     [*ORCH, "launch", name, "task", *extra],
                     cwd=repo,
@@ -80,15 +90,21 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                 )
                 out.append(time.perf_counter() - t)
-            t = time.perf_counter()
+                cpu[name.rstrip("0123456789")].append(children_cpu() - c)
+            c, t = children_cpu(), time.perf_counter()
             git(repo, "worktree", "add", "-q", "-b", f"bare{i}", str(base / f"bare{i}"), "HEAD")
             bare.append(time.perf_counter() - t)
+            cpu["bare"].append(children_cpu() - c)
         subprocess.run([*ORCH, "wait"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
-        print(f"orch launch, in place:          {ms(plain)}")
-        print(f"orch launch --worktree:         {ms(worktree)}")
+        print(f"orch launch, in place:          {ms(plain)}; CPU {ms(cpu['plain'])}")
+        print(f"orch launch --worktree:         {ms(worktree)}; CPU {ms(cpu['wt'])}")
         added = statistics.median(worktree) - statistics.median(plain)
-        print(f"  --worktree adds:              {added * 1000:7.1f} ms (median vs median)")
-        print(f"git worktree add alone:         {ms(bare)}")
+        added_cpu = statistics.median(cpu["wt"]) - statistics.median(cpu["plain"])
+        print(
+            f"  --worktree adds:              {added * 1000:7.1f} ms wall, "
+            f"{added_cpu * 1000:.1f} ms CPU (median vs median)"
+        )
+        print(f"git worktree add alone:         {ms(bare)}; CPU {ms(cpu['bare'])}")
 
         from orch_plugins.supervisor import save_work
 
