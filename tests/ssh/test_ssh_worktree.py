@@ -35,7 +35,9 @@ def test_worktree_on_the_host_and_merge_home(
     r = orch("launch", "far.fix", "REMOTE EDIT", "--host", "h2", "--worktree")
     assert r.returncode == 1 and "set repo = " in r.stderr  # h2 names no clone
 
-    orch("launch", "far.fix2", "REMOTE EDIT", "--host", "h1", "--role", "implementer", check=True)
+    # Over ssh a role's default does not ask for a worktree: --worktree does.
+    launch = ("launch", "far.fix2", "REMOTE EDIT", "--host", "h1", "--role", "implementer")
+    orch(*launch, "--worktree", check=True)
     orch("wait", "far.fix2", check=True, timeout=150)
     run = status_json("far.fix2")[0]
     base_dir = two_hosts["h1"].base_dir
