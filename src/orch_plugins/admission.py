@@ -14,7 +14,18 @@ Every launch, every supervisor that ends and every status read that sees somethi
   with the handle :data:`DEFERRED` and a ``waiting: every host is busy (h1 2/2, ...)`` note in
   its ``error``, and a later pump places it, before anything queued behind it.
 
-(A rate-limit pool would be one more check in :meth:`_Round.admit`.)
+* **rate limits**: when a running agent's Claude Code reports a 429 or 529 retry, its
+  supervisor records a pause shared by everyone through the store (until Claude Code's retry
+  delay has passed) and, for a new episode, halves the effective limit (never below 1;
+  :meth:`Store.rate_limited`). While paused nothing queued starts; afterwards a queued run
+  starts only while fewer than ``min(max_parallel, effective limit)`` run. Each run that
+  completes without a rate-limit retry since the limit was last lowered raises it by one, up
+  to ``max_parallel``. The held-back retries of running agents obey the same pause and limit
+  (:meth:`Store.may_go_on`). A pump that leaves runs queued behind a pause starts one
+  detached waker (``--after-pause``) that pumps again when the pause ends.
+* **budget**: once the project's ``[budget]`` (``daily_usd``, ``total_usd``) is spent
+  (:func:`over_budget`), queued runs stay queued with the reason in their ``error`` note;
+  nothing running is stopped.
 
 Claiming is one ``BEGIN IMMEDIATE`` transaction, so concurrent pumps never start a run twice
 nor exceed a limit. A run claimed for a place holds the handle ``{"placing": PLACE, "pid": P,
@@ -29,6 +40,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -198,9 +210,10 @@ class _Round:
         return _Claim(run, place, spec)
 
     def _set_running(self, run: Run, handle: Handle | None) -> None:
-        import time
-
-        self.store.update(run["run_id"], status=RUNNING, started_at=time.time(), handle=handle)
+        fields: dict[str, object] = {"status": RUNNING, "started_at": time.time(), "handle": handle}
+        if str(run.get("error") or "").startswith(WAITING):
+            fields["error"] = run["error"] = None  # waited for the budget: no longer
+        self.store.update(run["run_id"], **fields)
         run["status"] = RUNNING
         self.running.append(run)
 
@@ -221,8 +234,19 @@ def _claim(store: Store, round_: _Round) -> list[_Claim]:
             claim = round_.admit(run)
             if claim is not None:
                 claims.append(claim)
+        refusal = over_budget(store, round_.config) if queued else None
+        state = store.admission_state()
+        paused = (state["paused_until"] or 0.0) > time.time()
         for run in queued:
-            if len(round_.running) >= run["max_parallel"]:
+            if refusal:
+                note = f"{WAITING}{refusal}"
+                if run.get("error") != note:
+                    store.update(run["run_id"], error=note)
+                continue
+            limit = run["max_parallel"]
+            if state["effective_limit"] is not None:
+                limit = min(limit, state["effective_limit"])
+            if paused or len(round_.running) >= limit:
                 break
             claim = round_.admit(run)
             if claim is not None:
@@ -291,26 +315,112 @@ def start(store: Store, claims: list[_Claim], plugins: Plugins, config: Config) 
             plugins.notify("orch_agent_launched", run=public(store.get_run(run["run_id"])))
 
 
-def pump(store: Store, plugins: Plugins | None = None, config: Config | None = None) -> int:
-    """Start runs while there is room; returns how many were started."""
+def over_budget(store: Store, config: Config) -> str | None:
+    """Why no new agent may start (the project budget, ``[budget]`` in the config, is spent),
+    or None: ``project budget spent: $12.40 today of daily_usd $10.00``. Days are UTC days;
+    the spend is the cost ledger's (cleared runs count)."""
+    from orch_plugins.progress import money
+
+    budget = config.budget
+    checks = []
+    if "daily_usd" in budget:
+        day = time.time() // 86400 * 86400
+        checks.append(("daily_usd", budget["daily_usd"], store.spent(since=day), " today"))
+    if "total_usd" in budget:
+        checks.append(("total_usd", budget["total_usd"], store.spent(), ""))
+    for key, limit, spent, when in checks:
+        if spent >= limit:
+            return f"project budget spent: {money(spent)}{when} of {key} {money(limit)}"
+    return None
+
+
+def pump(
+    store: Store,
+    plugins: Plugins | None = None,
+    config: Config | None = None,
+    *,
+    wake: bool = True,
+) -> int:
+    """Start runs while there is room; returns how many were started. With ``wake``, runs
+    left queued behind a rate-limit pause get a waker process (:func:`wake_after_pause`)."""
     started = 0
     while True:
         round_ = _Round(store, plugins, config)
         claims = _claim(store, round_)
         if not claims:
+            if wake and store.pause_left() > 0 and store.count(QUEUED):
+                wake_after_pause(store)
             return started
         plugins, config = round_.plugins, round_.config
         start(store, claims, plugins, config)
         started += len(claims)
 
 
+#: In the state directory: held (``flock``) by the one waker process waiting out a pause.
+WAKER_LOCK = "admission.lock"
+
+
+def wake_after_pause(store: Store) -> None:
+    """Start a detached ``python -m orch_plugins.admission STATE_DIR --after-pause`` (unless
+    one already waits: it holds :data:`WAKER_LOCK`), which pumps when the pause has passed.
+    Without it, agents queued behind a pause with nothing running would wait for the next
+    ``orch`` command."""
+    import fcntl
+    import subprocess
+
+    from orch_plugins import procs
+
+    path = store.state_dir / WAKER_LOCK
+    try:
+        with open(path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released at close: nobody waits
+    except OSError:
+        return  # a waker holds it
+    with procs.detached() as kw:
+        subprocess.Popen(
+            [sys.executable, "-m", "orch_plugins.admission", str(store.state_dir), "--after-pause"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            **kw,
+        )
+
+
+def _after_pause(store: Store) -> None:
+    """The waker: while runs are queued behind a pause, sleep it out, then pump."""
+    import fcntl
+
+    with open(store.state_dir / WAKER_LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        while store.count(QUEUED):
+            left = store.pause_left()
+            if left <= 0:
+                pump(store, wake=False)
+                if not (store.pause_left() > 0 and store.count(QUEUED)):
+                    return
+                continue
+            time.sleep(min(left + 0.05, 2.0))  # a pause may be moved: look again soon
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m orch_plugins.admission STATE_DIR [--announce FILE]``: what an ending
-    supervisor runs when agents are queued: start what fits, fire ``orch_agent_ended`` for
-    every end not yet announced, and for the run its supervisor handed over in FILE."""
+    """``python -m orch_plugins.admission STATE_DIR [--announce FILE] [--after-pause]``: what
+    an ending supervisor runs when agents are queued: start what fits, fire
+    ``orch_agent_ended`` for every end not yet announced, and for the run its supervisor
+    handed over in FILE. ``--after-pause``: the waker (:func:`wake_after_pause`)."""
     from orch_plugins.events import announce_ended, announce_file
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--after-pause" in args:
+        args.remove("--after-pause")
+        waker_store = Store(Path(args[0]), create=False)
+        _after_pause(waker_store)
+        announce_ended(waker_store)
+        return 0
     ended = None
     if "--announce" in args and args.index("--announce") + 1 < len(args):
         i = args.index("--announce")

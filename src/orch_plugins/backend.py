@@ -126,6 +126,9 @@ class LaunchSpec:
     #: starts: a backend with :attr:`Backend.makes_worktrees` fills ``repo`` and ``path``),
     #: ``fork_session``/``fork_cwd`` (a fork's source transcript to make visible). None: none.
     worktree: dict[str, Any] | None = None
+    #: The watchdog: seconds without a stream event from claude before the run is stopped
+    #: (whole process tree) and ends ``stalled``; None: no watchdog.
+    idle_timeout: float | None = None
 
     @property
     def spec_path(self) -> Path:

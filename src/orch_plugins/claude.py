@@ -43,11 +43,14 @@ def build_argv(
     resume_session: str | None = None,
     fork: bool = False,
     interactive: bool = False,
+    max_budget_usd: float | None = None,
 ) -> list[str]:
     """claude's argv. The prompt is never in it: it goes on stdin (``-p``), so task text never
     meets a shell or an argv length limit. A role adds its system prompt, its tool list
     (``--tools`` limits what is offered, ``--allowedTools`` pre-approves) and its permission
-    mode; without a role Claude Code's own defaults and the user's settings apply."""
+    mode; without a role Claude Code's own defaults and the user's settings apply.
+    ``max_budget_usd`` becomes Claude Code's own ``--max-budget-usd`` (it stops the session
+    once that much is spent)."""
     argv = [claude_bin]
     if not interactive:
         # Partial messages: the supervisor keeps the text being written for orch logs -f.
@@ -67,6 +70,8 @@ def build_argv(
     model = model or (role.model if role else None)
     if model:
         argv += ["--model", model]
+    if max_budget_usd is not None:
+        argv += ["--max-budget-usd", f"{max_budget_usd:g}"]
     if resume_session:
         argv += ["--resume", resume_session]
         if fork:
@@ -80,7 +85,12 @@ SESSION_ID_SLOT = "{session_id}"
 
 
 def retry_argv(
-    claude_bin: str, *, role: Role | None, model: str | None, interactive: bool
+    claude_bin: str,
+    *,
+    role: Role | None,
+    model: str | None,
+    interactive: bool,
+    max_budget_usd: float | None = None,
 ) -> list[str]:
     """claude's argv for a retry that continues the session the failed attempt recorded: the
     run's options with ``--resume`` :data:`SESSION_ID_SLOT`, never the run's own resume or
@@ -91,6 +101,7 @@ def retry_argv(
         model=model,
         resume_session=SESSION_ID_SLOT,
         interactive=interactive,
+        max_budget_usd=max_budget_usd,
     )
 
 
@@ -145,7 +156,10 @@ def hook_settings(stop_file: str) -> dict[str, Any]:
     from this very installation (no ``orch install`` needed; a user-level install also firing
     is harmless, both record the same), and Stop also copies its payload to ``stop_file``
     (written aside and renamed, so the supervisor never reads half of it), unless it is a
-    sub-agent's (``agent_id``)."""
+    sub-agent's (``agent_id``). ``Notification`` (the session waits for a person: a
+    permission prompt, idle input) marks the run waiting, with Claude Code's message;
+    ``PostToolUse`` and ``UserPromptSubmit`` (the person answered, the agent goes on) and
+    ``Stop`` clear it."""
     import shlex
 
     # A sub-agent's stop (a payload with agent_id) is not the end of the session's turn.
@@ -162,6 +176,9 @@ def hook_settings(stop_file: str) -> dict[str, Any]:
     return {
         "hooks": {
             "SessionStart": [{"hooks": [orch_hook_entry("SessionStart")]}],
+            "Notification": [{"hooks": [orch_hook_entry("Notification")]}],
+            "PostToolUse": [{"hooks": [orch_hook_entry("PostToolUse")]}],
+            "UserPromptSubmit": [{"hooks": [orch_hook_entry("UserPromptSubmit")]}],
             "Stop": [
                 {
                     "hooks": [
@@ -206,7 +223,8 @@ one (name, status, first line of the result, output path).
 `orch resume NAME --task-file .orch-tasks/NAME.md` (continue an agent's session with the \
 prompt in that file; `--fork` for a copy), \
 `orch launch NAME --from SESSION_OR_AGENT --task-file …` (start from a fork of that \
-session's context), `orch sessions` (known Claude Code sessions).
+session's context), `orch sessions` (known Claude Code sessions), `orch cost` (what \
+agents cost, and the project budget: stay inside it).
 The /orchestrate commands (`/orchestrate GOAL`, `/orchestrate:status`, …) do the common \
 steps. When agents finish, read their outputs and give the user one summary: per agent what \
 it found or changed, then conclusions, conflicts and next steps."""

@@ -36,7 +36,15 @@ UserPromptSubmit
     remembered in ``<state_dir>/hooks/<session>.seen``, so it costs a stat and a small read.
 Stop, SessionEnd
     Record the end of a turn / of the session. A sub-agent's stop (a payload with ``agent_id``,
-    or ``SubagentStop``) is not the end of the session's turn and is ignored.
+    or ``SubagentStop``) is not the end of the session's turn and is ignored. Inside an agent,
+    Stop also clears its "waiting for a person" mark.
+Notification (interactive agents only: :func:`orch_plugins.claude.hook_settings`)
+    The agent's session waits for a person (a permission prompt, idle input): its run is
+    marked waiting, with Claude Code's message, shown by ``orch status`` and in the
+    orchestrator's next notice (the ``ended`` marker is appended to, so the notice looks).
+PostToolUse
+    Inside an agent: the agent went on (a tool ran, so a permission was granted): the waiting
+    mark is cleared. So is it at the agent's UserPromptSubmit (the person typed).
 
 Which run a session belongs to (:func:`_claim`): only the run the hook's own environment names
 (``ORCH_RUN_ID``), and only if that run has no session id yet or it is this one; never the
@@ -206,24 +214,56 @@ def on_session_start(event: _Event) -> None:
     _record_session(sd, event, "SessionStart", source=payload.get("source"))
 
 
-def _record_session(sd: str, event: _Event, name: str, *, source: str | None = None) -> None:
+def _record_session(sd: str, event: _Event, name: str, *, source: str | None = None) -> int | None:
     """Record ``event``'s session (unless it is the one a fork came from), claiming it for this
-    agent's run when it runs under orch."""
+    agent's run when it runs under orch; returns that run's id (None: no run claimed)."""
     sid = event.session_id
     if _foreign(sid):
-        return
+        return None
     store = _open_store(sd)
+    run_id = _claim(store, sid)
     store.record_session(
         sid,
         event=name,
         cwd=event.payload.get("cwd"),
         source=source,
         transcript_path=event.payload.get("transcript_path"),
-        run_id=_claim(store, sid),
+        run_id=run_id,
     )
+    return run_id
 
 
 # -- Stop / SessionEnd ------------------------------------------------------------------------
+
+
+def _set_waiting(sd: str, what: str | None) -> None:
+    """Mark (or clear) the agent's run as waiting for a person; outside an agent, nothing.
+    A new mark appends to the ``ended`` marker, so the orchestrator's next prompt looks."""
+    run_id = _run_id()
+    if run_id is None:
+        return
+    store = _open_store(sd)
+    if store.set_waiting(run_id, what) and what is not None:
+        with open(os.path.join(sd, ENDED_MARKER), "a") as fh:
+            fh.write("w\n")
+
+
+def on_notification(event: _Event) -> None:
+    event.read()
+    sd = state_dir()
+    if sd is None or _run_id() is None or _subagent(event.payload):
+        return
+    message = event.payload.get("message")
+    what = " ".join(str(message).split())[:RESULT_CHARS] if message else "a person"
+    _set_waiting(sd, what or "a person")
+
+
+def on_post_tool_use(event: _Event) -> None:
+    event.read()
+    sd = state_dir()
+    if sd is None or _run_id() is None:
+        return
+    _set_waiting(sd, None)
 
 
 def _record_end(event: _Event, *, ended: bool) -> None:
@@ -236,14 +276,17 @@ def _record_end(event: _Event, *, ended: bool) -> None:
     if _subagent(payload) or _foreign(sid):
         return
     store = _open_store(sd)
+    run_id = _claim(store, sid)
     store.record_session(
         sid,
         event=event.name,
         cwd=payload.get("cwd"),
         transcript_path=payload.get("transcript_path"),
-        run_id=_claim(store, sid),
+        run_id=run_id,
         ended=ended,
     )
+    if run_id is not None:
+        store.set_waiting(run_id, None)
 
 
 def on_stop(event: _Event) -> None:
@@ -296,7 +339,9 @@ def on_user_prompt_submit(event: _Event) -> None:
     if _run_id() is not None:
         # An agent's prompt never carries orchestrator notices; it is where a forked agent's
         # session id becomes known (see on_session_start).
-        _record_session(sd, event, "UserPromptSubmit")
+        run_id = _record_session(sd, event, "UserPromptSubmit")
+        if run_id is not None:
+            _open_store(sd).set_waiting(run_id, None)  # the person typed: the agent goes on
         return
     env_sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
     sid = env_sid if _valid_session_id(env_sid) else event.session_id
@@ -305,15 +350,16 @@ def on_user_prompt_submit(event: _Event) -> None:
     if mark is not None and _seen_mark(seen_path) == mark:
         return  # no run ended since this session last looked
     fresh = collect_notice(sd, sid, seen_path, mark, event)
-    if fresh:
+    waiting = [r for r in _open_store(sd).waiting_runs() if r.get("launched_by") in (None, sid)]
+    if fresh or waiting:
         import json
 
         out = {
             # On screen, for the person; the full notice below is for the model only.
-            "systemMessage": format_screen_note(fresh),
+            "systemMessage": format_screen_note(fresh, waiting),
             "hookSpecificOutput": {
                 "hookEventName": "UserPromptSubmit",
-                "additionalContext": format_notice(fresh),
+                "additionalContext": format_notice(fresh, waiting),
             },
         }
         sys.stdout.write(json.dumps(out, ensure_ascii=False))
@@ -485,34 +531,60 @@ def _worktree_note(run: Run) -> str:
     return text + f" (orch diff {run['name']}, orch merge {run['name']})"
 
 
-def format_notice(runs: list[Run]) -> str:
-    """The text added to the orchestrator's prompt: one line per ended agent."""
-    if not runs:
+def _cost(run: Run) -> str:
+    """``, $0.096`` (the run's cost, as ``orch status`` shows it), or "" when none recorded."""
+    cost = run.get("cost_usd")
+    if not isinstance(cost, (int, float)):
         return ""
+    from orch_plugins.progress import money  # only when there is news: the slow path
+
+    return f", {money(cost)}"
+
+
+def format_notice(runs: list[Run], waiting: list[Run] | None = None) -> str:
+    """The text added to the orchestrator's prompt: one line per ended agent (with its cost),
+    then one per agent waiting for a person (what for)."""
+    waiting = waiting or []
+    if not runs and not waiting:
+        return ""
+    lines = []
     n = len(runs)
-    lines = [f"orch: {n} agent{'s' * (n != 1)} ended since your previous prompt:"]
+    if runs:
+        lines.append(f"orch: {n} agent{'s' * (n != 1)} ended since your previous prompt:")
     for run in runs[:NOTICE_MAX]:
         lines.append(
-            f"- {run['name']}: {run['status']} — {_result_line(run)} (output: {run['output_path']})"
-            + _worktree_note(run)
+            f"- {run['name']}: {run['status']}{_cost(run)} — {_result_line(run)} "
+            f"(output: {run['output_path']})" + _worktree_note(run)
         )
     if n > NOTICE_MAX:
         lines.append(f"- … and {n - NOTICE_MAX} more (orch status)")
+    if waiting:
+        lines.append("orch: agents waiting for a person (in their tmux windows):")
+        lines += [f"- {r['name']}: waiting for {r['waiting_for']}" for r in waiting[:NOTICE_MAX]]
     lines.append("Read a full result with `orch output NAME`; see all agents with `orch status`.")
     return "\n".join(lines)
 
 
-def format_screen_note(runs: list[Run]) -> str:
-    """The one line shown to the person (the hook's ``systemMessage``): who ended, how.
+def format_screen_note(runs: list[Run], waiting: list[Run] | None = None) -> str:
+    """The one line shown to the person (the hook's ``systemMessage``): who ended, how, and
+    who waits for them.
 
-    ``orch: 2 agents ended: parser completed, perf failed (orch status)``; at most
-    :data:`SCREEN_NAMES` names, the rest counted.
+    ``orch: 2 agents ended: parser completed, perf failed; waiting for you: fixer (orch
+    status)``; at most :data:`SCREEN_NAMES` names each, the rest counted.
     """
+    parts = []
     n = len(runs)
-    shown = [f"{run['name']} {run['status']}" for run in runs[:SCREEN_NAMES]]
-    if n > SCREEN_NAMES:
-        shown.append(f"{n - SCREEN_NAMES} more")
-    return f"orch: {n} agent{'s' * (n != 1)} ended: {', '.join(shown)} (orch status)"
+    if runs:
+        shown = [f"{run['name']} {run['status']}" for run in runs[:SCREEN_NAMES]]
+        if n > SCREEN_NAMES:
+            shown.append(f"{n - SCREEN_NAMES} more")
+        parts.append(f"{n} agent{'s' * (n != 1)} ended: {', '.join(shown)}")
+    if waiting:
+        names = [r["name"] for r in waiting[:SCREEN_NAMES]]
+        if len(waiting) > SCREEN_NAMES:
+            names.append(f"{len(waiting) - SCREEN_NAMES} more")
+        parts.append(f"waiting for you: {', '.join(names)}")
+    return f"orch: {'; '.join(parts)} (orch status)"
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -522,6 +594,8 @@ HANDLERS = {
     "UserPromptSubmit": on_user_prompt_submit,
     "Stop": on_stop,
     "SessionEnd": on_session_end,
+    "Notification": on_notification,
+    "PostToolUse": on_post_tool_use,
 }
 
 

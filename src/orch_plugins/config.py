@@ -21,12 +21,16 @@ SETTINGS: dict[str, tuple[str, type, Any]] = {
     "claude_bin": ("ORCH_CLAUDE_BIN", str, None),
     "default_backend": ("ORCH_DEFAULT_BACKEND", str, "subprocess"),
     "default_role": ("ORCH_DEFAULT_ROLE", str, None),
-    "max_parallel": ("ORCH_MAX_PARALLEL", int, 8),
+    # 4: what one API key sustains before rate limits start (docs/configuration.md).
+    "max_parallel": ("ORCH_MAX_PARALLEL", int, 4),
     "retry_backoff": ("ORCH_RETRY_BACKOFF", float, 2.0),
     "kill_grace": ("ORCH_KILL_GRACE", float, 5.0),
     "result_grace": ("ORCH_RESULT_GRACE", float, 3.0),
     "containment": ("ORCH_CONTAINMENT", str, "auto"),
+    "idle_timeout": ("ORCH_IDLE_TIMEOUT", float, None),
 }
+#: ``[budget]`` keys: US dollars the project may spend per UTC day, and in all.
+BUDGET_KEYS = ("daily_usd", "total_usd")
 CONTAINMENTS = ("auto", "tree")
 
 
@@ -44,12 +48,16 @@ class Config:
     claude_bin: str | None = None
     default_backend: str = "subprocess"
     default_role: str | None = None
-    max_parallel: int = 8
+    max_parallel: int = 4
     retry_backoff: float = 2.0
     kill_grace: float = 5.0
     result_grace: float = 3.0
     #: How a run's processes are held together: ``auto`` (a cgroup where possible) or ``tree``.
     containment: str = "auto"
+    #: The watchdog's default (seconds without a stream event; None: off).
+    idle_timeout: float | None = None
+    #: ``[budget]``: ``daily_usd`` and ``total_usd`` when set (US dollars).
+    budget: dict[str, float] = field(default_factory=dict)
     #: ``[backends.NAME]`` tables, handed to each backend's constructor.
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ``[hosts.NAME]`` tables (remote backends).
@@ -107,6 +115,8 @@ def load_config() -> Config:
             raise OrchError(f"{source}: max_parallel must be at least 1")
         if key == "result_grace" and not 0 <= value <= 3600:
             raise OrchError(f"{source}: result_grace must be between 0 and 3600 seconds")
+        if key == "idle_timeout" and not value > 0:
+            raise OrchError(f"{source}: idle_timeout must be a positive number of seconds")
         if key == "containment" and value not in CONTAINMENTS:
             raise OrchError(f"{source}: containment must be one of {', '.join(CONTAINMENTS)}")
         setattr(cfg, key, value)
@@ -115,4 +125,13 @@ def load_config() -> Config:
         if not isinstance(value, dict):
             raise OrchError(f"[{table}] in {path} must be a table")
         setattr(cfg, table, value)
+    budget = data.get("budget", {})
+    if not isinstance(budget, dict):
+        raise OrchError(f"[budget] in {path} must be a table")
+    for key, raw in budget.items():
+        if key not in BUDGET_KEYS:
+            raise OrchError(f"[budget] in {path}: unknown key {key!r} ({', '.join(BUDGET_KEYS)})")
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not raw > 0:
+            raise OrchError(f"[budget] {key} in {path}: expected a positive number, got {raw!r}")
+        cfg.budget[key] = float(raw)
     return cfg

@@ -159,14 +159,21 @@ class Orchestrator:
         return [self.store.get_run(run_id) for run_id in ids]
 
     def resume(
-        self, name: str, task: str, *, fork: bool = False, as_name: str | None = None
+        self,
+        name: str,
+        task: str,
+        *,
+        fork: bool = False,
+        as_name: str | None = None,
+        max_budget_usd: float | None = None,
     ) -> Run:
         """Continue an agent's Claude Code session (or a fork of it) with a new prompt.
 
         A resume (not a fork) never runs beside a claude still living on the session: an
         interactive agent still open in its window is refused (quit it first); any other
         claude an earlier run left running is stopped by the new run's supervisor before it
-        starts claude (``previous_claudes``).
+        starts claude (``previous_claudes``). The new run keeps the source run's budget cap and
+        idle timeout unless ``max_budget_usd`` is given.
         """
         src = self.refresh([self.store.require(name)])[0]  # a dead supervisor is lost now
         if src["status"] in (QUEUED, RUNNING) and not fork:
@@ -187,6 +194,8 @@ class Orchestrator:
             keep_children=_kept_children(src),
             # A fork of an agent with a worktree gets its own, branched from the source's tip.
             worktree=bool(src["branch"]) if fork else False,
+            max_budget_usd=max_budget_usd if max_budget_usd is not None else src["max_budget_usd"],
+            idle_timeout=src["idle_timeout"],
         )
         origin = _Origin(
             src["session_id"],
@@ -295,6 +304,9 @@ class Orchestrator:
         ``role_obj`` is that role as it was. ``worktree``: a resume's worktree (its source's);
         else one is planned (and, for a local backend, made) when the request or role asks."""
         name = request.name
+        refusal = admission.over_budget(self.store, self.config)
+        if refusal:
+            raise OrchError(f"{refusal}; no new agent is started (running ones go on)")
         workdir = request.cwd or str(Path(os.getcwd()).resolve())
         role_name = request.role if keep_role else request.role or self.config.default_role
         if role_obj is None and role_name:
@@ -321,8 +333,15 @@ class Orchestrator:
             resume_session=origin.session_id if origin else None,
             fork=origin.fork if origin else False,
             interactive=interactive,
+            max_budget_usd=request.max_budget_usd,
         )
-        retry = retry_argv(claude_bin, role=role_obj, model=request.model, interactive=interactive)
+        retry = retry_argv(
+            claude_bin,
+            role=role_obj,
+            model=request.model,
+            interactive=interactive,
+            max_budget_usd=request.max_budget_usd,
+        )
         framed = role_obj.frame(request.task) if role_obj else request.task
         state_dir = str(self.store.state_dir.resolve())
         try:
@@ -356,6 +375,9 @@ class Orchestrator:
     ) -> Run:
         """The run's record and its files (prompt, role, spec), in one transaction."""
         name = request.name
+        # The watchdog reads a stream: an interactive agent has none.
+        interactive = bool(options.get("interactive"))
+        idle_timeout = request.idle_timeout or self.config.idle_timeout
         with self.store.transaction():
             active = self.store.active_run(name)
             if active is not None:
@@ -372,6 +394,8 @@ class Orchestrator:
                 timeout=request.timeout,
                 retries=request.retries,
                 max_parallel=request.max_parallel or self.config.max_parallel,
+                max_budget_usd=request.max_budget_usd,
+                idle_timeout=None if interactive else idle_timeout,
                 parent=origin.parent if origin else None,
                 # Claude Code puts its session id in its Bash tool's environment: the
                 # UserPromptSubmit notice goes to the session that launched the agent.
@@ -422,6 +446,7 @@ class Orchestrator:
                 containment=self.config.containment,
                 retry_argv=retry,
                 worktree=worktree.spec if worktree else None,
+                idle_timeout=None if interactive else idle_timeout,
             )
             atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
         return run

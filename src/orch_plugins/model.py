@@ -30,6 +30,7 @@ from orch_plugins.store import (
     LOST,
     QUEUED,
     RUNNING,
+    STALLED,
     STATUS_FIELDS,
     STATUSES,
     TIMED_OUT,
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_TASK_BYTES",
     "QUEUED",
     "RUNNING",
+    "STALLED",
     "STATUSES",
     "STATUS_FIELDS",
     "TIMED_OUT",
@@ -129,6 +131,25 @@ class Run(TypedDict):
     base: str | None
     base_branch: str | None
     changes: str | None
+    #: Tokens summed over every model the run used (Claude Code's result event, ``modelUsage``)
+    #: and, per model, ``{model: {cost_usd, input_tokens, ...}}`` as JSON text.
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    cache_creation_tokens: int | None
+    models: str | None
+    #: Claude Code's own spending cap for the run (``--max-budget-usd``), US dollars.
+    max_budget_usd: float | None
+    #: The watchdog: seconds without a stream event before the run is stopped as ``stalled``.
+    idle_timeout: float | None
+    #: Rate-limit retries (429, 529) Claude Code reported; the time of the last one; 1 while
+    #: its claude is held until admission lets its retry go (see ``Store.may_go_on``).
+    api_retries: int
+    rate_limited_at: float | None
+    parked: int
+    #: What an interactive agent waits for a person for (Claude Code's Notification), since when.
+    waiting_for: str | None
+    waiting_since: float | None
 
 
 def check_task(task: str) -> str:
@@ -165,7 +186,10 @@ class LaunchRequest:
     running when the run ends (a role's ``keep_children`` does too). ``worktree``: run in a
     git worktree of its own on branch ``orch/NAME`` (None: as the role says, see
     ``Role.worktree``; False: never). ``base``: the revision that worktree starts from (None:
-    ``HEAD``; implies ``worktree``).
+    ``HEAD``; implies ``worktree``). ``max_budget_usd``: US
+    dollars, > 0, handed to Claude Code's ``--max-budget-usd`` (None: no cap).
+    ``idle_timeout``: seconds, > 0, without a stream event before the agent is stopped as
+    ``stalled`` (None: the configured ``idle_timeout``, else no watchdog).
 
     Raises :class:`OrchError` with a one-line message on the first bad field.
     """
@@ -184,6 +208,8 @@ class LaunchRequest:
     keep_children: bool = False
     worktree: bool | None = None
     base: str | None = None
+    max_budget_usd: float | None = None
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -196,6 +222,10 @@ class LaunchRequest:
         check_task(self.task)
         if self.timeout is not None and not self.timeout > 0:
             raise OrchError("--timeout must be a positive number of seconds")
+        if self.max_budget_usd is not None and not self.max_budget_usd > 0:
+            raise OrchError("--max-budget-usd must be a positive number of US dollars")
+        if self.idle_timeout is not None and not self.idle_timeout > 0:
+            raise OrchError("--idle-timeout must be a positive number of seconds")
         if self.retries < 0:
             raise OrchError("--retries must be 0 or more")
         if self.max_parallel is not None and self.max_parallel < 1:

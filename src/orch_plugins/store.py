@@ -35,25 +35,26 @@ else:
         return value
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_NAME = "state.db"
 #: Appended to once per run that ends, after the commit: hooks compare its size and mtime, so
 #: "nothing ended since the last prompt" costs a stat instead of opening the store.
 ENDED_MARKER = "ended"
 
 QUEUED, RUNNING = "queued", "running"
-COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST = (
+COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST, STALLED = (
     "completed",
     "failed",
     "cancelled",
     "timed_out",
     "lost",
+    "stalled",
 )
 ACTIVE = (QUEUED, RUNNING)
 #: ``end_announced`` of a run whose start no plugin listening to ``orch_agent_ended`` saw: its
 #: end is not announced (0: not yet announced, 1: claimed by the process that fires it).
 END_UNHEARD = 2
-FINAL = (COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST)
+FINAL = (COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST, STALLED)
 STATUSES = ACTIVE + FINAL
 
 #: The public fields of an agent, in the order ``orch status --json`` prints them.
@@ -92,8 +93,20 @@ STATUS_FIELDS = (
     "base",
     "base_branch",
     "changes",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "models",
+    "max_budget_usd",
+    "idle_timeout",
+    "api_retries",
+    "waiting_for",
+    "waiting_since",
 )
-_TIME_FIELDS = ("created_at", "started_at", "ended_at", "last_activity")
+#: The token columns of a run (and of the cost ledger), summed from Claude Code's result event.
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
+_TIME_FIELDS = ("created_at", "started_at", "ended_at", "last_activity", "waiting_since")
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -116,6 +129,20 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("base", "TEXT", None),
     ("base_branch", "TEXT", None),
     ("changes", "TEXT", None),
+    # The cost ledger (schema 5): tokens and models from Claude Code's result event.
+    ("input_tokens", "INTEGER", None),
+    ("output_tokens", "INTEGER", None),
+    ("cache_read_tokens", "INTEGER", None),
+    ("cache_creation_tokens", "INTEGER", None),
+    ("models", "TEXT", None),
+    ("max_budget_usd", "REAL", None),
+    # The watchdog, rate limits, a person awaited (schema 5).
+    ("idle_timeout", "REAL", None),
+    ("api_retries", "INTEGER NOT NULL DEFAULT 0", None),
+    ("rate_limited_at", "REAL", None),
+    ("parked", "INTEGER NOT NULL DEFAULT 0", None),
+    ("waiting_for", "TEXT", None),
+    ("waiting_since", "REAL", None),
 )
 
 _SCHEMA = """
@@ -159,7 +186,19 @@ CREATE TABLE IF NOT EXISTS runs (
     branch TEXT,
     base TEXT,
     base_branch TEXT,
-    changes TEXT
+    changes TEXT,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    cache_read_tokens INTEGER,
+    cache_creation_tokens INTEGER,
+    models TEXT,
+    max_budget_usd REAL,
+    idle_timeout REAL,
+    api_retries INTEGER NOT NULL DEFAULT 0,
+    rate_limited_at REAL,
+    parked INTEGER NOT NULL DEFAULT 0,
+    waiting_for TEXT,
+    waiting_since REAL
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
@@ -175,7 +214,48 @@ CREATE TABLE IF NOT EXISTS sessions (
     ended_at REAL,
     notified_at REAL
 );
+CREATE TABLE IF NOT EXISTS costs (
+    run_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT,
+    model TEXT,
+    models TEXT,
+    parent TEXT,
+    backend TEXT,
+    created_at REAL,
+    ended_at REAL,
+    cost_usd REAL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    cache_read_tokens INTEGER,
+    cache_creation_tokens INTEGER
+);
+CREATE TABLE IF NOT EXISTS admission (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    paused_until REAL,
+    pause_status INTEGER,
+    pause_by TEXT,
+    effective_limit INTEGER,
+    lowered_at REAL
+);
 """
+#: The cost ledger's columns, copied from a run's record when its end is recorded: the money
+#: stays counted (``orch cost --all``, the project budget) after ``orch clear`` forgets the run.
+COST_COLUMNS = (
+    "run_id",
+    "name",
+    "role",
+    "model",
+    "models",
+    "parent",
+    "backend",
+    "created_at",
+    "ended_at",
+    "cost_usd",
+    *TOKEN_FIELDS,
+)
+#: API statuses that mean "too many requests now" (rate limited, overloaded): admission pauses.
+RATE_LIMIT_STATUSES = (429, 529)
 
 
 def validate_name(name: str) -> str:
@@ -427,10 +507,33 @@ class Store:
         )
         if cur.rowcount != 1:
             return False
+        self._after_end(run_id, status)
         self._ended_pending = True
         if not self.conn.in_transaction:
             self._note_ended()
         return True
+
+    def _after_end(self, run_id: int, status: str) -> None:
+        """A run's end is recorded: copy what it cost into the ledger, and a run that completed
+        without being rate-limited since the effective limit was last lowered raises it by one
+        (up to its ``max_parallel``: then the limit is lifted)."""
+        row = self.conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            return
+        if row["cost_usd"] is not None or row["input_tokens"] is not None:
+            cols = ", ".join(COST_COLUMNS)
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO costs ({cols}) SELECT {cols} FROM runs WHERE run_id=?",
+                (run_id,),
+            )
+        if status != COMPLETED or row["started_at"] is None:
+            return
+        state = self.admission_state()
+        limit, lowered = state.get("effective_limit"), state.get("lowered_at") or 0.0
+        if limit is None or (row["rate_limited_at"] or 0.0) >= lowered:
+            return
+        raised = None if limit + 1 >= row["max_parallel"] else limit + 1
+        self.conn.execute("UPDATE admission SET effective_limit=? WHERE id=1", (raised,))
 
     def _note_ended(self) -> None:
         # Appended, not touched: two ends within one mtime tick must still change the file.
@@ -490,6 +593,157 @@ class Store:
                 marks = ", ".join("?" for _ in ids)
                 self.conn.execute(f"UPDATE runs SET end_announced=1 WHERE run_id IN ({marks})", ids)
         return [_run(row) for row in rows]
+
+    # -- rate limits: the pause and the effective limit every admission shares ------------------
+
+    def admission_state(self) -> dict[str, Any]:
+        """``{paused_until, pause_status, pause_by, effective_limit, lowered_at}``: when new
+        starts may go on (epoch seconds; None or past: not paused), the API status and agent
+        that paused them, the effective parallel limit (None: each run's ``max_parallel``) and
+        when it was last lowered. Empty values when nothing was ever rate-limited."""
+        row = self.conn.execute("SELECT * FROM admission WHERE id=1").fetchone()
+        if row is None:
+            return dict.fromkeys(
+                ("paused_until", "pause_status", "pause_by", "effective_limit", "lowered_at")
+            )
+        state = dict(row)
+        del state["id"]
+        return state
+
+    def rate_limited(self, run_id: int, delay: float, status: int) -> float:
+        """Run ``run_id`` met API status ``status`` (429, 529) and Claude Code retries after
+        ``delay`` seconds: pause new starts until then (a longer pause already set stays), and
+        when no pause was in effect (a new episode, not one more report of the same one) halve
+        the effective limit, never below 1. The run is marked rate-limited and parked (see
+        :meth:`may_go_on`). Returns the time the pause ends (epoch seconds)."""
+        now = time.time()
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT max_parallel FROM runs WHERE run_id=?", (run_id,)
+            ).fetchone()
+            cap = row[0] if row else 1
+            state = self.admission_state()
+            until = max(now + max(0.0, delay), state["paused_until"] or 0.0)
+            limit, lowered = state["effective_limit"], state["lowered_at"]
+            if (state["paused_until"] or 0.0) <= now:
+                running = self.count(RUNNING)
+                limit = max(1, min(limit or cap, max(running, 1)) // 2)
+                lowered = now
+            self.conn.execute(
+                "INSERT INTO admission (id, paused_until, pause_status, pause_by, "
+                "effective_limit, lowered_at) VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO "
+                "UPDATE SET paused_until=excluded.paused_until, pause_status=excluded.pause_status,"
+                " pause_by=excluded.pause_by, effective_limit=excluded.effective_limit, "
+                "lowered_at=excluded.lowered_at",
+                (until, status, self._name_of(run_id), limit, lowered),
+            )
+            self.conn.execute(
+                "UPDATE runs SET api_retries=api_retries+1, rate_limited_at=?, parked=1 "
+                "WHERE run_id=?",
+                (now, run_id),
+            )
+        return until
+
+    def set_waiting(self, run_id: int, what: str | None) -> bool:
+        """Mark a run as waiting for a person (``what``: Claude Code's message), or clear the
+        mark (None). Only a change is written; returns whether there was one."""
+        if what is None:
+            cur = self.conn.execute(
+                "UPDATE runs SET waiting_for=NULL, waiting_since=NULL WHERE run_id=? "
+                "AND waiting_for IS NOT NULL",
+                (run_id,),
+            )
+        else:
+            cur = self.conn.execute(
+                "UPDATE runs SET waiting_for=?, waiting_since=? WHERE run_id=? "
+                "AND (waiting_for IS NULL OR waiting_for != ?)",
+                (what, time.time(), run_id, what),
+            )
+        return cur.rowcount == 1
+
+    def waiting_runs(self) -> list[Run]:
+        """Running agents that wait for a person, longest waiting first."""
+        return [
+            _run(r)
+            for r in self.conn.execute(
+                "SELECT * FROM runs WHERE status=? AND waiting_for IS NOT NULL "
+                "ORDER BY waiting_since",
+                (RUNNING,),
+            )
+        ]
+
+    def _name_of(self, run_id: int) -> str | None:
+        row = self.conn.execute("SELECT name FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def may_go_on(self, run_id: int) -> bool:
+        """Whether a parked run (rate-limited, its claude held) may send its retry now: the
+        pause has passed and fewer than the effective limit of running agents are unparked.
+        Marks it unparked when so (one transaction: two never take the last place)."""
+        with self.transaction():
+            state = self.admission_state()
+            if (state["paused_until"] or 0.0) > time.time():
+                return False
+            limit = state["effective_limit"]
+            if limit is not None:
+                going = self.conn.execute(
+                    "SELECT COUNT(*) FROM runs WHERE status=? AND parked=0 AND run_id!=?",
+                    (RUNNING, run_id),
+                ).fetchone()[0]
+                if going >= limit:
+                    return False
+            self.conn.execute("UPDATE runs SET parked=0 WHERE run_id=?", (run_id,))
+        return True
+
+    def pause_left(self) -> float:
+        """Seconds until new starts (and whole-run retries) may go on; 0 when not paused."""
+        row = self.conn.execute("SELECT paused_until FROM admission WHERE id=1").fetchone()
+        return max(0.0, (row[0] or 0.0) - time.time()) if row else 0.0
+
+    # -- the cost ledger ----------------------------------------------------------------------
+
+    def costs(
+        self,
+        names: Iterable[str] = (),
+        *,
+        since: float | None = None,
+        include_gone: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Ledger rows (:data:`COST_COLUMNS`, ``models`` decoded), oldest end first: of the
+        runs ``names`` (default all), ended at or after ``since`` (epoch seconds); by default
+        only runs still listed (not archived, not cleared), with ``include_gone`` all."""
+        where: list[str] = []
+        args: list[object] = []
+        names = list(names)
+        if names:
+            where.append(f"c.name IN ({', '.join('?' for _ in names)})")
+            args.extend(names)
+        if since is not None:
+            where.append("c.ended_at >= ?")
+            args.append(since)
+        join = ""
+        if not include_gone:
+            join = "JOIN runs r ON r.run_id = c.run_id"
+            where.append("r.archived = 0")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        cols = ", ".join(f"c.{c}" for c in COST_COLUMNS)
+        out = []
+        for row in self.conn.execute(
+            f"SELECT {cols} FROM costs c {join} {clause} ORDER BY c.ended_at, c.run_id", args
+        ):
+            item = dict(row)
+            item["models"] = decode_models(item["models"])
+            out.append(item)
+        return out
+
+    def spent(self, since: float | None = None) -> float:
+        """US dollars the ledger holds (every run ever recorded, cleared ones too), of runs
+        that ended at or after ``since`` (epoch seconds) when given."""
+        sql, args = "SELECT COALESCE(SUM(cost_usd), 0) FROM costs", list[object]()
+        if since is not None:
+            sql += " WHERE ended_at >= ?"
+            args.append(since)
+        return float(self.conn.execute(sql, args).fetchone()[0])
 
     def archive(self, run_ids: Iterable[int]) -> int:
         ids = list(run_ids)
@@ -640,6 +894,18 @@ def decode_changes(text: object) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def decode_models(text: str | None) -> dict[str, Any]:
+    """The ``models`` column: ``{model: {cost_usd, input_tokens, output_tokens,
+    cache_read_tokens, cache_creation_tokens}}``; ``{}`` when empty or unreadable."""
+    if not text:
+        return {}
+    try:
+        models = json.loads(text)
+    except ValueError:
+        return {}
+    return models if isinstance(models, dict) else {}
+
+
 def _run(row: sqlite3.Row) -> Run:
     """A ``runs`` row as a :class:`~orch_plugins.model.Run`: the one place a handle is decoded."""
     run = dict(row)
@@ -660,4 +926,5 @@ def public(run: Run) -> JSONObject:
             out["usage"] = None
     out["archived"] = bool(out["archived"])
     out["changes"] = decode_changes(out["changes"])
+    out["models"] = decode_models(cast("str | None", out["models"])) or None
     return cast("JSONObject", out)

@@ -75,6 +75,14 @@ LIVE_INTERVAL = 0.25
 #: Disk space of claude's stdout file that was already read is given back in steps this big
 #: (partial-message deltas make it grow with every token; its offsets never change).
 SPOOL_RELEASE = 4 << 20
+#: API statuses of "too many requests now" (rate limited, overloaded): reported to admission,
+#: which pauses new starts for everyone, and the agent's claude is held until it may go on.
+RATE_LIMIT_STATUSES = frozenset({429, 529})
+#: The watchdog allows claude at least this long (seconds) for its first line: a start under
+#: load (its init event) can take seconds, and that is no stall.
+IDLE_START = 30.0
+#: While claude is held after a rate-limit retry: how often admission is asked (seconds).
+PARK_POLL = 0.2
 #: Longest wait before a retry (seconds).
 RETRY_CAP = 60.0
 #: What a retry that continues the session tells the model ({status}: the API error status).
@@ -125,6 +133,18 @@ class DbReporter:
 
     def cancel_requested(self) -> bool:
         return bool(self.store.get_run(self.run_id)["cancel_requested"])
+
+    def rate_limited(self, delay: float, status: int) -> bool:
+        """Report a 429/529 retry (the shared pause, the effective limit); True: the agent's
+        claude is to be held until :meth:`may_go_on`."""
+        self.store.rate_limited(self.run_id, delay, status)
+        return True
+
+    def may_go_on(self) -> bool:
+        return self.store.may_go_on(self.run_id)
+
+    def pause_left(self) -> float:
+        return self.store.pause_left()
 
     def after_end(self) -> None:
         """Once the run's end is recorded: start the process that loads the plugins (this one
@@ -180,6 +200,17 @@ class FileReporter:
 
     def cancel_requested(self) -> bool:
         return (self.run_dir / "cancel_requested").exists()
+
+    def rate_limited(self, delay: float, status: int) -> bool:
+        """A host without the store shares no pause: its claude retries on its own."""
+        self.update(api_retries=int(self.state.get("api_retries") or 0) + 1)
+        return False
+
+    def may_go_on(self) -> bool:
+        return True
+
+    def pause_left(self) -> float:
+        return 0.0
 
     def after_end(self) -> None:
         pass  # the local orch pumps and announces when it collects this run's end
@@ -268,7 +299,15 @@ class Supervisor:
         self.started_at = time.time()
         self.run_dir = Path(spec["run_dir"])
         self.proc: subprocess.Popen[bytes] | None = None
-        self.stop_reason: str | None = None  # "cancelled" | "timed_out"
+        self.stop_reason: str | None = None  # "cancelled" | "timed_out" | "stalled"
+        #: The watchdog: seconds without a line from claude before the run is stopped.
+        self.idle_timeout = float(spec["idle_timeout"]) if spec.get("idle_timeout") else None
+        self.last_line = time.monotonic()
+        #: Whether this attempt's claude has printed anything yet (see :data:`IDLE_START`).
+        self.heard = False
+        #: claude is held (SIGSTOP) after a rate-limit retry until admission lets it go on.
+        self.parked = False
+        self.next_park_poll = 0.0
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.session_id: str | None = None
@@ -349,6 +388,7 @@ class Supervisor:
         """Stop claude and everything the agent started: SIGTERM, SIGKILL after ``grace``
         seconds (default: the spec's ``kill_grace``). With ``keep_children``, claude only."""
         grace = float(self.spec.get("kill_grace", 5.0)) if grace is None else grace
+        self.unpark()  # a held claude takes no SIGTERM until it is continued
         if self.keep_children:
             proc = self.proc
             start = procs.proc_start_time(proc.pid) if proc is not None else None
@@ -499,6 +539,11 @@ class Supervisor:
                 break
             delay = retry_delay(backoff, delay)
             status = (self.result or {}).get("api_error_status")
+            if status in RATE_LIMIT_STATUSES:  # Claude Code gave up on a rate limit itself
+                with contextlib.suppress(Exception):
+                    self.rep.rate_limited(delay, int(status))
+            # A whole-run retry waits out the pause every agent shares, and for its turn.
+            delay = max(delay, self.rep.pause_left())
             # Continue the session Claude Code recorded, so the work done so far is kept.
             sid = self.session_id if spec.get("retry_argv") else None
             self.log_event(
@@ -518,6 +563,8 @@ class Supervisor:
                 prompt_path = str(self.run_dir / "retry-prompt.txt")
                 write_atomic(Path(prompt_path), RETRY_PROMPT.format(status=status))
             if self.stopping.wait(delay):
+                break
+            if status in RATE_LIMIT_STATUSES and not self.wait_turn():
                 break
         if timer:
             timer.cancel()
@@ -604,6 +651,7 @@ class Supervisor:
         finally:
             os.close(out_fd)
         assert self.proc is not None  # spawn set it
+        self.last_line, self.heard = time.monotonic(), False  # the watchdog's clock starts
         self.note_claude(self.proc)
         if self.stopping.is_set():  # a stop that raced with the start
             self._kill_child()
@@ -636,6 +684,8 @@ class Supervisor:
             while True:
                 chunk = os.read(fd, READ_SIZE)
                 if chunk:
+                    self.last_line = time.monotonic()
+                    self.heard = True
                     done += len(chunk)
                     parts = self.take(parts, chunk)
                     if done - released >= SPOOL_RELEASE:
@@ -650,6 +700,7 @@ class Supervisor:
                         self.take(parts, b"\n")
                     return rc
                 self.live.flush()
+                self.watch()
                 if self.result_at is not None:
                     waited = time.monotonic() - self.result_at
                     if self.result_final() and waited >= min(RECORD_WAIT, grace):
@@ -751,8 +802,80 @@ class Supervisor:
         elif kind == "result":
             self.result = event
             self.result_at = time.monotonic()
+        elif kind == "system" and event.get("subtype") == "api_retry":
+            self.on_api_retry(event)
         self.show_event(event)
         self.flush_progress()
+
+    def on_api_retry(self, event: dict[str, Any]) -> None:
+        """Claude Code will retry a failed API call: a 429 or 529 is reported to admission (a
+        pause every agent shares, a lower effective limit) and claude is held (SIGSTOP) until
+        admission lets its retry go (:meth:`watch`), so agents do not retry into the storm
+        each on its own schedule."""
+        status = event.get("error_status")
+        if status not in RATE_LIMIT_STATUSES or self.proc is None:
+            return
+        delay = event.get("retry_delay_ms")
+        delay_s = float(delay) / 1000 if isinstance(delay, (int, float)) else 1.0
+        try:
+            hold = self.rep.rate_limited(delay_s, int(status))
+        except Exception as exc:  # the store is busy or gone: claude retries on its own
+            print(f"orch supervisor: cannot report a rate limit: {exc!r}", file=sys.stderr)
+            return
+        if hold and self.proc.poll() is None and not self.stopping.is_set():
+            with contextlib.suppress(OSError):
+                os.kill(self.proc.pid, signal.SIGSTOP)
+                self.parked = True
+                self.next_park_poll = time.monotonic() + min(delay_s, PARK_POLL)
+
+    def wait_turn(self) -> bool:
+        """Before a whole-run retry: wait until admission lets this run's requests go on
+        (:meth:`DbReporter.may_go_on`); False when the run is stopped meanwhile."""
+        while True:
+            try:
+                if self.rep.may_go_on():
+                    return True
+            except Exception:
+                return True  # never hold a retry on a store error
+            if self.stopping.wait(PARK_POLL):
+                return False
+
+    def unpark(self) -> None:
+        """Let a held claude go on (SIGCONT); its retry, already due, goes out at once."""
+        if not self.parked:
+            return
+        self.parked = False
+        self.last_line = time.monotonic()  # held time is not idle time
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+
+    def watch(self) -> None:
+        """While claude prints nothing: let a held claude go on once admission allows, and
+        stop a claude silent for ``idle_timeout`` seconds (the watchdog: ``stalled``)."""
+        now = time.monotonic()
+        if self.parked:
+            if now >= self.next_park_poll:
+                self.next_park_poll = now + PARK_POLL
+                try:
+                    go = self.rep.may_go_on()
+                except Exception:
+                    go = True  # never hold claude on a store error
+                if go:
+                    self.unpark()
+            return
+        if self.idle_timeout is None or self.result_at is not None:
+            return
+        limit = self.idle_timeout if self.heard else max(self.idle_timeout, IDLE_START)
+        if now - self.last_line >= limit:
+            self.log_event(
+                {
+                    "type": "orch",
+                    "subtype": "stalled",
+                    "message": f"no event from claude for {self.idle_timeout:g} s: stopping it",
+                }
+            )
+            self.stop("stalled")
 
     def on_partial(self, event: Any) -> None:
         """A ``stream_event`` (``--include-partial-messages``): the raw API event."""
@@ -802,6 +925,7 @@ class Supervisor:
             "duration_ms": res.get("duration_ms", int(elapsed * 1000)),
             "usage": json.dumps(res["usage"]) if isinstance(res.get("usage"), dict) else None,
         }
+        fields.update(result_tokens(res))
         if res.get("session_id") and res["session_id"] != self.fork_of:
             fields["session_id"] = res["session_id"]
         if isinstance(text, str):
@@ -817,6 +941,9 @@ class Supervisor:
             status, error = "cancelled", "cancelled"
         elif self.stop_reason == "timed_out":
             status, error = "timed_out", f"timed out after {self.spec.get('timeout')} s"
+        elif self.stop_reason == "stalled":
+            status = "stalled"
+            error = f"stalled: no event from claude for {self.idle_timeout:g} s; stopped"
         else:
             status, error = "failed", self.describe_failure(rc, res, attempts)
         fields["error"] = error
@@ -839,6 +966,8 @@ class Supervisor:
         tail = _last_line(self.run_dir / "stderr.log")
         if rc is None:
             return _first_line(res.get("result")) or "claude did not start"
+        if rc == 0 and not res:
+            return "claude exited with code 0 without a result" + (f": {tail}" if tail else "")
         return f"claude exited with code {rc}" + (f": {tail}" if tail else "")
 
 
@@ -1110,6 +1239,39 @@ def read_transcript(path: str | None, since: float) -> tuple[str | None, int, in
             if isinstance(value, int) and key.endswith("_tokens"):
                 usage[key] = usage.get(key, 0) + value
     return text, len(seen), tools, usage
+
+
+def result_tokens(res: dict[str, Any]) -> dict[str, Any]:
+    """The token columns and ``models`` of a run from Claude Code's ``result`` event: per model
+    from ``modelUsage`` (``{model: {cost_usd, input_tokens, output_tokens, cache_read_tokens,
+    cache_creation_tokens}}``, as JSON text) and summed over them; without ``modelUsage``, the
+    totals from ``usage``. Empty when the event has neither."""
+    names = (
+        ("input_tokens", "inputTokens", "input_tokens"),
+        ("output_tokens", "outputTokens", "output_tokens"),
+        ("cache_read_tokens", "cacheReadInputTokens", "cache_read_input_tokens"),
+        ("cache_creation_tokens", "cacheCreationInputTokens", "cache_creation_input_tokens"),
+    )
+    models: dict[str, dict[str, Any]] = {}
+    for model, use in (res.get("modelUsage") or {}).items():
+        if not isinstance(use, dict):
+            continue
+        entry: dict[str, Any] = {"cost_usd": use.get("costUSD")}
+        for column, key, _ in names:
+            entry[column] = use.get(key) if isinstance(use.get(key), int) else 0
+        models[str(model)] = entry
+    out: dict[str, Any] = {}
+    if models:
+        for column, _, _ in names:
+            out[column] = sum(m[column] for m in models.values())
+        out["models"] = json.dumps(models)
+        return out
+    usage = res.get("usage")
+    if isinstance(usage, dict):
+        for column, _, key in names:
+            if isinstance(usage.get(key), int):
+                out[column] = usage[key]
+    return out
 
 
 def _describe(event: dict[str, Any]) -> list[str]:

@@ -51,7 +51,9 @@ def test_admission_places_defers_and_places_later(
     project: Path, site: Path, tmp_path: Path
 ) -> None:
     write_dist(site, "orch-slots", {"slots": "orch_slots"}, {"orch_slots": SLOTS})
-    (tmp_path / "config.toml").write_text("[backends.slots]\nplaces = { a = 2, b = 1 }\n")
+    (tmp_path / "config.toml").write_text(
+        "max_parallel = 8\n[backends.slots]\nplaces = { a = 2, b = 1 }\n"
+    )
     runs = json.loads(
         orch("parallel", *["SLEEP=2 x"] * 5, "-b", "slots", "--json", check=True).stdout
     )
@@ -78,7 +80,9 @@ def test_concurrent_launches_never_overfill_a_place(
     project: Path, site: Path, tmp_path: Path
 ) -> None:
     write_dist(site, "orch-slots", {"slots": "orch_slots"}, {"orch_slots": SLOTS})
-    (tmp_path / "config.toml").write_text("[backends.slots]\nplaces = { a = 2, b = 1 }\n")
+    (tmp_path / "config.toml").write_text(
+        "max_parallel = 8\n[backends.slots]\nplaces = { a = 2, b = 1 }\n"
+    )
     orch_at_once(
         *(["parallel", *["SLEEP=3 y"] * 4, "-b", "slots", "--prefix", f"p{i}-"] for i in range(3))
     )

@@ -121,7 +121,7 @@ def test_every_final_status_fires_once(project: Path, ended: Path) -> None:
 
 
 def test_concurrent_status_reads_announce_each_end_once(project: Path, ended: Path) -> None:
-    orch("parallel", *["SLEEP=60"] * 6, check=True)
+    orch("parallel", *["SLEEP=60"] * 6, "--max-parallel", "6", check=True)
     names = [f"agent{i}" for i in range(1, 7)]
     wait_for(lambda: all(r["session_id"] for r in status_json(*names)))
     pids = [handle(project, n)["pid"] for n in names]

@@ -352,7 +352,7 @@ def test_command_files_have_front_matter_and_only_safe_preexecution() -> None:
                 command = line.split("!`", 1)[1].rsplit("`", 1)[0]
                 # Claude Code refuses $(…), $VAR and the like, and aborts the whole command
                 # when a pre-executed line fails: only fixed, always-succeeding orch calls.
-                assert command in ("orch status", "orch roles"), (path, command)
+                assert command in ("orch status", "orch roles", "orch cost"), (path, command)
 
 
 def test_bootstrap_uninstall_purge_removes_the_venv_and_its_link(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-from orch_plugins.cli import agents, doctor, integration, plugins, web, worktrees
+from orch_plugins.cli import agents, costs, doctor, integration, plugins, web, worktrees
 from orch_plugins.errors import OrchError
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ app = typer.Typer(
 )
 app.add_typer(agents.app)
 app.add_typer(worktrees.app)
+app.add_typer(costs.app)
 app.add_typer(plugins.app)
 app.add_typer(integration.app)
 app.add_typer(doctor.app)

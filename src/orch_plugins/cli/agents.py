@@ -35,6 +35,18 @@ CWD_OPT = typer.Option(
     None, "--cwd", metavar="DIR", help="Working directory of the agent (default: here)."
 )
 MAXPAR_OPT = typer.Option(None, "--max-parallel", metavar="N", help="Run at most N agents at once.")
+BUDGET_OPT = typer.Option(
+    None,
+    "--max-budget-usd",
+    metavar="USD",
+    help="Stop the agent once it has spent this much (Claude Code's own --max-budget-usd).",
+)
+IDLE_OPT = typer.Option(
+    None,
+    "--idle-timeout",
+    metavar="SECONDS",
+    help="Stop the agent (status 'stalled') after this long without a stream event.",
+)
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
 TASK_FILE_OPT = typer.Option(
     None,
@@ -76,6 +88,8 @@ def _request(
     model: str | None,
     cwd: Path | None,
     max_parallel: int | None,
+    max_budget_usd: float | None = None,
+    idle_timeout: float | None = None,
     *,
     source: str | None = None,
     keep_children: bool = False,
@@ -103,6 +117,8 @@ def _request(
         keep_children=keep_children,
         worktree=worktree,
         base=base,
+        max_budget_usd=max_budget_usd,
+        idle_timeout=idle_timeout,
     )
 
 
@@ -196,6 +212,8 @@ def launch(
         help="Start from a fork of this agent's (or session id's) context.",
     ),
     max_parallel: int | None = MAXPAR_OPT,
+    max_budget_usd: float | None = BUDGET_OPT,
+    idle_timeout: float | None = IDLE_OPT,
     option: list[str] | None = OPTION_OPT,
     keep_children: bool = KEEP_OPT,
     worktree: bool = WORKTREE_OPT,
@@ -205,7 +223,17 @@ def launch(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Start one agent in the background and return at once."""
-    flags = (backend, option, timeout, retries, model, cwd, max_parallel)
+    flags = (
+        backend,
+        option,
+        timeout,
+        retries,
+        model,
+        cwd,
+        max_parallel,
+        max_budget_usd,
+        idle_timeout,
+    )
     text = _task_or_file(task, task_file)
     request = _request(
         ctx,
@@ -264,6 +292,8 @@ def parallel(
     model: str | None = MODEL_OPT,
     cwd: Path | None = CWD_OPT,
     max_parallel: int | None = MAXPAR_OPT,
+    max_budget_usd: float | None = BUDGET_OPT,
+    idle_timeout: float | None = IDLE_OPT,
     option: list[str] | None = OPTION_OPT,
     keep_children: bool = KEEP_OPT,
     worktree: bool = WORKTREE_OPT,
@@ -277,7 +307,17 @@ def parallel(
     choice = _worktree_choice(worktree, no_worktree)
     texts = [_read_task(t) for t in tasks]
     orch = _orch()
-    flags = (backend, option, timeout, retries, model, cwd, max_parallel)
+    flags = (
+        backend,
+        option,
+        timeout,
+        retries,
+        model,
+        cwd,
+        max_parallel,
+        max_budget_usd,
+        idle_timeout,
+    )
     runs = launch_tasks(
         orch,
         texts,
@@ -357,11 +397,14 @@ def _table(runs: list[Run]) -> str:
     for r in runs:
         cost = money(r.get("cost_usd"))
         detail = r["error"] if r.get("error") and r["status"] != "completed" else r["task"]
+        status = r["status"]
+        if r.get("waiting_for") and status == "running":
+            status, detail = "waiting", f"waiting: {r['waiting_for']}"
         detail = " ".join(str(detail).split())
         rows.append(
             (
                 r["name"] + (" (archived)" if r.get("archived") else ""),
-                r["status"],
+                status,
                 r.get("role") or "-",
                 r["backend"],
                 _age(r),
@@ -402,13 +445,44 @@ def status(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show agents: one line each, or with --json one JSON array of an object each."""
-    runs = _orch().status(names or [], include_all=show_all)
+    orch = _orch()
+    runs = orch.status(names or [], include_all=show_all)
     if as_json:
         _echo_json([_public(r) for r in runs])
-    elif runs:
+        return
+    if runs:
         typer.echo(_table(runs))
+        typer.echo(total_line(runs))
     else:
         typer.echo("no agents")
+    from orch_plugins.cli.costs import admission_line
+
+    line = admission_line(orch)
+    if line:
+        typer.echo(line)
+
+
+def total_line(runs: list[Run]) -> str:
+    """``total: $0.29 for 3 agents (in 57k, out 6 tokens)``: the runs listed, summed."""
+    from orch_plugins.progress import money, plural
+
+    costs = [c for r in runs if (c := r.get("cost_usd")) is not None]
+    tokens_in = sum(r.get("input_tokens") or 0 for r in runs)
+    tokens_out = sum(r.get("output_tokens") or 0 for r in runs)
+    spent = money(sum(costs)) if costs else "-"
+    return (
+        f"total: {spent} for {plural(len(runs), 'agent')} "
+        f"({tokens(tokens_in)} in, {tokens(tokens_out)} out)"
+    )
+
+
+def tokens(n: int) -> str:
+    """A token count for people: ``812``, ``19k``, ``1.2M``."""
+    if n < 10_000:
+        return f"{n}"
+    if n < 1_000_000:
+        return f"{n / 1000:.0f}k"
+    return f"{n / 1_000_000:.1f}M"
 
 
 def _ended_line(run: Run) -> str:
@@ -562,13 +636,19 @@ def resume(
         metavar="NEWNAME",
         help="Name of the new agent (default: NAME, or NAME-fork with --fork).",
     ),
+    max_budget_usd: float | None = typer.Option(
+        None,
+        "--max-budget-usd",
+        metavar="USD",
+        help="Stop the agent once this run has spent this much (default: the earlier run's).",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait for it; print its output."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Continue an agent's Claude Code session with a new prompt (it sees the earlier turns)."""
     text = _task_or_file(task, task_file)
     orch = _orch()
-    run = orch.resume(name, text, fork=fork, as_name=as_name)
+    run = orch.resume(name, text, fork=fork, as_name=as_name, max_budget_usd=max_budget_usd)
     _hand_over_done(task_file)
     _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
 

@@ -21,6 +21,13 @@ Title requests
     ``output_config.format`` JSON schema ask for a ``title``). Those are answered with
     :attr:`MessagesStandIn.title_reply` and never reach the responder, so they cannot eat a script.
 
+Rate limits, stalls, answers that never end
+    :meth:`MessagesStandIn.rate_limit` answers every Messages call with a 429 (or 529) and a
+    ``retry-after`` header for a few seconds, as an API key over its limit gets;
+    :attr:`MessagesStandIn.rejected` counts the calls answered so. ``Reply.stall`` starts an
+    answer and then sends nothing more (a stalled stream); ``Reply.endless`` keeps writing
+    text forever (a slow but live answer); both end when the server stops.
+
 Keys and models
     By default any key is accepted. Set :attr:`MessagesStandIn.api_keys` to answer other keys
     (``x-api-key``, or ``Authorization: Bearer``) with the API's 401 ``authentication_error``.
@@ -52,11 +59,13 @@ from urllib.parse import urlsplit
 __all__ = [
     "MODELS",
     "ApiRequest",
+    "EndlessReply",
     "ErrorReply",
     "MessagesStandIn",
     "Reply",
     "Responder",
     "Rule",
+    "StallReply",
     "TextReply",
     "ToolUseReply",
     "default_responder",
@@ -129,16 +138,40 @@ class Reply:
         message: str = "Overloaded",
         *,
         delay: float = 0.0,
+        retry_after: float | None = None,
     ) -> ErrorReply:
-        """An HTTP error with Anthropic's error JSON; Claude Code retries it per its settings."""
-        return ErrorReply(status=status, error_type=error_type, message=message, delay=delay)
+        """An HTTP error with Anthropic's error JSON; Claude Code retries it per its settings
+        (after ``retry_after`` seconds when given: the ``retry-after`` header, which Claude
+        Code 2.1.197 honours as its ``retry_delay_ms``)."""
+        return ErrorReply(
+            status=status,
+            error_type=error_type,
+            message=message,
+            delay=delay,
+            retry_after=retry_after,
+        )
+
+    @staticmethod
+    def stall(text: str = "thinking", *, delay: float = 0.0) -> StallReply:
+        """Start an answer (``message_start`` and one ``text_delta`` of ``text``), then send
+        nothing more, the connection held open, until the server stops: a stalled stream."""
+        return StallReply(content=text, delay=delay)
+
+    @staticmethod
+    def endless(text: str = "still working ", *, pace: float = 0.5) -> EndlessReply:
+        """An answer that never finishes: a ``text_delta`` of ``text`` every ``pace`` seconds
+        until the server stops (a slow but live model)."""
+        if not pace > 0:
+            raise ValueError("pace must be positive")
+        return EndlessReply(content=text, pace=pace)
 
     @staticmethod
     def from_json(spec: Mapping[str, Any]) -> Reply:
-        """Parse the ``--script`` form: ``{"text": s}``, ``{"bash": cmd}`` or ``{"error": 529}``.
+        """Parse the ``--script`` form: ``{"text": s}``, ``{"bash": cmd}``, ``{"error": 529}``,
+        ``{"stall": s}`` or ``{"endless": s}``.
 
-        Optional keys: ``delay``; ``chunk`` and ``pace`` (text); ``description`` (bash);
-        ``type`` and ``message`` (error).
+        Optional keys: ``delay``; ``chunk`` and ``pace`` (text, endless); ``description``
+        (bash); ``type``, ``message`` and ``retry_after`` (error).
         """
         delay = float(spec.get("delay", 0.0))
         if "text" in spec:
@@ -147,13 +180,21 @@ class Reply:
         if "bash" in spec:
             return Reply.bash(str(spec["bash"]), str(spec.get("description", "run")), delay=delay)
         if "error" in spec:
-            return Reply.error(
-                int(spec["error"]),
-                str(spec.get("type", "overloaded_error")),
-                str(spec.get("message", "Overloaded")),
+            retry_after = spec.get("retry_after")
+            return ErrorReply(
+                status=int(spec["error"]),
+                error_type=str(spec.get("type", "overloaded_error")),
+                message=str(spec.get("message", "Overloaded")),
+                retry_after=None if retry_after is None else float(retry_after),
                 delay=delay,
             )
-        raise ValueError(f"reply needs one of 'text', 'bash', 'error': {dict(spec)!r}")
+        if "stall" in spec:
+            return Reply.stall(str(spec["stall"]), delay=delay)
+        if "endless" in spec:
+            return Reply.endless(str(spec["endless"]), pace=float(spec.get("pace", 0.5)))
+        raise ValueError(
+            f"reply needs one of 'text', 'bash', 'error', 'stall', 'endless': {dict(spec)!r}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,6 +222,23 @@ class ErrorReply(Reply):
     status: int = 529
     error_type: str = "overloaded_error"
     message: str = "Overloaded"
+    #: Seconds for the ``retry-after`` header (None: no header).
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StallReply(Reply):
+    """The start of a text answer, then silence until the server stops."""
+
+    content: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndlessReply(Reply):
+    """Text deltas of ``content`` every ``pace`` seconds, never finished."""
+
+    content: str
+    pace: float = 0.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,9 +660,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.standin._note_side_request(self.command, self.path)
         self._send_json(405, _error_body("invalid_request_error", "method not allowed"))
 
-    def _send_json(self, status: int, payload: Any) -> None:
+    def _send_json(
+        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("request-id", _next_id("req"))
@@ -612,9 +674,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _send_reply(self, request: ApiRequest, reply: Reply, body_size: int) -> None:
+        if isinstance(reply, (StallReply, EndlessReply)):
+            self._send_unfinished(request, reply)
+            return
         if isinstance(reply, ErrorReply):
             # No x-should-retry header: the SDK's own status rules (429, 5xx, 529) then apply.
-            self._send_json(reply.status, _error_body(reply.error_type, reply.message))
+            extra = {"retry-after": str(reply.retry_after)} if reply.retry_after else {}
+            self._send_json(reply.status, _error_body(reply.error_type, reply.message), extra)
             return
         assert isinstance(reply, (TextReply, ToolUseReply))  # _answer vetted it
         blocks, stop_reason = _content_blocks(reply)
@@ -651,6 +717,33 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
             self.wfile.flush()
 
+    def _send_unfinished(self, request: ApiRequest, reply: StallReply | EndlessReply) -> None:
+        """A stream that starts and never finishes: after its first text delta, silence
+        (stall) or one more delta every ``pace`` seconds (endless), until the server stops."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        blocks = [{"type": "text", "text": reply.content}]
+        events = _sse_events(_next_id("msg"), request.model or "claude-standin", blocks, "", 1)
+        stopping = self.server.standin._stopping
+        for event, data in events:
+            self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
+            if event == "content_block_delta":
+                break
+        pace = reply.pace if isinstance(reply, EndlessReply) else None
+        while not stopping.wait(pace if pace else 3600):
+            if pace:
+                delta = {"type": "text_delta", "text": reply.content}
+                data = {"type": "content_block_delta", "index": 0, "delta": delta}
+                self.wfile.write(
+                    f"event: content_block_delta\ndata: {json.dumps(data)}\n\n".encode()
+                )
+                self.wfile.flush()
+
 
 class MessagesStandIn:
     """A Messages API server on 127.0.0.1 answering Claude Code from a script.
@@ -677,6 +770,12 @@ class MessagesStandIn:
         self._side_requests: list[tuple[str, str]] = []
         self._cond = threading.Condition()
         self._stopping = threading.Event()
+        #: Until when (``time.monotonic``) every Messages call gets the limiter's error reply
+        #: (None: from the next call on, for ``_limit_seconds``).
+        self._limited_until: float | None = 0.0
+        self._limit_seconds = 0.0
+        self._limit_reply: ErrorReply | None = None
+        self._rejected = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -744,12 +843,35 @@ class MessagesStandIn:
             self._responder = responder
         return responder
 
+    def rate_limit(
+        self, seconds: float, *, status: int = 429, retry_after: float | None = 1.0
+    ) -> None:
+        """For ``seconds`` from the next Messages call on, answer every Messages call (title
+        requests too) with ``status`` (429 ``rate_limit_error``, or 529 ``overloaded_error``)
+        and a ``retry-after`` header of ``retry_after`` seconds (None: no header), as an API
+        key over its rate limit gets. :attr:`rejected` counts these answers."""
+        kind = "rate_limit_error" if status == 429 else "overloaded_error"
+        reply = ErrorReply(
+            status=status, error_type=kind, message="stand-in rate limit", retry_after=retry_after
+        )
+        with self._cond:
+            self._limit_reply = reply
+            self._limit_seconds = seconds
+            self._limited_until = None
+
+    @property
+    def rejected(self) -> int:
+        """How many Messages calls :meth:`rate_limit` has refused so far."""
+        with self._cond:
+            return self._rejected
+
     def reset(self) -> None:
         """Forget rules, requests and a custom responder; keep serving."""
         with self._cond:
             self._rules.clear()
             self._requests.clear()
             self._side_requests.clear()
+            self._limited_until, self._rejected = 0.0, 0
             self._responder = self._scripted
             self.default = default_responder
 
@@ -807,13 +929,20 @@ class MessagesStandIn:
             self._requests.append(request)
             self._cond.notify_all()
             responder = self._responder
+            if self._limit_reply is not None:
+                now = time.monotonic()
+                if self._limited_until is None:
+                    self._limited_until = now + self._limit_seconds
+                if now < self._limited_until:
+                    self._rejected += 1
+                    return self._limit_reply
         if request.is_title_request:
             return self.title_reply
         try:
             reply = responder(request)
         except Exception as exc:  # a broken responder must surface in the test, not hang it
             return Reply.error(500, "api_error", f"stand-in responder failed: {exc!r}")
-        if not isinstance(reply, (TextReply, ToolUseReply, ErrorReply)):
+        if not isinstance(reply, (TextReply, ToolUseReply, ErrorReply, StallReply, EndlessReply)):
             return Reply.error(500, "api_error", f"stand-in responder returned {reply!r}")
         return reply
 

@@ -66,6 +66,13 @@ STATE_FIELDS = (
     "base",
     "base_branch",
     "changes",
+    # The cost ledger's figures and the rate-limit retries seen (issue 13).
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "models",
+    "api_retries",
 )
 
 
