@@ -105,7 +105,7 @@ def test_dashboard_in_a_real_browser(real_project: Path, messages_api: MessagesS
             cost = ctx.new_page()
             cost.goto(web.base + "/cost")
             expect(cost.locator("#total")).not_to_have_text("$0.00")
-            cost.wait_for_function("Chart.instances && Object.keys(Chart.instances).length === 3")
+            cost.wait_for_function("Chart.instances && Object.keys(Chart.instances).length === 4")
             cost.screenshot(path=str(SHOTS / "cost.png"), full_page=True)
         finally:
             browser.close()

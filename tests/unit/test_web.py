@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import git, git_project, orch
+from tests.helpers import git, git_project, orch, wait_for
 from tests.web_helpers import http, orch_web
 
 
@@ -158,3 +158,27 @@ def test_worktree_runs_show_their_branch_diff_and_merge_or_discard(project: Path
         _, _, page = http(f"{web.base}/agents/{runs['two']['run_id']}", headers=head)
         assert "its worktree and branch were discarded" in page and 'id="merge"' not in page
     assert "orch/two" not in git(repo, "branch", "--list")
+
+
+def test_the_queue_shows_a_rate_limit_pause_and_the_budget(project: Path) -> None:
+    """Admission's state as ``orch limits`` reads it (orch_plugins.costs): a pause after a
+    429, the project budget; the summary comes live over the stream too."""
+    from orch_plugins.store import Store
+
+    (project.parent / "config.toml").write_text("[budget]\ntotal_usd = 5\n")
+    orch("launch", "p1", "SLEEP=60 hi", check=True)
+    run_id = json.loads(orch("status", "--json", check=True).stdout)[0]["run_id"]
+    with orch_web() as web:
+        head = {"X-Orch-Token": web.token}
+        _, _, page = http(web.base + "/", headers=head)
+        assert "Admission paused" not in page
+        assert "budget total_usd: $0.00 of $5.00 ($5.00 left)" in page
+        store = Store.open()
+        store.rate_limited(run_id, 120, 429)
+        store.close()
+        # The page shows the hub's newest read (twice a second).
+        page = wait_for(lambda: (p := http(web.base + "/", headers=head)[2]) * ("paused" in p))
+        assert "Admission paused: rate limited: no agent starts for 1" in page
+        assert "(HTTP 429 from p1)" in page
+        _, _, page = http(web.base + "/cost", headers=head)
+        assert "Admission paused" in page and "budget total_usd" in page

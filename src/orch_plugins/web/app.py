@@ -43,6 +43,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from orch_plugins import costs
 from orch_plugins.core import Orchestrator
 from orch_plugins.errors import OrchError
 from orch_plugins.model import FINAL, LaunchRequest, Run
@@ -126,6 +127,11 @@ class Snapshot:
     runs: dict[str, Run] = field(default_factory=dict)
     keys: dict[str, tuple[object, ...]] = field(default_factory=dict)
     at: float = 0.0
+    #: Admission and the budget (:func:`orch_plugins.costs.admission` and ``budget``).
+    fleet: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: When a rate-limit pause ends (epoch seconds; 0: none): the next read after it is new.
+    pause_ends: float = 0.0
 
 
 class Hub:
@@ -160,15 +166,21 @@ class Hub:
             if active:
                 orch.refresh(active)
         dv = orch.store.conn.execute("PRAGMA data_version").fetchone()[0]
-        if not force and dv == self._data_version:
+        ended = self.snapshot.pause_ends and time.time() >= self.snapshot.pause_ends
+        if not force and dv == self._data_version and not ended:
             return None
         self._data_version = dv
         runs = orch.store.runs()
+        fleet = costs.admission(orch.store, orch.config)
+        left = float(fleet["pause_left_s"] or 0)
         snap = Snapshot(
             version=self.snapshot.version + 1,
             runs={r["name"]: r for r in runs},
             keys={r["name"]: data.row_key(r) for r in runs},
             at=time.time(),
+            fleet=fleet,
+            budget=costs.budget(orch.store, orch.config),
+            pause_ends=time.time() + left if left > 0 else 0.0,
         )
         self.snapshot = snap  # under the lock: versions are never handed out twice
         return snap
@@ -276,8 +288,8 @@ def create_app(
     def render(name: str, **ctx: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**ctx))
 
-    def summary(runs: list[Run]) -> data.Admission:
-        return data.admission_state(runs, state.orch().config.max_parallel)
+    def summary(snap: Snapshot) -> data.Admission:
+        return data.admission_state(list(snap.runs.values()), snap.fleet, snap.budget)
 
     async def agents(request: Request) -> Response:
         snap = hub.snapshot
@@ -295,7 +307,7 @@ def create_app(
             roles=roles,
             defaults=state.orch().config,
             cols=cols,
-            adm=summary(runs),
+            adm=summary(snap),
             version=snap.version,
         )
 
@@ -355,9 +367,15 @@ def create_app(
         return await run_in_threadpool(_agent_page, int(request.path_params["run_id"]))
 
     def _cost_page() -> HTMLResponse:
-        runs = state.orch().store.runs(include_archived=True, latest_only=False)
-        totals = data.costs(runs)
-        return render("cost.html", costs=totals, chart=totals.chart(), adm=summary(runs))
+        # The cost ledger, as `orch cost --all` reads it: cleared runs' money counts too.
+        rows = state.orch().store.costs(include_gone=True)
+        hub.read(force=True)
+        return render(
+            "cost.html",
+            total=costs.total(rows),
+            chart=data.cost_chart(rows),
+            adm=summary(hub.snapshot),
+        )
 
     async def cost(request: Request) -> Response:
         return await run_in_threadpool(_cost_page)
@@ -393,7 +411,7 @@ def create_app(
                 for name in [n for n in sent if n not in snap.keys]:
                     yield _sse("remove", {"name": name})
                 sent = dict(snap.keys)
-                yield _sse("summary", str(summary_macro(summary(runs))))
+                yield _sse("summary", str(summary_macro(summary(snap))))
 
         async def follow(rid: int) -> AsyncIterator[bytes]:
             try:

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from orch_plugins.model import ACTIVE, FINAL, QUEUED, RUNNING, Run
 from orch_plugins.progress import describe, money
@@ -113,81 +114,72 @@ def elapsed(run: Run, now: float | None = None) -> str:
 
 @dataclass
 class Admission:
-    """The queue and admission state: counts by status, the parallel limit, who waits."""
+    """The queue and admission state: counts by status, the parallel limit (and the lower
+    one rate limits left, :func:`orch_plugins.costs.admission`), who waits, and why nothing
+    starts when something holds starts back (a rate-limit pause, a spent budget)."""
 
     running: int = 0
     queued: int = 0
     max_parallel: int = 0
+    effective_limit: int = 0
     waiting: list[str] = field(default_factory=list)
-    #: Why admission holds queued agents back, when something says so (a budget, a rate-limit
-    #: pause); None when agents wait only for a free slot.
+    #: Why admission holds queued agents back (a rate-limit pause, a spent budget); None when
+    #: agents wait only for a free slot.
     paused: str | None = None
+    #: The project budget, one line per limit set (``[budget]`` in config.toml).
+    budget: list[str] = field(default_factory=list)
 
 
-def admission_state(runs: list[Run], max_parallel: int) -> Admission:
-    """The admission summary of the listed runs (each name's newest)."""
-    state = Admission(max_parallel=max_parallel)
+def admission_state(
+    runs: list[Run],
+    fleet: dict[str, Any],
+    budget: dict[str, dict[str, float]],
+) -> Admission:
+    """The admission summary of the listed runs (each name's newest), with ``fleet`` as
+    :func:`orch_plugins.costs.admission` and ``budget`` as :func:`orch_plugins.costs.budget`
+    give them."""
+    state = Admission(
+        max_parallel=int(fleet["max_parallel"]), effective_limit=int(fleet["effective_limit"])
+    )
     for run in runs:
         if run["status"] == RUNNING:
             state.running += 1
         elif run["status"] == QUEUED:
             state.queued += 1
             state.waiting.append(run["name"])
+    if fleet.get("paused_until"):
+        state.paused = (
+            f"rate limited: no agent starts for {fleet['pause_left_s']:.0f} s more "
+            f"(HTTP {fleet['pause_status']} from {fleet['pause_by']})"
+        )
+    for key, figures in budget.items():
+        when = " today (UTC)" if key == "daily_usd" else ""
+        left = figures["limit"] - figures["spent"]
+        line = f"budget {key}: {money(figures['spent'])}{when} of {money(figures['limit'])}"
+        state.budget.append(line + (f" ({money(left)} left)" if left > 0 else " (spent)"))
+        if left <= 0:
+            state.paused = f"project budget {key} spent: new launches are refused"
     return state
 
 
-@dataclass
-class Costs:
-    """Cost totals: overall and per agent name, role and day (local date), in US dollars,
-    from every recorded run (archived ones included); tokens from Claude Code's usage."""
+def cost_chart(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[object]]]:
+    """The cost ledger's rows (:meth:`orch_plugins.store.Store.costs`) grouped as ``orch cost
+    --by`` groups them (:func:`orch_plugins.costs.group`), for charts: ``{"agent"|"role"|
+    "model"|"day": {"labels": [...], "values": [US dollars]}}``; agents, roles and models by
+    cost, largest first (at most 30), days (UTC) in order."""
+    from orch_plugins.costs import group
 
-    total: float = 0.0
-    runs: int = 0
-    priced: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    by_agent: dict[str, float] = field(default_factory=dict)
-    by_role: dict[str, float] = field(default_factory=dict)
-    by_day: dict[str, float] = field(default_factory=dict)
-
-    def chart(self) -> dict[str, dict[str, list[object]]]:
-        """The three series as ``{"agent"|"role"|"day": {"labels": [...], "values": [...]}}``;
-        agents and roles by cost, largest first (at most 30), days in order."""
-
-        def series(d: dict[str, float], by_cost: bool) -> dict[str, list[object]]:
-            items = sorted(d.items(), key=lambda kv: -kv[1]) if by_cost else sorted(d.items())
-            items = items[:30] if by_cost else items
-            return {"labels": [k for k, _ in items], "values": [round(v, 6) for _, v in items]}
-
-        return {
-            "agent": series(self.by_agent, True),
-            "role": series(self.by_role, True),
-            "day": series(self.by_day, False),
+    out: dict[str, dict[str, list[object]]] = {}
+    for by in ("agent", "role", "model", "day"):
+        entries = group(rows, by)
+        if by == "day":
+            entries.sort(key=lambda e: str(e["key"]))
+        else:
+            entries = sorted(entries, key=lambda e: -float(e["cost_usd"]))[:30]
+        out[by] = {
+            "labels": [e["key"] for e in entries],
+            "values": [round(float(e["cost_usd"]), 6) for e in entries],
         }
-
-
-def costs(runs: Iterable[Run]) -> Costs:
-    """Add up ``runs`` (see :class:`Costs`); a run without a cost counts as a run only."""
-    out = Costs()
-    for run in runs:
-        out.runs += 1
-        cost = run.get("cost_usd")
-        if run.get("usage"):
-            try:
-                usage = json.loads(run["usage"] or "")
-                out.input_tokens += int(usage.get("input_tokens") or 0)
-                out.output_tokens += int(usage.get("output_tokens") or 0)
-            except (ValueError, TypeError, AttributeError):
-                pass
-        if cost is None:
-            continue
-        out.priced += 1
-        out.total += cost
-        out.by_agent[run["name"]] = out.by_agent.get(run["name"], 0.0) + cost
-        role = run.get("role") or "(none)"
-        out.by_role[role] = out.by_role.get(role, 0.0) + cost
-        day = time.strftime("%Y-%m-%d", time.localtime(run["created_at"]))
-        out.by_day[day] = out.by_day.get(day, 0.0) + cost
     return out
 
 
@@ -263,12 +255,11 @@ def is_final(run: Run) -> bool:
 
 __all__ = [
     "Admission",
-    "Costs",
     "Lineage",
     "admission_state",
     "changes_line",
     "changes_of",
-    "costs",
+    "cost_chart",
     "elapsed",
     "fmt_time",
     "has_column",

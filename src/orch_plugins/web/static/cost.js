@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("chart-data").textContent);
-  ["agent", "role", "day"].forEach(function (key) {
+  ["agent", "role", "model", "day"].forEach(function (key) {
     var canvas = document.getElementById("chart-" + key);
     new Chart(canvas, {
       type: "bar",
