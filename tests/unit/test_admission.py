@@ -83,8 +83,12 @@ def test_concurrent_launches_never_overfill_a_place(
     (tmp_path / "config.toml").write_text(
         "max_parallel = 8\n[backends.slots]\nplaces = { a = 2, b = 1 }\n"
     )
+    gate = tmp_path / "go"  # no agent ends before the counts below are read
     orch_at_once(
-        *(["parallel", *["SLEEP=3 y"] * 4, "-b", "slots", "--prefix", f"p{i}-"] for i in range(3))
+        *(
+            ["parallel", *[f"GATE={gate} y"] * 4, "-b", "slots", "--prefix", f"p{i}-"]
+            for i in range(3)
+        )
     )
     handles = _handles()
     slots = [h.get("slot") for h in handles.values()]
@@ -93,6 +97,7 @@ def test_concurrent_launches_never_overfill_a_place(
     # The global pool too: max_parallel 8 holds 3 placed and 5 deferred; 4 stay queued.
     assert sum(h == {"deferred": True} for h in handles.values()) == 5
     assert sorted(r["status"] for r in status_json()) == ["queued"] * 4 + ["running"] * 8
+    gate.touch()
     runs = wait_for(
         lambda: (rs := status_json()) and all(r["status"] == "completed" for r in rs) and rs,
         timeout=120,

@@ -369,8 +369,8 @@ def test_a_backend_that_cannot_start_the_agent_fails_the_launch(project: Path) -
 def test_progress_is_recorded_during_a_long_tool_call(project: Path) -> None:
     # The init event and the tool call arrive within the throttle interval; the counts must
     # still reach the store while the agent sits in its tool call.
-    orch("launch", "busy", "PAUSE=4", check=True)
-    run = wait_for(lambda: (r := status_json("busy")[0])["tool_calls"] == 1 and r, timeout=3)
+    orch("launch", "busy", "PAUSE=60", check=True)  # cancelled below: never ends by itself
+    run = wait_for(lambda: (r := status_json("busy")[0])["tool_calls"] == 1 and r, timeout=30)
     assert run["status"] == "running" and run["num_turns"] == 1
     orch("cancel", "busy", check=True)
 
