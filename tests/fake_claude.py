@@ -32,7 +32,37 @@ argv = sys.argv[1:]
 if argv == ["--version"]:  # as the pinned release answers (orch doctor reads it)
     print("2.1.197 (Claude Code)")
     sys.exit(0)
-data = sys.stdin.buffer.read()
+#: ``--input-format stream-json``: the prompt is the first user turn (a JSON line) on stdin,
+#: later lines are more turns (each answered ``reply: TEXT``), until stdin closes.
+stream_in = "--input-format" in argv and argv[argv.index("--input-format") + 1] == "stream-json"
+
+
+def read_turn():
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return None
+    content = json.loads(line)["message"]["content"]
+    if isinstance(content, list):
+        content = "".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return content
+
+
+def more_turns():
+    """Answer every further user turn until stdin closes (stream-json input)."""
+    while stream_in and (text := read_turn()) is not None:
+        emit(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": False,
+                "session_id": sid,
+                "result": f"reply: {text}",
+                "num_turns": 1,
+            }
+        )
+
+
+data = (read_turn() or "").encode("utf-8") if stream_in else sys.stdin.buffer.read()
 prompt = data.decode("utf-8", "replace")
 if "NOTERM" in prompt:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -89,6 +119,7 @@ if m:
             "num_turns": 1,
         }
     )
+    more_turns()
     sys.exit(0)
 for m in re.finditer(r"APPEND=([\w./-]+):(\S+)", prompt):
     os.makedirs(os.path.dirname(m.group(1)) or ".", exist_ok=True)
@@ -176,3 +207,4 @@ if m:  # a background child that inherited stdout, as a Bash tool's may
 m = re.search(r"LINGER=([0-9.]+)", prompt)
 if m:  # the result is out, the process stays (waiting for a background task, say)
     time.sleep(float(m.group(1)))
+more_turns()

@@ -129,6 +129,10 @@ class LaunchSpec:
     #: The watchdog: seconds without a stream event from claude before the run is stopped
     #: (whole process tree) and ends ``stalled``; None: no watchdog.
     idle_timeout: float | None = None
+    #: claude reads user turns as stream-json lines on stdin (``--input-format stream-json``
+    #: in both argvs): the supervisor writes the prompt as the first and keeps stdin open
+    #: for ``orch send``. False: the prompt file is claude's stdin.
+    input_turns: bool = False
 
     @property
     def spec_path(self) -> Path:
@@ -313,6 +317,23 @@ class Backend(abc.ABC):
         clear``; a backend with :attr:`makes_worktrees`). The core has checked that nothing
         unmerged is lost unless ``force``."""
         raise OrchError(f"backend {self.name!r} cannot remove worktrees it made")
+
+    def send(self, run: Run, text: str) -> None:
+        """Deliver ``text`` to the running agent of ``run`` as its next user turn (``orch
+        send``; the core has checked the run is live and records the message).
+
+        The default serves a print-mode agent whose run directory is on this machine: the text
+        goes into the run's inbox, which its supervisor drains when the agent's turn ends
+        (:func:`orch_plugins.supervisor.post_message`). Raise ``OrchError`` with a one-line
+        reason when the agent cannot take it (an interactive agent this backend cannot type
+        into, a remote host)."""
+        if (run["handle"] or {}).get("interactive"):
+            raise OrchError(f"backend {self.name!r} cannot type into an interactive agent")
+        from orch_plugins.supervisor import post_message
+
+        why = post_message(run["run_dir"], text)
+        if why:
+            raise OrchError(f"agent {run['name']!r} {why}")
 
     @classmethod
     def check_options(cls, options: Mapping[str, object]) -> dict[str, OptionValue]:

@@ -45,16 +45,19 @@ def build_argv(
     interactive: bool = False,
     max_budget_usd: float | None = None,
 ) -> list[str]:
-    """claude's argv. The prompt is never in it: it goes on stdin (``-p``), so task text never
-    meets a shell or an argv length limit. A role adds its system prompt, its tool list
-    (``--tools`` limits what is offered, ``--allowedTools`` pre-approves) and its permission
-    mode; without a role Claude Code's own defaults and the user's settings apply.
-    ``max_budget_usd`` becomes Claude Code's own ``--max-budget-usd`` (it stops the session
-    once that much is spent)."""
+    """claude's argv. The prompt is never in it: it goes on stdin (``-p``, as the first
+    stream-json user turn), so task text never meets a shell or an argv length limit. A role
+    adds its system prompt, its tool list (``--tools`` limits what is offered,
+    ``--allowedTools`` pre-approves) and its permission mode; without a role Claude Code's own
+    defaults and the user's settings apply. ``max_budget_usd`` becomes Claude Code's own
+    ``--max-budget-usd`` (it stops the session once that much is spent)."""
     argv = [claude_bin]
     if not interactive:
         # Partial messages: the supervisor keeps the text being written for orch logs -f.
+        # Turns on stdin, kept open: the prompt is the first; orch send adds more
+        # (LaunchSpec.input_turns tells the supervisor).
         argv += ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+        argv += ["--input-format", "stream-json"]
     if role is not None:
         if role.system_prompt:
             argv += ["--append-system-prompt", role.system_prompt]

@@ -28,12 +28,15 @@ UserPromptSubmit
     In any session, first keeps the arguments of an ``/orchestrate:COMMAND`` prompt exactly as
     typed for ``orch slash`` (:func:`save_command_args`; the only write outside the state
     directory, to the user state directory). Inside an agent: records the session and
-    attaches it to the run (:func:`_claim`). Elsewhere: adds a short notice of the agents that
+    attaches it to the run (:func:`_claim`). Then adds a short notice of the agents that
     ended since the session's previous notice (name, status, one-line result, output path) for
-    the model, and one line on screen for the person (``systemMessage``: names and statuses);
-    nothing when nothing ended. The quick "nothing new" check compares
-    the mtime and size of ``<state_dir>/ended`` (appended to when a run ends) with the value
-    remembered in ``<state_dir>/hooks/<session>.seen``, so it costs a stat and a small read.
+    the model, and one line on screen for the person (``systemMessage``: names and statuses):
+    in an agent, of the agents it launched; elsewhere, of those it launched and those no
+    session launched; outside agents also of the board posts since its previous prompt
+    (:func:`collect_board`); nothing when nothing is new. The quick "nothing new" checks
+    compare the mtime and size of ``<state_dir>/ended`` and ``<state_dir>/board`` (appended
+    to when a run ends, when a post is made) with the values remembered in
+    ``<state_dir>/hooks/<session>.seen`` and ``.board``, so they cost a stat and a small read.
 Stop, SessionEnd
     Record the end of a turn / of the session. A sub-agent's stop (a payload with ``agent_id``,
     or ``SubagentStop``) is not the end of the session's turn and is ignored. Inside an agent,
@@ -70,6 +73,8 @@ if TYPE_CHECKING:
 #: run reaches a final status: its size and mtime change with every end, even two ends within
 #: one timestamp tick.
 ENDED_MARKER = "ended"
+#: Likewise appended to once per board post.
+BOARD_MARKER = "board"
 #: Per-session notice bookkeeping, inside the state directory.
 SEEN_DIR = "hooks"
 LOG_NAME = "hooks.log"
@@ -300,10 +305,11 @@ def on_session_end(event: _Event) -> None:
 # -- UserPromptSubmit -------------------------------------------------------------------------
 
 
-def _marker_state(sd: str) -> str | None:
-    """``SIZE.MTIME_NS`` of the ended-runs marker; None when the store does not keep one."""
+def _marker_state(sd: str, name: str = ENDED_MARKER) -> str | None:
+    """``SIZE.MTIME_NS`` of a marker (the ended-runs one, or :data:`BOARD_MARKER`); None when
+    the store does not keep one."""
     try:
-        st = os.stat(os.path.join(sd, ENDED_MARKER))
+        st = os.stat(os.path.join(sd, name))
     except FileNotFoundError:
         return None
     return f"{st.st_size}.{st.st_mtime_ns}"
@@ -336,34 +342,106 @@ def on_user_prompt_submit(event: _Event) -> None:
     sd = state_dir()
     if sd is None:
         return
-    if _run_id() is not None:
-        # An agent's prompt never carries orchestrator notices; it is where a forked agent's
-        # session id becomes known (see on_session_start).
+    agent = _run_id() is not None
+    if agent:
+        # An agent's prompt (its task, or a message sent to it) is where a forked agent's
+        # session id becomes known (see on_session_start); its notice names only the agents
+        # it launched itself.
+        sid = event.session_id
+        if _foreign(sid):
+            return
         run_id = _record_session(sd, event, "UserPromptSubmit")
         if run_id is not None:
             _open_store(sd).set_waiting(run_id, None)  # the person typed: the agent goes on
-        return
-    env_sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
-    sid = env_sid if _valid_session_id(env_sid) else event.session_id
+    else:
+        env_sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
+        sid = env_sid if _valid_session_id(env_sid) else event.session_id
+    screen: list[str] = []
+    context: list[str] = []
     mark = _marker_state(sd)
     seen_path = os.path.join(sd, SEEN_DIR, f"{sid}.seen")
-    if mark is not None and _seen_mark(seen_path) == mark:
-        return  # no run ended since this session last looked
-    fresh = collect_notice(sd, sid, seen_path, mark, event)
-    waiting = [r for r in _open_store(sd).waiting_runs() if r.get("launched_by") in (None, sid)]
-    if fresh or waiting:
+    if mark is None or _seen_mark(seen_path) != mark:  # a run ended since this session looked
+        fresh = collect_notice(sd, sid, seen_path, mark, event, own_only=agent)
+        waiting = (
+            []
+            if agent
+            else [r for r in _open_store(sd).waiting_runs() if r.get("launched_by") in (None, sid)]
+        )
+        if fresh or waiting:
+            screen.append(format_screen_note(fresh, waiting))
+            context.append(format_notice(fresh, waiting))
+    if not agent:
+        posts = collect_board(sd, sid)
+        if posts:
+            screen.append(format_board_screen(posts))
+            context.append(format_board(posts))
+    if context:
         import json
 
         out = {
             # On screen, for the person; the full notice below is for the model only.
-            "systemMessage": format_screen_note(fresh, waiting),
+            "systemMessage": "; ".join(screen),
             "hookSpecificOutput": {
                 "hookEventName": "UserPromptSubmit",
-                "additionalContext": format_notice(fresh, waiting),
+                "additionalContext": "\n\n".join(context),
             },
         }
         sys.stdout.write(json.dumps(out, ensure_ascii=False))
         sys.stdout.flush()
+
+
+def collect_board(sd: str, sid: str) -> list[dict]:
+    """The board posts (store rows, oldest first) this session has not been told of, not its
+    own; ``[]`` at once (a stat) when no post came since it last looked. Before its first
+    look, posts from before the session's first sighting are not news."""
+    mark = _marker_state(sd, BOARD_MARKER)
+    if mark is None:
+        return []
+    path = os.path.join(sd, SEEN_DIR, f"{sid}.board")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            seen_mark, _, last = fh.read().partition("\n")
+        last_id: int | None = int(last.strip() or 0)
+    except (OSError, ValueError):
+        seen_mark, last_id = "", None
+    if seen_mark.strip() == mark:
+        return []
+    import time
+
+    store = _open_store(sd)
+    session = store.session(sid)
+    since = time.time() if session is None else session["first_seen"]
+    posts = store.board(since=last_id or 0)
+    top = max([last_id or 0, *(p["post_id"] for p in posts)])
+    fresh = [
+        p
+        for p in posts
+        if (last_id is not None or p["posted_at"] > since) and p["session_id"] != sid
+    ]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(f"{mark}\n{top}\n")
+    os.replace(tmp, path)
+    return fresh
+
+
+def format_board(posts: list[dict]) -> str:
+    """The board part of the orchestrator's notice: one line per new post."""
+    n = len(posts)
+    lines = [f"orch: {n} new board post{'s' * (n != 1)} since your previous prompt:"]
+    for post in posts[:NOTICE_MAX]:
+        lines.append(f"- #{post['post_id']} {post['author']}: {_one_line(post['text'])}")
+    if n > NOTICE_MAX:
+        lines.append(f"- … and {n - NOTICE_MAX} more")
+    first = posts[0]["post_id"] - 1
+    lines.append(f"Read them in full with `orch board read --since {first}`.")
+    return "\n".join(lines)
+
+
+def format_board_screen(posts: list[dict]) -> str:
+    n = len(posts)
+    return f"orch: {n} new board post{'s' * (n != 1)} (orch board read)"
 
 
 def save_command_args(event: _Event) -> None:
@@ -437,10 +515,17 @@ def _lock(fh: IO[str]) -> None:
 
 
 def collect_notice(
-    sd: str, sid: str, seen_path: str, mark: str | None, event: _Event | None = None
+    sd: str,
+    sid: str,
+    seen_path: str,
+    mark: str | None,
+    event: _Event | None = None,
+    *,
+    own_only: bool = False,
 ) -> list[Run]:
     """Claim the runs that ended since this session's watermark (store records, oldest end
-    first; ``[]`` when nothing ended).
+    first; ``[]`` when nothing ended): those this session launched, and (unless
+    ``own_only``, an agent's session) those launched from no session at all.
 
     The watermark is ``sessions.notified_at`` (else the session's first sighting); runs that
     ended before the session existed are not news.
@@ -474,7 +559,7 @@ def collect_notice(
             and run["ended_at"] > first_seen
             # Agents launched by another Claude Code session are that session's news; ones
             # launched from a plain terminal are everyone's.
-            and run.get("launched_by") in (None, sid)
+            and run.get("launched_by") in ((sid,) if own_only else (None, sid))
         ]
         # ended_since reads only runs that have an ended_at: the filter drops none of them.
         ends = {r["run_id"]: r["ended_at"] for r in fresh if r["ended_at"] is not None}

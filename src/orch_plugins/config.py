@@ -23,6 +23,8 @@ SETTINGS: dict[str, tuple[str, type, Any]] = {
     "default_role": ("ORCH_DEFAULT_ROLE", str, None),
     # 4: what one API key sustains before rate limits start (docs/configuration.md).
     "max_parallel": ("ORCH_MAX_PARALLEL", int, 4),
+    "max_depth": ("ORCH_MAX_DEPTH", int, 2),
+    "max_agents": ("ORCH_MAX_AGENTS", int, 64),
     "retry_backoff": ("ORCH_RETRY_BACKOFF", float, 2.0),
     "kill_grace": ("ORCH_KILL_GRACE", float, 5.0),
     "result_grace": ("ORCH_RESULT_GRACE", float, 3.0),
@@ -49,6 +51,11 @@ class Config:
     default_backend: str = "subprocess"
     default_role: str | None = None
     max_parallel: int = 4
+    #: How deep agents may launch agents: 1 = only people and the orchestrator launch, 2 = an
+    #: agent may launch helpers, which may not launch their own.
+    max_depth: int = 2
+    #: At most this many live (queued or running) agents in the project.
+    max_agents: int = 64
     retry_backoff: float = 2.0
     kill_grace: float = 5.0
     result_grace: float = 3.0
@@ -111,8 +118,8 @@ def load_config() -> Config:
             value = typ(raw)
         except (TypeError, ValueError):
             raise OrchError(f"{source}: expected {typ.__name__}, got {raw!r}") from None
-        if key == "max_parallel" and value < 1:
-            raise OrchError(f"{source}: max_parallel must be at least 1")
+        if key in ("max_parallel", "max_depth", "max_agents") and value < 1:
+            raise OrchError(f"{source}: {key} must be at least 1")
         if key == "result_grace" and not 0 <= value <= 3600:
             raise OrchError(f"{source}: result_grace must be between 0 and 3600 seconds")
         if key == "idle_timeout" and not value > 0:

@@ -42,6 +42,7 @@ from orch_plugins.store import (
     Store,
     atomic_write,
     decode_changes,
+    iso,
     validate_name,
 )
 from orch_plugins.supervisor import STOP_FILE
@@ -378,11 +379,26 @@ class Orchestrator:
         # The watchdog reads a stream: an interactive agent has none.
         interactive = bool(options.get("interactive"))
         idle_timeout = request.idle_timeout or self.config.idle_timeout
+        launcher = self.launcher_run()
+        depth = launcher["depth"] + 1 if launcher else 1
+        if depth > self.config.max_depth:
+            raise OrchError(
+                f"cannot launch {name!r}: agent {launcher['name'] if launcher else '?'!r} is at "
+                f"depth {depth - 1} and max_depth is {self.config.max_depth}, so it may not "
+                "launch agents (config max_depth, ORCH_MAX_DEPTH)"
+            )
         with self.store.transaction():
             active = self.store.active_run(name)
             if active is not None:
                 raise OrchError(
                     f"agent {name!r} is already {active['status']}; cancel it or pick another name"
+                )
+            live = self.store.count_active()
+            if live >= self.config.max_agents:
+                raise OrchError(
+                    f"cannot launch {name!r}: {live} agents are queued or running in this "
+                    f"project and max_agents is {self.config.max_agents} (config max_agents, "
+                    "ORCH_MAX_AGENTS); wait for some to end"
                 )
             run = self.store.insert_run(
                 name=name,
@@ -397,10 +413,12 @@ class Orchestrator:
                 max_budget_usd=request.max_budget_usd,
                 idle_timeout=None if interactive else idle_timeout,
                 parent=origin.parent if origin else None,
-                # Claude Code puts its session id in its Bash tool's environment: the
-                # UserPromptSubmit notice goes to the session that launched the agent.
-                launched_by=os.environ.get("CLAUDE_CODE_SESSION_ID") or None,
                 **(worktree.fields if worktree else {}),
+                # An MCP server may not see that variable: the launching agent's own session.
+                launched_by=os.environ.get("CLAUDE_CODE_SESSION_ID")
+                or (launcher["session_id"] if launcher else None),
+                parent_run=launcher["run_id"] if launcher else None,
+                depth=depth,
             )
             run_dir = Path(run["run_dir"])
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -447,6 +465,7 @@ class Orchestrator:
                 retry_argv=retry,
                 worktree=worktree.spec if worktree else None,
                 idle_timeout=None if interactive else idle_timeout,
+                input_turns=not options.get("interactive"),
             )
             atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
         return run
@@ -503,6 +522,28 @@ class Orchestrator:
             fork_session=origin.session_id if fork and origin else None,
             fork_cwd=(source_run["cwd"] if source_run else None) if fork else None,
         )
+
+    def launcher_run(self) -> Run | None:
+        """The run of the agent whose tool is calling orch now (``ORCH_RUN_ID``, when it is a
+        run of this store's project), or None for a person or the orchestrator."""
+        value = os.environ.get("ORCH_RUN_ID", "")
+        if not value.isdigit():
+            return None
+        state_dir = os.environ.get("ORCH_STATE_DIR")
+        if state_dir and Path(state_dir).resolve() != self.store.state_dir.resolve():
+            return None
+        try:
+            return self.store.get_run(int(value))
+        except OrchError:
+            return None
+
+    def caller(self) -> str:
+        """Who is calling, as messages and board posts record it: the agent's name inside an
+        agent, ``orchestrator`` inside another Claude Code session, else ``user``."""
+        launcher = self.launcher_run()
+        if launcher is not None:
+            return launcher["name"]
+        return "orchestrator" if os.environ.get("CLAUDE_CODE_SESSION_ID") else "user"
 
     def start_queued(self) -> int:
         """Start queued agents while slots are free; returns how many started."""
@@ -661,18 +702,90 @@ class Orchestrator:
                 raise WaitTimeout(f"timed out waiting for: {pending}")
             time.sleep(poll)
 
+    # -- messages and the board ---------------------------------------------------------------
+
+    def send(self, name: str, text: str) -> dict[str, Any]:
+        """Give a running agent ``text`` as its next user turn, and record it (sender, time).
+
+        A print-mode agent gets it when its current turn ends (see
+        :func:`orch_plugins.supervisor.post_message`); an interactive tmux agent gets it pasted
+        into its pane, also after its first turn completed while its claude is still open.
+        Returns the message record (``{message_id, run_id, sender, text, sent_at}``).
+        :class:`OrchError` for an empty text, an unknown agent, one not started yet, one that
+        has ended ("resume it instead"), or a backend that cannot deliver."""
+        check_message(text)
+        run = self.refresh([self.store.require(name)])[0]
+        if run["status"] == QUEUED:
+            raise OrchError(f"agent {name!r} has not started yet (queued); send once it runs")
+        if run["status"] != RUNNING and not self._open_interactive(run):
+            raise OrchError(
+                f"agent {name!r} has ended ({run['status']}); resume it instead: "
+                f"orch resume {name} TASK"
+            )
+        self._backend(run["backend"]).send(run, text)
+        sender = self.caller()
+        record = self.store.add_message(run["run_id"], sender, text)
+        event = {
+            "type": "orch",
+            "subtype": "message",
+            "from": sender,
+            "message_id": record["message_id"],
+            "at": iso(record["sent_at"]),
+            "text": text,
+        }
+        with contextlib.suppress(OSError), open(run["log_path"], "ab") as log:
+            log.write(json.dumps(event, ensure_ascii=False).encode("utf-8") + b"\n")
+        return record
+
+    @staticmethod
+    def _open_interactive(run: Run) -> bool:
+        """An interactive agent whose run completed and whose claude is still open here."""
+        pid, start = run["claude_pid"], run["claude_start"]
+        return (
+            run["status"] == COMPLETED
+            and bool(_carried_options(run))
+            and pid is not None
+            and pid_alive(pid, start)
+        )
+
+    def board_post(self, text: str) -> dict[str, Any]:
+        """Add ``text`` to the project's board, signed by :meth:`caller`; returns the post
+        (``{post_id, author, run_id, session_id, text, posted_at}``). :class:`OrchError` for an
+        empty or oversized text."""
+        check_message(text, what="post")
+        launcher = self.launcher_run()
+        return self.store.post(
+            self.caller(),
+            text,
+            run_id=launcher["run_id"] if launcher else None,
+            session_id=os.environ.get("CLAUDE_CODE_SESSION_ID") or None,
+        )
+
+    def board_read(self, since: int = 0) -> list[dict[str, Any]]:
+        """The board's posts with an id above ``since``, oldest first."""
+        if since < 0:
+            raise OrchError("--since must be 0 or more")
+        return self.store.board(since=since)
+
     # -- stopping and tidying ---------------------------------------------------------------
 
-    def cancel(self, names: Iterable[str] = (), *, all_: bool = False) -> list[Run]:
-        """Cancel agents: queued ones at once, running ones through their backend, in parallel."""
+    def cancel(
+        self, names: Iterable[str] = (), *, all_: bool = False, tree: bool = False
+    ) -> list[Run]:
+        """Cancel agents: queued ones at once, running ones through their backend, in parallel.
+        ``tree``: also every live agent they launched, directly or not."""
         if all_:
             targets = self.store.runs(statuses=(QUEUED, RUNNING), latest_only=False)
         else:
             targets = []
-            for name in names:
-                run = self.store.require(name)
-                if run["status"] in FINAL:
+            named = [self.store.require(name) for name in names]
+            if tree:
+                named += self.store.descendants(r["run_id"] for r in named)
+            seen: set[int] = set()
+            for run in named:
+                if run["status"] in FINAL or run["run_id"] in seen:
                     continue
+                seen.add(run["run_id"])
                 targets.append(run)
         grace = self.config.kill_grace
         threads = []
@@ -928,6 +1041,34 @@ class Orchestrator:
             if candidate not in taken:
                 out.append(validate_name(candidate))
         return out
+
+
+def check_message(text: str, *, what: str = "message") -> str:
+    """``text`` if it can be sent or posted; else :class:`OrchError` (empty, over
+    :data:`MAX_TASK_BYTES` bytes, not UTF-8)."""
+    try:
+        return check_task(text)
+    except OrchError as exc:
+        raise OrchError(str(exc).replace("the task", f"the {what}")) from None
+
+
+def tree_order(runs: list[Run]) -> list[tuple[int, Run]]:
+    """``runs`` as a tree by ``parent_run``: ``(level, run)`` in display order, each run
+    under the run that launched it (when that run is among ``runs``), siblings oldest first."""
+    by_id = {r["run_id"]: r for r in runs}
+    children: dict[int | None, list[Run]] = {}
+    for run in runs:
+        parent = run["parent_run"] if run["parent_run"] in by_id else None
+        children.setdefault(parent, []).append(run)
+    out: list[tuple[int, Run]] = []
+
+    def walk(parent: int | None, level: int) -> None:
+        for run in children.get(parent, []):
+            out.append((level, run))
+            walk(run["run_id"], level + 1)
+
+    walk(None, 0)
+    return out
 
 
 def _kept_children(run: Run) -> bool:

@@ -150,6 +150,10 @@ class Run(TypedDict):
     #: What an interactive agent waits for a person for (Claude Code's Notification), since when.
     waiting_for: str | None
     waiting_since: float | None
+    #: The run of the agent that launched this one (None: a person or the orchestrator did).
+    parent_run: int | None
+    #: 1 for a run no agent launched, its launcher's depth + 1 otherwise (``max_depth``).
+    depth: int
 
 
 def check_task(task: str) -> str:

@@ -71,6 +71,15 @@ def describe(event: dict[str, Any]) -> list[str]:
             f"[orch retry] attempt {event.get('attempt')}/{event.get('max_attempts')} in "
             f"{event.get('delay_s')} s (API error {event.get('api_error_status')}{how})"
         ]
+    if kind == "orch" and sub == "message":
+        return [
+            f"[message from {event.get('from')} at {event.get('at')}] {_short(event.get('text'))}"
+        ]
+    if kind == "orch" and sub == "message_delivered":
+        n = event.get("count")
+        return [f"[orch] {n} message{'s' * (n != 1)} handed to the agent as its next turn"]
+    if kind == "orch" and sub == "message_undelivered":
+        return [f"[orch] a message never reached the agent (it ended): {_short(event.get('text'))}"]
     if kind == "orch" and event.get("message"):
         return [f"[orch] {_short(event['message'])}"]
     if kind == "orch" and sub == "retry_fresh":

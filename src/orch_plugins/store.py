@@ -35,11 +35,14 @@ else:
         return value
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DB_NAME = "state.db"
 #: Appended to once per run that ends, after the commit: hooks compare its size and mtime, so
 #: "nothing ended since the last prompt" costs a stat instead of opening the store.
 ENDED_MARKER = "ended"
+#: Appended to once per board post, after the commit: the orchestrator's hook compares its size
+#: and mtime, so "no new post since the last prompt" costs a stat.
+BOARD_MARKER = "board"
 
 QUEUED, RUNNING = "queued", "running"
 COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST, STALLED = (
@@ -103,6 +106,8 @@ STATUS_FIELDS = (
     "api_retries",
     "waiting_for",
     "waiting_since",
+    "parent_run",
+    "depth",
 )
 #: The token columns of a run (and of the cost ledger), summed from Claude Code's result event.
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")
@@ -143,6 +148,10 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("parked", "INTEGER NOT NULL DEFAULT 0", None),
     ("waiting_for", "TEXT", None),
     ("waiting_since", "REAL", None),
+    # The run of the agent that launched this one (None: launched by a person or the
+    # orchestrator), and how deep in that tree the run is (1: launched by no agent).
+    ("parent_run", "INTEGER", None),
+    ("depth", "INTEGER NOT NULL DEFAULT 1", None),
 )
 
 _SCHEMA = """
@@ -198,7 +207,9 @@ CREATE TABLE IF NOT EXISTS runs (
     rate_limited_at REAL,
     parked INTEGER NOT NULL DEFAULT 0,
     waiting_for TEXT,
-    waiting_since REAL
+    waiting_since REAL,
+    parent_run INTEGER,
+    depth INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
@@ -238,6 +249,22 @@ CREATE TABLE IF NOT EXISTS admission (
     effective_limit INTEGER,
     lowered_at REAL
 );
+CREATE TABLE IF NOT EXISTS board (
+    post_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    author TEXT NOT NULL,
+    run_id INTEGER,
+    session_id TEXT,
+    text TEXT NOT NULL,
+    posted_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    message_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sent_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_run ON messages(run_id, message_id);
 """
 #: The cost ledger's columns, copied from a run's record when its end is recorded: the money
 #: stays counted (``orch cost --all``, the project budget) after ``orch clear`` forgets the run.
@@ -363,6 +390,7 @@ class Store:
                 "CREATE INDEX IF NOT EXISTS runs_unannounced ON runs(ended_at) "
                 "WHERE end_announced=0"
             )
+            self.conn.execute("CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run)")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -465,6 +493,26 @@ class Store:
         else:
             sql = f"SELECT * FROM runs {clause} ORDER BY run_id"
         return [_run(r) for r in self.conn.execute(sql, args)]
+
+    def count_active(self) -> int:
+        """How many runs are queued or running (the live agents ``max_agents`` caps)."""
+        marks = ", ".join("?" for _ in ACTIVE)
+        row = self.conn.execute(f"SELECT COUNT(*) FROM runs WHERE status IN ({marks})", ACTIVE)
+        return int(row.fetchone()[0])
+
+    def descendants(self, run_ids: Iterable[int]) -> list[Run]:
+        """Every run launched, directly or not, by the runs ``run_ids`` (through
+        ``parent_run``), oldest first; the runs themselves are not included."""
+        ids = list(run_ids)
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        sql = (
+            "WITH RECURSIVE tree(id) AS (SELECT run_id FROM runs WHERE parent_run IN "
+            f"({marks}) UNION SELECT r.run_id FROM runs r JOIN tree t ON r.parent_run = t.id) "
+            "SELECT * FROM runs WHERE run_id IN (SELECT id FROM tree) ORDER BY run_id"
+        )
+        return [_run(r) for r in self.conn.execute(sql, ids)]
 
     def count(self, status: str) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status=?", (status,)).fetchone()[
@@ -856,6 +904,59 @@ class Store:
             self.conn.execute(
                 "UPDATE sessions SET notified_at=? WHERE session_id=?", (until, session_id)
             )
+
+    # -- the board and messages ---------------------------------------------------------------
+
+    def post(
+        self, author: str, text: str, *, run_id: int | None = None, session_id: str | None = None
+    ) -> dict[str, Any]:
+        """Add a post to the project's board; returns it as :meth:`board` does."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO board (author, run_id, session_id, text, posted_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (author, run_id, session_id, text, time.time()),
+            )
+            post_id = cur.lastrowid
+        with contextlib.suppress(OSError), open(self.state_dir / BOARD_MARKER, "a") as fh:
+            fh.write("x\n")
+        return self.board(since=(post_id or 1) - 1, limit=1)[0]
+
+    def board(self, *, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Board posts with an id above ``since``, oldest first: ``{post_id, author, run_id,
+        session_id, text, posted_at}`` (``posted_at`` in epoch seconds)."""
+        sql = "SELECT * FROM board WHERE post_id > ? ORDER BY post_id"
+        args: list[object] = [since]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [dict(r) for r in self.conn.execute(sql, args)]
+
+    def add_message(self, run_id: int, sender: str, text: str) -> dict[str, Any]:
+        """Record a message sent to a run; returns ``{message_id, run_id, sender, text,
+        sent_at}``."""
+        now = time.time()
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO messages (run_id, sender, text, sent_at) VALUES (?, ?, ?, ?)",
+                (run_id, sender, text, now),
+            )
+        return {
+            "message_id": cur.lastrowid,
+            "run_id": run_id,
+            "sender": sender,
+            "text": text,
+            "sent_at": now,
+        }
+
+    def messages(self, run_id: int) -> list[dict[str, Any]]:
+        """The messages sent to a run, oldest first (as :meth:`add_message` returns them)."""
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT * FROM messages WHERE run_id=? ORDER BY message_id", (run_id,)
+            )
+        ]
 
     def sessions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM sessions ORDER BY first_seen")]

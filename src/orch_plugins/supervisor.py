@@ -93,6 +93,101 @@ RETRY_PROMPT = (
 )
 
 
+#: In the run directory: messages for a print-mode agent (``orch send``), one file each, until
+#: the supervisor hands them to claude; ``closed`` in it once the agent takes no more.
+INBOX_DIR = "inbox"
+INBOX_CLOSED = "closed"
+INBOX_LOCK = "inbox.lock"
+
+
+@contextlib.contextmanager
+def _inbox_locked(run_dir: str | Path) -> Any:
+    """Hold the run's inbox lock (``flock``): a message is either in before the supervisor
+    looks for the last time, or refused."""
+    import fcntl
+
+    fd = os.open(os.path.join(run_dir, INBOX_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def post_message(run_dir: str | Path, text: str) -> str | None:
+    """Put ``text`` into a print-mode agent's inbox; None when it is in (the agent answers it
+    as its next user turn, once its current turn ends), else why not (the end of a sentence
+    that starts with the agent's name)."""
+    inbox = Path(run_dir, INBOX_DIR)
+    if not inbox.is_dir():
+        return "takes no messages (it was started without stream-json input)"
+    with _inbox_locked(run_dir):
+        if (inbox / INBOX_CLOSED).exists():
+            return "has finished its work; resume it instead: orch resume NAME TASK"
+        name = f"{time.time_ns():020d}-{os.getpid()}.txt"
+        tmp = inbox / f".{name}.tmp"
+        tmp.write_bytes(text.encode("utf-8"))
+        os.replace(tmp, inbox / name)
+    return None
+
+
+def take_messages(run_dir: str | Path, *, close: bool) -> list[str]:
+    """The messages waiting in the run's inbox, oldest first, removed from it; with ``close``
+    and none waiting, the inbox is closed (later posts are refused)."""
+    inbox = Path(run_dir, INBOX_DIR)
+    if not inbox.is_dir():
+        return []
+    with _inbox_locked(run_dir):
+        files = sorted(p for p in inbox.iterdir() if p.suffix == ".txt" and p.name[0] != ".")
+        texts = []
+        for path in files:
+            texts.append(path.read_bytes().decode("utf-8", "replace"))
+            path.unlink()
+        if close and not files:
+            (inbox / INBOX_CLOSED).touch()
+    return texts
+
+
+def user_turn(text: str) -> bytes:
+    """One user turn for claude's ``--input-format stream-json`` stdin (a JSON line)."""
+    message = {"type": "user", "message": {"role": "user", "content": text}}
+    return json.dumps(message).encode("utf-8") + b"\n"
+
+
+class Feeder:
+    """Writes user turns to claude's stdin from a thread of its own (a large prompt must not
+    stall the reading of claude's output), in order; :meth:`close` closes stdin after them."""
+
+    def __init__(self, pipe: Any) -> None:
+        import queue
+
+        self.pipe = pipe
+        self.queue: queue.Queue[bytes | None] = queue.Queue()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, data: bytes) -> None:
+        if not self.closed:
+            self.queue.put(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put(None)
+
+    def _run(self) -> None:
+        try:
+            while (data := self.queue.get()) is not None:
+                self.pipe.write(data)
+                self.pipe.flush()
+        except (OSError, ValueError):  # claude is gone: nothing more to say to it
+            pass
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self.pipe.close()
+
+
 def retry_delay(base: float, previous: float, cap: float = RETRY_CAP) -> float:
     """Seconds to wait before the next whole-run retry: "decorrelated jitter",
     ``min(cap, uniform(base, 3 * previous))`` with ``previous`` = 0 (then ``base``) before the
@@ -337,6 +432,10 @@ class Supervisor:
         #: Held while a child is started, so the orphan reaper never collects a child whose
         #: Popen object is not assigned yet.
         self.spawn_lock = threading.Lock()
+        #: claude's stdin with ``--input-format stream-json`` (None: the prompt file is stdin).
+        self.feeder: Feeder | None = None
+        #: Messages were handed to claude after its last result: another result is due.
+        self.more = False
 
     # Containment: everything the agent starts stays findable (see orch_plugins.procs).
     def contain(self) -> None:
@@ -524,6 +623,9 @@ class Supervisor:
         delay = 0.0
         argv, prompt_path = spec["argv"], spec["prompt_path"]
         resuming = False
+        if spec.get("input_turns"):
+            with contextlib.suppress(OSError):
+                (self.run_dir / INBOX_DIR).mkdir(exist_ok=True)
         while True:
             attempt += 1
             self.rep.update(attempt=attempt)
@@ -568,8 +670,18 @@ class Supervisor:
                 break
         if timer:
             timer.cancel()
+        self.close_inbox()
         self.finish(rc, attempt, time.monotonic() - start)
         return 0
+
+    def close_inbox(self) -> None:
+        """The run is ending: refuse later messages; note the ones that never reached claude."""
+        try:
+            left = take_messages(self.run_dir, close=True)
+        except OSError:
+            return
+        for text in left:
+            self.log_event({"type": "orch", "subtype": "message_undelivered", "text": text[:300]})
 
     def resume_refused(self, rc: int | None) -> bool:
         """A continuing attempt that ended before any turn without an API error: claude did
@@ -593,8 +705,9 @@ class Supervisor:
         )
 
     def result_final(self) -> bool:
-        """Claude Code's result event is in and no retry follows it: it decides the outcome."""
-        return self.result is not None and not self.transient()
+        """Claude Code's result event is in, no retry follows it and no message handed over
+        after it awaits its answer: it decides the outcome."""
+        return self.result is not None and not self.transient() and not self.more
 
     def log_event(self, event: dict[str, Any]) -> None:
         if self.log is not None:
@@ -628,7 +741,11 @@ class Supervisor:
         if self.stopping.is_set():
             return None
         self.result_at = None
+        self.more = False
         self.live.clear()
+        argv = argv or spec["argv"]
+        # claude reads stream-json turns on stdin (the core gave it --input-format stream-json).
+        turns = bool(spec.get("input_turns"))
         spool = self.run_dir / "stdout.jsonl"
         out_fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         try:
@@ -637,14 +754,15 @@ class Supervisor:
                 open(self.run_dir / "stderr.log", "ab") as stderr,
             ):
                 self.spawn(
-                    argv or spec["argv"],
-                    stdin=stdin,
+                    argv,
+                    stdin=subprocess.PIPE if turns else stdin,
                     stdout=out_fd,
                     stderr=stderr,
                     cwd=spec["cwd"],
                     env=env,
                     close_fds=True,
                 )
+                prompt = stdin.read() if turns else b""
         except OSError as exc:
             self.result = {"is_error": True, "result": f"cannot start claude: {exc}"}
             return None
@@ -652,6 +770,11 @@ class Supervisor:
             os.close(out_fd)
         assert self.proc is not None  # spawn set it
         self.last_line, self.heard = time.monotonic(), False  # the watchdog's clock starts
+        if turns:
+            # The first user turn: the prompt file's text (it stays the record of what was
+            # sent). stdin stays open for messages until a result finds none waiting.
+            self.feeder = Feeder(self.proc.stdin)
+            self.feeder.put(user_turn(prompt.decode("utf-8", "replace")))
         self.note_claude(self.proc)
         if self.stopping.is_set():  # a stop that raced with the start
             self._kill_child()
@@ -661,6 +784,9 @@ class Supervisor:
         finally:
             self.log = None
             self.live.flush()
+            if self.feeder is not None:
+                self.feeder.close()
+                self.feeder = None
         if rc is not None or self.lingering is None:
             with contextlib.suppress(OSError):
                 spool.unlink()
@@ -802,6 +928,9 @@ class Supervisor:
         elif kind == "result":
             self.result = event
             self.result_at = time.monotonic()
+            self.more = False
+            if self.feeder is not None:
+                self.next_turn()
         elif kind == "system" and event.get("subtype") == "api_retry":
             self.on_api_retry(event)
         self.show_event(event)
@@ -877,6 +1006,27 @@ class Supervisor:
             )
             self.stop("stalled")
 
+    def next_turn(self) -> None:
+        """A result came with claude's stdin open: hand it the messages that wait in the
+        inbox as its next user turn (several become one), or close its stdin (it then exits)
+        and the inbox when none waits. Counting results cannot tell (Claude Code may answer
+        two queued turns with one result), so messages are only written between turns."""
+        assert self.feeder is not None
+        if self.transient() or self.stopping.is_set():
+            self.feeder.close()  # a retry, a cancel or a timeout decides what comes next
+            return
+        try:
+            texts = take_messages(self.run_dir, close=True)
+        except OSError:
+            texts = []
+        if not texts:
+            self.feeder.close()
+            return
+        self.feeder.put(user_turn("\n\n".join(texts)))
+        self.more = True
+        self.result_at = None
+        self.log_event({"type": "orch", "subtype": "message_delivered", "count": len(texts)})
+
     def on_partial(self, event: Any) -> None:
         """A ``stream_event`` (``--include-partial-messages``): the raw API event."""
         if not isinstance(event, dict):
@@ -931,7 +1081,7 @@ class Supervisor:
         if isinstance(text, str):
             write_atomic(Path(self.spec["output_path"]), text)
         self.live.clear()
-        if res and not res.get("is_error"):
+        if res and not res.get("is_error") and not (self.more and rc not in (0, None)):
             # Claude Code's result decides, whatever came after it: a claude that lingered
             # and was stopped, a cancel or a timeout that arrived once the work was done.
             status, error = "completed", None

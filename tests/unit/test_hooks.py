@@ -515,3 +515,44 @@ def test_the_interactive_stop_handover_skips_a_subagents_stop(tmp_path: Path) ->
     whole = {"session_id": "s1", "hook_event_name": "Stop", "last_assistant_message": "done"}
     subprocess.run(["sh", "-c", command], input=json.dumps(whole).encode(), check=True)
     assert json.loads(stop_file.read_text()) == whole
+
+
+def test_the_orchestrator_hears_of_new_board_posts(env, monkeypatch, capsys) -> None:
+    store = Store(env["state"])
+    store.post("early", "before the session")
+    time.sleep(0.01)
+    fire(monkeypatch, capsys, "SessionStart", start_payload(env))
+    prompt = {**start_payload(env), "prompt": "hi"}
+    assert fire(monkeypatch, capsys, "UserPromptSubmit", prompt) == ""
+    store.post("a1", "found the bug\nin parser.py", run_id=1)
+    store.post("orchestrator", "my own", session_id=env["sid"])
+    store.post("a2", "second")
+    out = json.loads(fire(monkeypatch, capsys, "UserPromptSubmit", prompt))
+    assert out["systemMessage"] == "orch: 2 new board posts (orch board read)"
+    assert notice_of(json.dumps(out)).splitlines() == [
+        "orch: 2 new board posts since your previous prompt:",
+        "- #2 a1: found the bug",
+        "- #4 a2: second",
+        "Read them in full with `orch board read --since 1`.",
+    ]
+    assert fire(monkeypatch, capsys, "UserPromptSubmit", prompt) == ""  # told once
+
+
+def test_an_agent_hears_of_the_agents_it_launched(env, monkeypatch, capsys) -> None:
+    store = Store(env["state"])
+    parent_sid = str(uuid.uuid4())
+    with store.transaction():
+        parent = store.insert_run(name="lead", task="t", backend="subprocess", cwd="/")
+        child = store.insert_run(
+            name="kid", task="t", backend="subprocess", cwd="/", launched_by=parent_sid
+        )
+    monkeypatch.setenv("ORCH_RUN_ID", str(parent["run_id"]))
+    monkeypatch.setenv("ORCH_STATE_DIR", str(env["state"]))
+    payload = {**start_payload(env, sid=parent_sid), "prompt": "task"}
+    assert fire(monkeypatch, capsys, "UserPromptSubmit", payload) == ""
+    ended_run(store, "someone-elses")
+    Path(child["run_dir"]).mkdir(parents=True)
+    Path(child["output_path"]).write_text("kid done")
+    store.finish(child["run_id"], COMPLETED)
+    notice = notice_of(fire(monkeypatch, capsys, "UserPromptSubmit", payload))
+    assert "- kid: completed — kid done" in notice and "someone-elses" not in notice

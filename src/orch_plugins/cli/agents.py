@@ -141,31 +141,34 @@ def _public(run: Run) -> dict[str, JSON]:
     return public(run)
 
 
-def _read_task(task: str) -> str:
+def _read_task(task: str, what: str = "task") -> str:
     if task != "-":
         return task
     data = sys.stdin.buffer.read()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise OrchError("the task on stdin is not valid UTF-8") from None
+        raise OrchError(f"the {what} on stdin is not valid UTF-8") from None
 
 
-def _task_or_file(task: str | None, task_file: Path | None) -> str:
-    """The task from the argument (``-``: stdin) or from ``--task-file``, byte for byte."""
+def _task_or_file(
+    task: str | None, task_file: Path | None, what: str = "task", flag: str = "--task-file"
+) -> str:
+    """The task (or ``what``) from the argument (``-``: stdin) or from ``flag``, byte for
+    byte."""
     if (task is None) == (task_file is None):
-        raise typer.BadParameter("give the task, or --task-file FILE (not both)")
+        raise typer.BadParameter(f"give the {what}, or {flag} FILE (not both)")
     if task is not None:
-        return _read_task(task)
+        return _read_task(task, what)
     assert task_file is not None
     try:
         data = task_file.read_bytes()
     except OSError as exc:
-        raise OrchError(f"cannot read the task file {task_file}: {exc.strerror}") from None
+        raise OrchError(f"cannot read the {what} file {task_file}: {exc.strerror}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise OrchError(f"the task file {task_file} is not valid UTF-8") from None
+        raise OrchError(f"the {what} file {task_file} is not valid UTF-8") from None
 
 
 def _hand_over_done(task_file: Path | None) -> None:
@@ -386,7 +389,8 @@ def _age(run: Run) -> str:
     return f"{secs:.0f}s" if secs < 120 else f"{secs / 60:.0f}m"
 
 
-def _table(runs: list[Run]) -> str:
+def _table(runs: list[Run], levels: list[int] | None = None) -> str:
+    """The status table; ``levels`` (``--tree``): each name indented under its launcher's."""
     from orch_plugins.progress import money
 
     # A BRANCH column only when some agent has a worktree: "orch/x +10 -3" (lines against its
@@ -394,16 +398,18 @@ def _table(runs: list[Run]) -> str:
     branches = any(r.get("branch") for r in runs)
     head = ("NAME", "STATUS", "ROLE", "BACKEND", "TIME", "TURNS", "COST")
     rows = [(*head, *(("BRANCH",) if branches else ()), "TASK / ERROR")]
-    for r in runs:
+    for i, r in enumerate(runs):
         cost = money(r.get("cost_usd"))
         detail = r["error"] if r.get("error") and r["status"] != "completed" else r["task"]
         status = r["status"]
         if r.get("waiting_for") and status == "running":
             status, detail = "waiting", f"waiting: {r['waiting_for']}"
         detail = " ".join(str(detail).split())
+        level = levels[i] if levels else 0
+        indent = "  " * (level - 1) + "└─ " if level else ""
         rows.append(
             (
-                r["name"] + (" (archived)" if r.get("archived") else ""),
+                indent + r["name"] + (" (archived)" if r.get("archived") else ""),
                 status,
                 r.get("role") or "-",
                 r["backend"],
@@ -442,16 +448,26 @@ def status(
     show_all: bool = typer.Option(
         False, "--all", "-a", help="Include archived runs and earlier runs of each name."
     ),
+    tree: bool = typer.Option(
+        False, "--tree", help="Show each agent under the agent that launched it."
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show agents: one line each, or with --json one JSON array of an object each."""
     orch = _orch()
     runs = orch.status(names or [], include_all=show_all)
+    levels = None
+    if tree:
+        from orch_plugins.core import tree_order
+
+        ordered = tree_order(runs)
+        runs = [run for _, run in ordered]
+        levels = [level for level, _ in ordered]
     if as_json:
         _echo_json([_public(r) for r in runs])
         return
     if runs:
-        typer.echo(_table(runs))
+        typer.echo(_table(runs, levels=levels))
         typer.echo(total_line(runs))
     else:
         typer.echo("no agents")
@@ -657,12 +673,15 @@ def resume(
 def cancel(
     names: list[str] | None = typer.Argument(None, metavar="NAME...", help="Agents to stop."),
     all_: bool = typer.Option(False, "--all", help="Stop every queued and running agent."),
+    tree: bool = typer.Option(
+        False, "--tree", help="Also stop every agent they launched, and theirs."
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Stop agents and their whole process tree; they end 'cancelled'."""
     if not names and not all_:
         raise OrchError("name the agents to cancel, or pass --all")
-    runs = _orch().cancel(names or [], all_=all_)
+    runs = _orch().cancel(names or [], all_=all_, tree=tree)
     if as_json:
         _echo_json([_public(r) for r in runs])
     elif not runs:
@@ -689,3 +708,74 @@ def clear(
             f"kept {run['name']}'s worktree and branch {run['branch']}: {why} "
             f"(orch merge {run['name']}, or orch discard {run['name']} --force)"
         )
+
+
+def _text_or_file(text: str | None, text_file: Path | None, what: str) -> str:
+    """A message's or post's text from the argument (``-``: stdin) or ``--file``."""
+    return _task_or_file(text, text_file, what, "--file")
+
+
+TEXT_FILE_OPT = typer.Option(
+    None, "--file", metavar="FILE", help="Read the text from FILE (deleted if in .orch-tasks/)."
+)
+
+
+@app.command()
+def send(
+    name: str = typer.Argument(..., metavar="NAME", help="A running agent."),
+    text: str | None = typer.Argument(None, metavar="TEXT", help="The message; '-' reads stdin."),
+    text_file: Path | None = TEXT_FILE_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Give a running agent a message as its next user turn (recorded, shown in orch logs)."""
+    message = _text_or_file(text, text_file, "message")
+    record = _orch().send(name, message)
+    _hand_over_done(text_file)
+    if as_json:
+        _echo_json(record)
+    else:
+        typer.echo(f"{name}: message {record['message_id']} sent")
+
+
+board_app = typer.Typer(help="The project's shared board: agents post findings for each other.")
+app.add_typer(board_app, name="board")
+
+
+def _post_json(post: dict[str, Any]) -> dict[str, Any]:
+    from orch_plugins.store import iso
+
+    return {**post, "posted_at": iso(post["posted_at"])}
+
+
+@board_app.command("post")
+def board_post(
+    text: str | None = typer.Argument(None, metavar="TEXT", help="The post; '-' reads stdin."),
+    text_file: Path | None = TEXT_FILE_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Post to the board, signed with your agent's name (or orchestrator / user)."""
+    post = _orch().board_post(_text_or_file(text, text_file, "post"))
+    _hand_over_done(text_file)
+    if as_json:
+        _echo_json(_post_json(post))
+    else:
+        typer.echo(f"posted {post['post_id']} as {post['author']}")
+
+
+@board_app.command("read")
+def board_read(
+    since: int = typer.Option(0, "--since", metavar="ID", help="Only posts after this post id."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Read the board, oldest post first."""
+    from orch_plugins.store import iso
+
+    posts = _orch().board_read(since)
+    if as_json:
+        _echo_json([_post_json(p) for p in posts])
+        return
+    if not posts:
+        typer.echo("no posts")
+    for post in posts:
+        typer.echo(f"#{post['post_id']} {post['author']} at {iso(post['posted_at'])}:")
+        typer.echo("".join(f"  {line}\n" for line in post["text"].splitlines()).rstrip("\n"))

@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -86,11 +87,16 @@ def render_command(group: TyperGroup, name: str) -> str:
     root = typer.Context(group, info_name="orch")
     command = group.get_command(root, name)
     assert command is not None, name
-    ctx = typer.Context(command, info_name=name, parent=root)
+    return _render(command, typer.Context(command, info_name=name, parent=root), ["orch", name])
+
+
+def _render(command: Any, ctx: typer.Context, words: list[str]) -> str:
+    """One command's help, usage and parameter table; a group's subcommands follow, each
+    under a ``### `orch GROUP SUB``` heading."""
     parts = []
     if command.help:
         parts.append(_help_text(command.help) + "\n")
-    usage = " ".join(["orch", name, *command.collect_usage_pieces(ctx)])
+    usage = " ".join([*words, *command.collect_usage_pieces(ctx)])
     parts.append(f"```text\n{usage}\n```\n")
     rows = []
     for param in command.get_params(ctx):
@@ -101,6 +107,11 @@ def render_command(group: TyperGroup, name: str) -> str:
         rows.append(f"| `{_cell(what)}` | {_cell(meaning)} |")
     if rows:
         parts.append("| argument or option | meaning |\n| --- | --- |\n" + "\n".join(rows) + "\n")
+    for sub_name in getattr(command, "list_commands", lambda _ctx: [])(ctx):
+        sub = command.get_command(ctx, sub_name)
+        sub_ctx = typer.Context(sub, info_name=sub_name, parent=ctx)
+        parts.append(f"### `{' '.join([*words, sub_name])}`\n")
+        parts.append(_render(sub, sub_ctx, [*words, sub_name]))
     return "\n".join(parts)
 
 

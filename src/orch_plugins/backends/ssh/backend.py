@@ -294,6 +294,13 @@ class SshBackend(Backend):
         if run["status"] in FINAL:
             marker.touch()
 
+    def send(self, run: Run, text: str) -> None:
+        """Not yet: the run's inbox lives on its host (see :meth:`Backend.send`)."""
+        raise OrchError(
+            f"agent {run['name']!r} runs on a remote host: orch send does not reach remote "
+            "agents yet (cancel and resume it with the new instructions instead)"
+        )
+
     def cancel(self, handle: Handle, grace: float) -> None:
         if not handle.get("remote_dir"):
             return  # never started anywhere

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -235,6 +236,36 @@ class TmuxBackend(SubprocessBackend):
                 **run_mark(by_id[run_id]),
             }
         return handles
+
+    def send(self, run: Run, text: str) -> None:
+        """An interactive agent: ``text`` pasted into its pane as a bracketed paste (tmux
+        ``load-buffer`` from a private file, ``paste-buffer -p -r``: claude sees pasted text,
+        never keys, and newlines stay newlines), then Enter. A print-mode agent: its inbox
+        (:meth:`Backend.send`)."""
+        handle = run["handle"] or {}
+        if not handle.get("interactive"):
+            super().send(run, text)
+            return
+        if not handle.get("pane"):
+            raise OrchError(f"agent {run['name']!r} has no tmux pane recorded")
+        socket = handle.get("socket")
+        tmux = Tmux(socket, self.config.get("tmux")) if socket else self.server()
+        path = Path(run["run_dir"], f".send-{os.getpid()}.txt")
+        buffer = f"orch-send-{run['run_id']}-{os.getpid()}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+        try:
+            tmux.run(
+                ["load-buffer", "-b", buffer, str(path)],
+                ["paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", handle["pane"]],
+            )
+            # Claude Code takes a paste as typed text; Enter, a key of its own, submits it.
+            time.sleep(0.3)
+            tmux.run(["send-keys", "-t", handle["pane"], "Enter"])
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def windows(
         self, state_dir: str | Path, handles: Sequence[Handle] = ()

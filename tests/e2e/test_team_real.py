@@ -1,0 +1,40 @@
+"""Messages to a running print-mode agent, with the real Claude Code against the stand-in:
+``orch send`` mid-turn reaches the model as the next user turn of the same session, before the
+run ends; stdin then closes and the run ends as before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orch_plugins.testing.api import MessagesStandIn, Reply
+from tests.helpers import orch, status_json, wait_for
+
+pytestmark = pytest.mark.e2e
+
+MESSAGE = 'FOLLOWUP it\'s "quoted" $(touch /tmp/pwned) `id`\nsecond line ünï'
+
+
+def test_send_reaches_a_running_print_mode_agent(
+    real_project: Path, messages_api: MessagesStandIn
+) -> None:
+    messages_api.on("FOLLOWUP", Reply.text("got the follow-up"))
+    messages_api.on("SLOWTASK", Reply.text("first turn done", delay=10))
+    orch("launch", "talk", "SLOWTASK: start", check=True)
+    first = messages_api.wait_for(lambda r: "SLOWTASK" in r.prompt_text, timeout=60)
+    assert status_json("talk")[0]["status"] == "running"
+    assert orch("send", "talk", MESSAGE, check=True).stdout == "talk: message 1 sent\n"
+    [run] = status_json("talk")
+    wait_for(lambda: status_json("talk")[0]["status"] != "running", timeout=90)
+    [run] = status_json("talk")
+    assert run["status"] == "completed", run["error"]
+    assert orch("output", "talk", check=True).stdout == "got the follow-up\n"
+    second = messages_api.wait_for(lambda r: "FOLLOWUP" in r.prompt_text, timeout=5)
+    assert second.last_user_text == MESSAGE
+    assert second.session_id == first.session_id == run["session_id"]
+    assert "first turn done" in str(second.messages)  # the same conversation, continued
+    logs = orch("logs", "talk", check=True).stdout
+    assert "[message from user at " in logs and "handed to the agent" in logs
+    r = orch("send", "talk", "too late")
+    assert r.returncode == 1 and "has ended (completed); resume it instead" in r.stderr
