@@ -242,7 +242,7 @@ class TmuxBackend(SubprocessBackend):
         ``load-buffer`` from a private file, ``paste-buffer -p -r``: claude sees pasted text,
         never keys, and newlines stay newlines), then Enter. A print-mode agent: its inbox
         (:meth:`Backend.send`)."""
-        handle = run["handle"] or {}
+        handle = tmux_handle(run["handle"] or {})
         if not handle.get("interactive"):
             super().send(run, text)
             return
