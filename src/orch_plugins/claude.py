@@ -233,9 +233,10 @@ steps. When agents finish, read their outputs and give the user one summary: per
 it found or changed, then conclusions, conflicts and next steps."""
 
 
-#: What ``orch start`` lets the orchestrator do without asking: run orch, and write the task
-#: hand-over files that ``orch launch --task-file`` reads (and deletes).
-ORCHESTRATOR_TOOLS = "Bash(orch:*),Edit(./.orch-tasks/**)"
+#: What ``orch start`` lets the orchestrator do without asking: run orch, write the task
+#: hand-over files that ``orch launch --task-file`` reads (and deletes), and call orch's MCP
+#: tools (``orch mcp``, registered as ``orch`` in the project's ``.mcp.json``).
+ORCHESTRATOR_TOOLS = "Bash(orch:*),Edit(./.orch-tasks/**),mcp__orch__*"
 
 
 def orchestrator_argv(

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pluggy
 
@@ -209,6 +209,27 @@ class Plugins:
             self._call(impl, "orch_register_commands", {"app": app})
             out.append((self._sources.get(impl.plugin_name, impl.plugin_name), app))
         return out
+
+    def role_summaries(self) -> list[dict[str, Any]]:
+        """Every role, as ``orch roles --json`` lists them: ``{name, description, source,
+        allowed_tools, disallowed_tools, model, permission_mode}`` (by name)."""
+        _, registry = self.everything()
+        rows: list[dict[str, Any]] = []
+        for name in registry.names():
+            role = registry.get(name)
+            assert role is not None
+            rows.append(
+                {
+                    "name": name,
+                    "description": role.description,
+                    "source": role.source or registry.owner(name),
+                    "allowed_tools": list(role.allowed_tools),
+                    "disallowed_tools": list(role.disallowed_tools),
+                    "model": role.model,
+                    "permission_mode": role.permission_mode,
+                }
+            )
+        return rows
 
     def everything(self) -> tuple[BackendRegistry, RoleRegistry]:
         self.load_external()

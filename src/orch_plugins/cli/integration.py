@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,22 @@ def _unheard_hint(sid: str) -> str:
         return " (type the command yourself: one that Claude runs is not saved)"
     why = hooks_problem(Path.cwd()) or "orch's hooks did not record this session"
     return f": {why}"
+
+
+#: What to install when the ``mcp`` SDK is missing (the ``orch-plugins[mcp]`` extra's pin).
+MCP_REQUIREMENT = "mcp>=2.3,<3"
+
+
+@app.command("mcp")
+def mcp_cmd() -> None:
+    """Serve orch's operations as MCP tools on stdin/stdout (what Claude Code starts)."""
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ImportError:
+        raise OrchError(
+            "orch mcp needs the MCP Python SDK (the orch-plugins[mcp] extra): "
+            f"{sys.executable} -m pip install '{MCP_REQUIREMENT}'"
+        ) from None
+    from orch_plugins.mcp_server import main
+
+    main()

@@ -69,23 +69,7 @@ def roles(
         typer.echo(f"task_template: {data['task_template']}")
         typer.echo(f"system_prompt:\n{data['system_prompt']}")
         return
-    _, registry = plugins.everything()
-    rows: list[dict[str, Any]] = []
-    for n in registry.names():
-        found = registry.get(n)
-        assert found is not None
-        role = found
-        rows.append(
-            {
-                "name": n,
-                "description": role.description,
-                "source": role.source or registry.owner(n),
-                "allowed_tools": list(role.allowed_tools),
-                "disallowed_tools": list(role.disallowed_tools),
-                "model": role.model,
-                "permission_mode": role.permission_mode,
-            }
-        )
+    rows = plugins.role_summaries()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
