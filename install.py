@@ -63,16 +63,17 @@ def run(cmd: list[str], *, dry_run: bool) -> None:
 def pip_install(python: str, *, editable: bool, dry_run: bool) -> None:
     """Install this clone. A regular install builds from a scratch copy, so the clone gets
     no ``build/`` or ``*.egg-info`` left behind."""
+    # With the mcp extra: the project install registers `orch mcp` in .mcp.json.
     if editable:
-        run([python, "-m", "pip", "install", "--quiet", "-e", str(HERE)], dry_run=dry_run)
+        run([python, "-m", "pip", "install", "--quiet", "-e", f"{HERE}[mcp]"], dry_run=dry_run)
         return
     if dry_run:
-        run([python, "-m", "pip", "install", "--quiet", str(HERE)], dry_run=True)
+        run([python, "-m", "pip", "install", "--quiet", f"{HERE}[mcp]"], dry_run=True)
         return
     with tempfile.TemporaryDirectory(prefix="orch-plugins-build-") as tmp:
         src = Path(tmp) / "src"
         shutil.copytree(HERE, src, ignore=_SKIP)
-        run([python, "-m", "pip", "install", "--quiet", str(src)], dry_run=False)
+        run([python, "-m", "pip", "install", "--quiet", f"{src}[mcp]"], dry_run=False)
 
 
 def predicted_package_dir(venv: Path) -> str:

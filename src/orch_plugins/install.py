@@ -59,6 +59,12 @@ HOOK_PY_SHIM = "orch_hook.py"
 HOOK_FILES = (HOOK_SHIM, HOOK_PY_SHIM)
 HOOK_TIMEOUT = 10
 PERMISSION = "Bash(orch:*)"
+#: The MCP server a project install registers (``.mcp.json``), and what lets its tools run.
+MCP_SERVER = "orch"
+MCP_NAME = ".mcp.json"
+MCP_PERMISSION = f"mcp__{MCP_SERVER}__*"
+#: Where settings.json approves servers of ``.mcp.json`` for interactive sessions.
+MCP_APPROVAL_KEY = "enabledMcpjsonServers"
 MANIFEST_NAME = "orch-plugins.json"
 SETTINGS_NAME = "settings.json"
 STATE_DIR_NAME = ".orchestrate"
@@ -307,10 +313,16 @@ def _strip_ours(groups: list[Any]) -> list[Any]:
 
 
 def merge_settings(
-    data: dict[str, Any], commands: dict[str, str], permission: str | None
+    data: dict[str, Any],
+    commands: dict[str, str],
+    permission: str | None,
+    *,
+    extra_permissions: tuple[str, ...] = (),
+    approve_server: str | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Settings with our hooks (and permission) in; everything else untouched. Returns the new
-    data and what changed, in words. Our existing entries stay in place when already right."""
+    """Settings with our hooks (and permissions; ``approve_server`` added to
+    :data:`MCP_APPROVAL_KEY`) in; everything else untouched. Returns the new data and what
+    changed, in words. Our existing entries stay in place when already right."""
     new = copy.deepcopy(data)
     notes: list[str] = []
     hooks = new.setdefault("hooks", {})
@@ -324,21 +336,37 @@ def merge_settings(
         notes.append(f"{'replace' if ours else 'add'} hook {event}")
     if not hooks and "hooks" not in data:
         del new["hooks"]
-    if permission:
+    for one in [permission, *extra_permissions] if permission else extra_permissions:
         allow = new.setdefault("permissions", {}).setdefault("allow", [])
-        if permission not in allow:
-            allow.append(permission)
-            notes.append(f"allow {permission}")
+        if one not in allow:
+            allow.append(one)
+            notes.append(f"allow {one}")
+    if approve_server:
+        approved = new.setdefault(MCP_APPROVAL_KEY, [])
+        if approve_server not in approved:
+            approved.append(approve_server)
+            notes.append(f"approve MCP server {approve_server}")
     return new, notes
 
 
 def unmerge_settings(
-    data: dict[str, Any], permissions: list[str], original: dict[str, Any] | None
+    data: dict[str, Any],
+    permissions: list[str],
+    original: dict[str, Any] | None,
+    *,
+    approved: str | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Settings with our hooks and the permissions we added taken out; containers we created
-    and left empty go too (judged against the original when the manifest kept it)."""
+    """Settings with our hooks, the permissions we added and the server approval we added
+    (``approved``) taken out; containers we created and left empty go too (judged against the
+    original when the manifest kept it)."""
     new = copy.deepcopy(data)
     notes: list[str] = []
+    servers = new.get(MCP_APPROVAL_KEY)
+    if approved and isinstance(servers, list) and approved in servers:
+        servers.remove(approved)
+        notes.append(f"remove MCP server approval {approved}")
+        if not servers and (original is None or MCP_APPROVAL_KEY not in original):
+            del new[MCP_APPROVAL_KEY]
     hooks = new.get("hooks")
     if isinstance(hooks, dict):
         for event in list(hooks):
@@ -456,8 +484,17 @@ def plan_install(
     text, data = settings.text, settings.data
     original = None if settings.raw is None else settings.raw.decode("utf-8")
     commands = {e: hook_command(target, e, python, package_dir) for e in HOOK_EVENTS}
-    merged, notes = merge_settings(data, commands, PERMISSION)
-    added_permission = bool(notes and notes[-1] == f"allow {PERMISSION}")
+    project = target.scope == "project"
+    merged, notes = merge_settings(
+        data,
+        commands,
+        PERMISSION,
+        extra_permissions=(MCP_PERMISSION,) if project else (),
+        approve_server=MCP_SERVER if project else None,
+    )
+    added = {p for p in (PERMISSION, MCP_PERMISSION) if f"allow {p}" in notes}
+    approved = f"approve MCP server {MCP_SERVER}" in notes
+    mcp_state = plan_mcp_install(plan, target, python, manifest, force) if project else {}
 
     files = source_files(root)
     conflicts = []
@@ -513,9 +550,9 @@ def plan_install(
             set(manifest.get("dirs", []))
             | {str(d.relative_to(claude_dir.parent)) for d in plan.mkdirs}
         ),
-        "permissions": sorted(
-            set(manifest.get("permissions", [])) | ({PERMISSION} if added_permission else set())
-        ),
+        "permissions": sorted(set(manifest.get("permissions", [])) | added),
+        "mcp_approved": bool(manifest.get("mcp_approved")) or approved,
+        **mcp_state,
         # Exactly as it was (BOM and line endings included): uninstall writes it back.
         "settings_original": manifest.get("settings_original", original) if manifest else original,
         "settings_created": manifest.get("settings_created", text is None)
@@ -550,7 +587,10 @@ def plan_uninstall(target: Target) -> Plan:
             except ValueError:
                 original = None
     permissions = list(manifest.get("permissions", [])) if manifest else []
-    new, notes = unmerge_settings(data, permissions, original)
+    approved = MCP_SERVER if manifest and manifest.get("mcp_approved") else None
+    new, notes = unmerge_settings(data, permissions, original, approved=approved)
+    if manifest and manifest.get("mcp_server"):
+        plan_mcp_uninstall(plan, target, manifest)
     if notes:
         if manifest and manifest.get("settings_created") and not new:
             # We created it and nothing but ours is in it: no backup of our own file.
@@ -601,6 +641,104 @@ def plan_uninstall(target: Target) -> Plan:
                     "yourself when you no longer need them)"
                 )
     return plan
+
+
+# -- .mcp.json ----------------------------------------------------------------------------------
+
+
+def mcp_entry(python: str) -> dict[str, Any]:
+    """Our server's entry in ``.mcp.json``: ``orch mcp`` run by the installed interpreter."""
+    return {"command": python, "args": ["-m", "orch_plugins.cli", "mcp"]}
+
+
+def _read_mcp(path: Path) -> tuple[bytes | None, dict[str, Any]]:
+    """``.mcp.json`` as ``(raw bytes or None, data)``; :class:`OrchError` when it is not a JSON
+    object with an object ``mcpServers``."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as exc:
+        raise OrchError(f"cannot read {path}: {exc}; nothing was changed") from None
+    try:
+        text = raw.decode("utf-8").removeprefix(BOM)
+        data = json.loads(text) if text.strip() else {}
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise OrchError(
+            f"{path} is not valid JSON ({exc}); fix it or move it aside, then run the "
+            "installer again. Nothing was changed."
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("mcpServers", {}), dict):
+        raise OrchError(f'{path}: "mcpServers" is not an object; nothing was changed')
+    return raw, data
+
+
+def _render_mcp(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def plan_mcp_install(
+    plan: Plan, target: Target, python: str, manifest: dict[str, Any], force: bool
+) -> dict[str, Any]:
+    """Register our server in the project's ``.mcp.json`` (every other server untouched);
+    returns the manifest entries that let uninstall take exactly it out again."""
+    assert target.project_dir is not None
+    path = target.project_dir / MCP_NAME
+    raw, data = _read_mcp(path)
+    wanted = mcp_entry(python)
+    servers = data.get("mcpServers", {})
+    current = servers.get(MCP_SERVER)
+    ours = manifest.get("mcp_server")
+    if current is not None and current != wanted and current != ours and not force:
+        raise OrchError(
+            f"{target.show(path)} already has an MCP server named {MCP_SERVER!r} that orch-plugins "
+            "did not install; rename it or pass --force (a backup is kept). Nothing was changed."
+        )
+    if current != wanted:
+        new = copy.deepcopy(data)
+        new.setdefault("mcpServers", {})[MCP_SERVER] = wanted
+        plan.writes[path] = _render_mcp(new)
+        if raw is not None:
+            plan.backups.append(path)
+        verb = "create" if raw is None else "update"
+        plan.lines.append(f"{verb}  {target.show(path)}: MCP server {MCP_SERVER} (orch mcp)")
+    original = raw.decode("utf-8") if raw is not None else None
+    return {
+        "mcp_server": wanted,
+        "mcp_original": manifest.get("mcp_original", original),
+    }
+
+
+def plan_mcp_uninstall(plan: Plan, target: Target, manifest: dict[str, Any]) -> None:
+    """Take our server out of ``.mcp.json``: the file's original bytes come back when nothing
+    else changed, a file we created goes when nothing else is in it, a server entry someone
+    changed since stays."""
+    if target.project_dir is None:
+        return
+    path = target.project_dir / MCP_NAME
+    raw, data = _read_mcp(path)
+    servers = data.get("mcpServers", {})
+    if raw is None or MCP_SERVER not in servers:
+        return
+    if servers[MCP_SERVER] != manifest["mcp_server"]:
+        plan.notes.append(f"kept {target.show(path)}'s server {MCP_SERVER}: changed since install")
+        return
+    original_text = manifest.get("mcp_original")
+    original = json.loads(original_text.removeprefix(BOM)) if original_text else None
+    new = copy.deepcopy(data)
+    del new["mcpServers"][MCP_SERVER]
+    if not new["mcpServers"] and "mcpServers" not in (original or {}):
+        del new["mcpServers"]
+    if original_text is None and not new:
+        plan.removes.append(path)
+        plan.lines.append(f"remove  {target.show(path)}: MCP server {MCP_SERVER}")
+        return
+    plan.backups.append(path)
+    if original_text is not None and new == original:
+        plan.writes[path] = original_text.encode("utf-8")  # byte for byte what was there
+    else:
+        plan.writes[path] = _render_mcp(new)
+    plan.lines.append(f"update  {target.show(path)}: remove MCP server {MCP_SERVER}")
 
 
 def _state_dir_unused(state_dir: Path) -> bool:

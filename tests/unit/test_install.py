@@ -86,7 +86,8 @@ def test_install_adds_commands_hooks_permission_and_keeps_everything_else(proj: 
     data = json.loads(settings.read_text())
     before = json.loads(USER_SETTINGS)
     assert data["model"] == "sonnet" and data["env"] == {"FOO": "bär"}
-    assert data["permissions"]["allow"] == ["Bash(ls:*)", install.PERMISSION]
+    assert data["permissions"]["allow"] == ["Bash(ls:*)", install.PERMISSION, "mcp__orch__*"]
+    assert data["enabledMcpjsonServers"] == ["orch"]  # approved: no dialog in interactive agents
     assert data["permissions"]["deny"] == before["permissions"]["deny"]
     assert data["hooks"]["Stop"][0] == before["hooks"]["Stop"][0]  # theirs first, untouched
     assert data["hooks"]["PreToolUse"] == before["hooks"]["PreToolUse"]
@@ -153,7 +154,7 @@ def test_uninstall_keeps_a_permission_the_user_had_and_later_changes(proj: Path)
     target = install.project_target(proj)
     do_install(target)
     data = json.loads(settings.read_text())
-    assert data["permissions"]["allow"] == [install.PERMISSION]  # not added twice
+    assert data["permissions"]["allow"] == [install.PERMISSION, "mcp__orch__*"]  # not twice
     data["theme"] = "dark"  # the user changes something else meanwhile
     settings.write_text(json.dumps(data, indent=2))
 
@@ -558,3 +559,45 @@ def test_one_backup_per_file_under_the_data_dir(proj: Path, data_dir: Path) -> N
     assert backups[0] == data_dir / "backups" / str(settings).lstrip("/")
     assert backups[0].read_text() == installed  # as it was before the last change
     assert not list(proj.rglob("*orch-backup*"))
+
+
+MCP_JSON = """{
+    "mcpServers": {
+        "theirs": {"command": "node", "args": ["srv.js"]}
+    }
+}
+"""
+
+
+def test_the_mcp_server_is_registered_and_removed_exactly(proj: Path) -> None:
+    mcp_json = proj / ".mcp.json"
+    mcp_json.write_text(MCP_JSON)
+    target = install.project_target(proj)
+    do_install(target)
+    servers = json.loads(mcp_json.read_text())["mcpServers"]
+    assert servers == {
+        "theirs": {"command": "node", "args": ["srv.js"]},
+        "orch": {"command": PY, "args": ["-m", "orch_plugins.cli", "mcp"]},
+    }
+    assert do_install(target).empty  # a second install changes nothing
+
+    do_uninstall(target)
+
+    assert mcp_json.read_text() == MCP_JSON  # byte for byte
+    assert not (proj / ".claude").exists()
+
+
+def test_a_fresh_mcp_json_goes_with_the_install_and_a_foreign_orch_server_stays(
+    proj: Path,
+) -> None:
+    target = install.project_target(proj)
+    do_install(target)
+    assert json.loads((proj / ".mcp.json").read_text())["mcpServers"]["orch"]["command"] == PY
+    do_uninstall(target)
+    assert list(proj.iterdir()) == []
+
+    foreign = '{"mcpServers": {"orch": {"command": "other"}}}'
+    (proj / ".mcp.json").write_text(foreign)
+    with pytest.raises(OrchError, match="already has an MCP server named 'orch'"):
+        do_install(target)
+    assert (proj / ".mcp.json").read_text() == foreign and not (proj / ".claude").exists()
