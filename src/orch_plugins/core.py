@@ -631,6 +631,21 @@ class Orchestrator:
         with contextlib.suppress(OrchError):
             self._backend(run["backend"]).fetch_files(run)
 
+    def read_output(self, run: Run) -> str:
+        """The final result of ``run`` (its output file, brought home first by a remote
+        backend). :class:`OrchError` while it is queued or running, or when it ended
+        without one."""
+        name = run["name"]
+        if run["status"] in (QUEUED, RUNNING):
+            raise OrchError(
+                f"agent {name!r} is still {run['status']}; no output yet (orch wait {name})"
+            )
+        self.fetch_files(run)
+        out = Path(run["output_path"])
+        if not out.exists():
+            raise OrchError(f"agent {name!r} {run['status']} without output: {run['error'] or '-'}")
+        return out.read_text(encoding="utf-8", errors="replace")
+
     def _record(self, run_id: int, update: Mapping[str, object]) -> bool:
         """Record what a backend learnt about a run; True when a final status among the
         fields ended it."""

@@ -204,20 +204,8 @@ def output(name: str) -> dict[str, Any]:
 
 def _output(orch: Orchestrator, name: str) -> dict[str, Any]:
     [run] = orch.status([name])
-    if run["status"] in ("queued", "running"):
-        raise OrchError(
-            f"agent {name!r} is still {run['status']}; no output yet (orch wait {name})"
-        )
-    orch.fetch_files(run)
-    path = Path(run["output_path"])
-    if not path.exists():
-        raise OrchError(f"agent {name!r} {run['status']} without output: {run['error'] or '-'}")
-    return {
-        "name": name,
-        "status": run["status"],
-        "output": path.read_text(encoding="utf-8", errors="replace"),
-        "error": run["error"],
-    }
+    text = orch.read_output(run)
+    return {"name": name, "status": run["status"], "output": text, "error": run["error"]}
 
 
 def logs(name: str, lines: int = LOG_LINES) -> dict[str, Any]:

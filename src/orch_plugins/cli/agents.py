@@ -590,15 +590,7 @@ def output(
 def _print_output(orch: Orchestrator, run: Run) -> bool:
     """Print one run's result; False (and the reason on stderr) unless it completed."""
     name = run["name"]
-    if run["status"] in ("queued", "running"):
-        raise OrchError(
-            f"agent {name!r} is still {run['status']}; no output yet (orch wait {name})"
-        )
-    orch.fetch_files(run)
-    out = Path(run["output_path"])
-    if not out.exists():
-        raise OrchError(f"agent {name!r} {run['status']} without output: {run['error'] or '-'}")
-    text = out.read_text(encoding="utf-8")
+    text = orch.read_output(run)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
     if run["status"] != "completed":
