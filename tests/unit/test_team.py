@@ -72,7 +72,8 @@ def test_an_agent_launches_a_child_within_max_depth(project: Path) -> None:
     )
     assert orch("status", "grandchild").returncode == 1  # nothing recorded
     orch("launch", "other", "SLEEP=30", check=True)
-    tree = orch("status", "--tree", check=True).stdout.splitlines()
+    lines = orch("status", "--tree", check=True).stdout.splitlines()
+    tree = [line for line in lines if not line.startswith("total:")]  # the cost line
     names = [line.split()[0] if not line.startswith("└") else line.split()[1] for line in tree]
     assert names == ["NAME", "lead", "child", "other"]
     assert tree[2].startswith("└─ child ")
