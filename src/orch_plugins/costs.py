@@ -95,6 +95,30 @@ def budget(store: Store, config: Config) -> dict[str, dict[str, float]]:
     return out
 
 
+def report(
+    store: Store,
+    config: Config,
+    names: list[str] | None = None,
+    *,
+    by: str = "agent",
+    since: str | None = None,
+    include_gone: bool = False,
+) -> dict[str, Any]:
+    """What ``orch cost --json`` prints (and the MCP ``cost`` tool returns): ``{"by": KEY,
+    "groups": [{key, runs, cost_usd, *tokens}], "total": {...}, "budget": {limit: {spent,
+    limit}}}`` for the runs of ``names`` (all when empty) that ended since ``since`` (ISO 8601,
+    UTC). ``OrchError`` for an unknown ``by`` or a date it cannot read."""
+    rows = store.costs(
+        names or [], since=parse_since(since) if since else None, include_gone=include_gone
+    )
+    return {
+        "by": by,
+        "groups": group(rows, by),
+        "total": total(rows),
+        "budget": budget(store, config),
+    }
+
+
 def admission(store: Store, config: Config) -> dict[str, Any]:
     """What admission works with now: ``{max_parallel, effective_limit, paused_until (ISO or
     None), pause_left_s, pause_status, pause_by}``; ``effective_limit`` is ``max_parallel``

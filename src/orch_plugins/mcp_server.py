@@ -245,6 +245,25 @@ def roles() -> dict[str, Any]:
     return _closing(lambda orch: {"roles": orch.plugins.role_summaries()})
 
 
+def cost(
+    names: list[str] | None = None,
+    by: str = "agent",
+    since: str | None = None,
+    all: bool = False,
+) -> dict[str, Any]:
+    """What agents cost, as `orch cost --json`: {"by", "groups": [{key, runs, cost_usd,
+    input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens}], "total",
+    "budget": {daily_usd|total_usd: {spent, limit}}}. `by`: agent, role, model, day or parent;
+    `since`: an ISO 8601 date (UTC); `all`: archived and cleared runs too."""
+    from orch_plugins import costs
+
+    return _closing(
+        lambda orch: costs.report(
+            orch.store, orch.config, names, by=by, since=since, include_gone=all
+        )
+    )
+
+
 def send(name: str, text: str) -> dict[str, Any]:
     """Give a running agent `text` as its next user turn (a print-mode agent gets it when
     its current turn ends; an interactive one as a paste). Returns the message record
@@ -288,6 +307,7 @@ TOOLS: tuple[Callable[..., dict[str, Any]], ...] = (
     resume,
     cancel,
     roles,
+    cost,
     send,
     board_post,
     board_read,

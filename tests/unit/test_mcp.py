@@ -65,6 +65,8 @@ def test_launch_wait_output_send_board_through_the_tools(project: Path) -> None:
         out["board"] = data(await client.call_tool("board_read", {"since": 0}))
         out["logs"] = data(await client.call_tool("logs", {"name": "m1", "lines": 5}))
         out["roles"] = data(await client.call_tool("roles", {}))
+        out["cost"] = data(await client.call_tool("cost", {"by": "role"}))
+        out["bad_by"] = await client.call_tool("cost", {"by": "colour"})
         out["send"] = await client.call_tool("send", {"name": "m1", "text": "late"})
         out["dup"] = await client.call_tool("launch", {"name": "m1", "task": " "})
         out["resource"] = await client.read_resource("orch://agents/m1/output")
@@ -80,6 +82,13 @@ def test_launch_wait_output_send_board_through_the_tools(project: Path) -> None:
     assert out["post"]["author"] == "user" and out["board"]["posts"][0]["text"] == HOSTILE
     assert "[done]" in out["logs"]["text"]
     assert "researcher" in {r["name"] for r in out["roles"]["roles"]}
+    cli_cost = json.loads(
+        subprocess.run(
+            [*ORCH, "cost", "--by", "role", "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert out["cost"] == cli_cost and out["cost"]["by"] == "role"
+    assert out["bad_by"].is_error and out["bad_by"].content[0].text.startswith("orch: error: ")
     # Errors are the CLI's one-line messages.
     assert out["send"].is_error
     assert out["send"].content[0].text == (

@@ -69,23 +69,16 @@ def cost(
     from orch_plugins import costs
 
     orch = _orch()
-    rows = orch.store.costs(
-        names or [],
-        since=costs.parse_since(since) if since else None,
-        include_gone=show_all,
-    )
-    groups = costs.group(rows, by)
-    summed = costs.total(rows)
-    report = costs.budget(orch.store, orch.config)
+    data = costs.report(orch.store, orch.config, names, by=by, since=since, include_gone=show_all)
     if as_json:
-        data = {"by": by, "groups": groups, "total": summed, "budget": report}
         typer.echo(json.dumps(data, indent=2 if sys.stdout.isatty() else None))
         return
+    report = data["budget"]
     table: list[tuple[str, ...]] = [
         (by.upper(), "RUNS", "COST", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE")
     ]
-    table += [_row(g) for g in groups]
-    table.append(_row({**summed, "key": "TOTAL"}))
+    table += [_row(g) for g in data["groups"]]
+    table.append(_row({**data["total"], "key": "TOTAL"}))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
