@@ -55,9 +55,16 @@ def _claude_done(supervisor: int) -> bool:
     return all((proc_stat(p) or ["Z"])[0] in ("Z", "X") for p in descendants(supervisor))
 
 
+def _results_written(project: Path) -> bool:
+    """Every run's claude has written its ``result`` line (claude keeps running after it while
+    its stdin, the supervisor's message channel, is open)."""
+    outs = list((project / ".orchestrate" / "runs").glob("*/stdout.jsonl"))
+    return len(outs) == 6 and all(b'"type":"result"' in p.read_bytes() for p in outs)
+
+
 def test_six_parallel_answers_of_300_kb(real_project: Path, messages_api: MessagesStandIn) -> None:
     """Six answers at once, while every supervisor is held still (SIGSTOP, as a busy machine
-    deschedules it) until its claude has written everything and exited: nothing may be lost."""
+    deschedules it) until its claude has written everything: nothing may be lost."""
     answers = [big_answer(300_000, f"PAR{i}") for i in range(6)]
     paused: list[int] = []
 
@@ -68,7 +75,9 @@ def test_six_parallel_answers_of_300_kb(real_project: Path, messages_api: Messag
 
         def resume() -> None:
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not all(_claude_done(p) for p in paused):
+            while time.monotonic() < deadline and not (
+                all(_claude_done(p) for p in paused) or _results_written(real_project)
+            ):
                 time.sleep(0.05)
             for pid in paused:
                 os.kill(pid, signal.SIGCONT)
@@ -87,7 +96,7 @@ def test_six_parallel_answers_of_300_kb(real_project: Path, messages_api: Messag
 
     tasks = [f"PARALLEL {i} answer" for i in range(6)]
     try:
-        orch("parallel", *tasks, check=True)
+        orch("parallel", *tasks, "--max-parallel", "6", check=True)
         orch("wait", "--timeout", "170", timeout=200)
     finally:
         for pid in paused:

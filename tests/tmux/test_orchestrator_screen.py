@@ -4,6 +4,7 @@ of the test's private tmux server, with the hooks installed in the project."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -58,4 +59,5 @@ def test_the_person_sees_which_agents_ended(
     )
     assert "orch: 1 agent ended: scout completed (orch status)" in screen, screen
     req = next(r for r in messages_api.conversation_requests() if "NEXT-PROMPT" in r.prompt_text)
-    assert "- scout: completed — agent finished its work" in str(req.body)  # the model's part
+    # The model's part (the agent's cost, then its result).
+    assert re.search(r"- scout: completed, \$[0-9.]+ — agent finished its work", str(req.body))

@@ -15,7 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from orch_plugins.mcp_server import TOOLS
-from tests.helpers import ORCH, status_json
+from tests.helpers import ORCH, ROOT, status_json
 
 HOSTILE = 'it\'s "quoted" $(touch /tmp/pwned) `id`\nsecond line ünï 🚀'
 
@@ -137,3 +137,31 @@ def test_the_core_and_the_hooks_never_import_the_sdk() -> None:
 def _no_agent_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("ORCH_RUN_ID", "ORCH_AGENT", "CLAUDE_CODE_SESSION_ID"):
         monkeypatch.delenv(var, raising=False)
+
+
+def test_the_plugin_forms_server_runs_through_its_shim(project: Path) -> None:
+    """The plugin manifest's MCP server is ``sh claude/hooks/orch-mcp.sh``: it finds the
+    interpreter as the hook shim does ($ORCH_PYTHON here) and serves the same tools."""
+    manifest = json.loads((ROOT / ".claude-plugin" / "plugin.json").read_text())
+    entry = manifest["mcpServers"]["orch"]
+    assert entry["command"] == "sh"
+    args = [a.replace("${CLAUDE_PLUGIN_ROOT}", str(ROOT)) for a in entry["args"]]
+    params = StdioServerParameters(
+        command="sh", args=args, env={**os.environ, "ORCH_PYTHON": sys.executable}, cwd=str(project)
+    )
+
+    async def main() -> Any:
+        async with Client(params) as client:
+            return (await client.list_tools()).tools
+
+    assert {t.name for t in anyio.run(main)} == {fn.__name__ for fn in TOOLS}
+    # No interpreter to be found: one line on stderr, exit 1 (Claude Code shows it as failed).
+    r = subprocess.run(
+        ["/bin/sh", args[0]],
+        env={"PATH": "/nonexistent", "HOME": str(project), "ORCH_PYTHON": "/nonexistent/py"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 1
+    assert r.stderr == "orch: error: no Python for orch mcp: run install.py, or set ORCH_PYTHON\n"
