@@ -510,18 +510,26 @@ class Orchestrator:
                 log.warning("%s: running in place, without a worktree (%s)", request.name, exc)
                 return None
         fork = origin is not None and origin.fork
-        return worktrees.plan(
-            name=request.name,
-            task=request.task,
-            cwd=workdir,
-            base=request.base,
-            store=self.store,
-            settings=settings,
-            here=here,
-            fork_from=source_run,
-            fork_session=origin.session_id if fork and origin else None,
-            fork_cwd=(source_run["cwd"] if source_run else None) if fork else None,
-        )
+        try:
+            return worktrees.plan(
+                name=request.name,
+                task=request.task,
+                cwd=workdir,
+                base=request.base,
+                store=self.store,
+                settings=settings,
+                here=here,
+                fork_from=source_run,
+                fork_session=origin.session_id if fork and origin else None,
+                fork_cwd=(source_run["cwd"] if source_run else None) if fork else None,
+            )
+        except OrchError as exc:
+            if not implicit:
+                raise
+            # A role's default where no worktree can be made (a repository without a commit
+            # yet, say): in place, as in a directory that is no repository.
+            log.warning("%s: running in place, without a worktree (%s)", request.name, exc)
+            return None
 
     def launcher_run(self) -> Run | None:
         """The run of the agent whose tool is calling orch now (``ORCH_RUN_ID``, when it is a

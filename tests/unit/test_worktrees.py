@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,12 @@ def test_not_a_repository_and_bad_base(project: Path) -> None:
     orch("wait", "y", check=True)
     assert (project / "f.txt").read_text() == "y\n"
     assert status_json("y")[0]["branch"] is None
+    # A repository without a commit yet (just `git init`): the same, not an error.
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    r = orch("launch", "z", "edit APPEND=g.txt:z", "--role", "implementer", check=True)
+    assert "running in place, without a worktree" in r.stderr
+    orch("wait", "z", check=True)
+    assert (project / "g.txt").read_text() == "z\n" and status_json("z")[0]["branch"] is None
 
 
 def test_bad_base_records_nothing(repo: Path) -> None:
