@@ -328,6 +328,13 @@ def test_plugin_manifest_lists_exactly_the_command_files() -> None:
         assert hook["command"].endswith(f'orch-hook.sh" {event}')
 
 
+def test_the_goal_command_prefers_orchs_tools_when_the_session_has_them() -> None:
+    text = (ROOT / "claude" / "commands" / "orchestrate.md").read_text()
+    front = text[4:].partition("\n---\n")[0]
+    tools = ("mcp__orch__launch", "mcp__orch__status", "mcp__orch__output", "mcp__orch__cost")
+    assert all(t in front for t in tools) and "prefer them" in text
+
+
 def test_every_claude_file_is_shipped_as_data() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     data_files = config["tool"]["setuptools"]["data-files"]
