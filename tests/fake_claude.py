@@ -3,7 +3,7 @@
 
 Reads the prompt from stdin and prints stream-json events. Directives in the prompt:
 ``SLEEP=N`` sleeps N seconds first, ``GATE=PATH`` waits (up to 120 s) until PATH exists,
-``PAUSE=N`` after the first tool call, ``EXIT=N`` exits
+``PAUSE=N`` after the first tool call (``HOLD=PATH``: there until PATH exists), ``EXIT=N`` exits
 with N and no result, ``API=529`` reports an API error (``FAKE_API_FAIL_FILE`` counts
 attempts: fail only while it holds fewer than ``API_FAILS=K`` lines), ``TASKFAIL`` reports a
 task error, ``NOTERM`` ignores SIGTERM (a claude that outlives a polite stop). The result
@@ -151,6 +151,11 @@ emit(
 m = re.search(r"PAUSE=([0-9.]+)", prompt)
 if m:  # mid-turn, as during a long tool call
     time.sleep(float(m.group(1)))
+m = re.search(r"HOLD=(\S+)", prompt)
+if m:  # mid-turn until the test says so (up to 120 s)
+    hold_deadline = time.monotonic() + 120
+    while not os.path.exists(m.group(1)) and time.monotonic() < hold_deadline:
+        time.sleep(0.05)
 digest = hashlib.sha256(data).hexdigest()
 m = re.search(r"API=(\d+)", directives)
 fails = int((re.search(r"API_FAILS=(\d+)", directives) or [0, 99])[1])

@@ -186,10 +186,12 @@ def test_the_shared_pause_holds_launches_and_whole_run_retries(
     wait_for(lambda: _status(project, "q") == "completed", timeout=60)
     other = _run(store, "other")
     # A whole-run retry waits out a pause that began while its attempt ran.
-    orch("launch", "r", "SLEEP=1 API=529 API_FAILS=1", "--retries", "2", check=True)
+    gate = tmp_path / "attempt-1-may-fail"  # its attempt fails only once the pause is set
+    orch("launch", "r", f"GATE={gate} API=529 API_FAILS=1", "--retries", "2", check=True)
     assert status_json("r")[0]["status"] == "running"
-    store.rate_limited(other, 3.0, 429)
+    store.rate_limited(other, 6.0, 429)
     store.finish(other, COMPLETED)
+    gate.touch()
     wait_for(lambda: status_json("r")[0]["status"] == "completed", timeout=60)
     run = status_json("r")[0]
     events = [json.loads(x) for x in Path(run["log_path"]).read_text().splitlines()]

@@ -104,10 +104,12 @@ def test_send_reaches_a_print_mode_agent_as_its_next_turn(project: Path) -> None
     """A message sent mid-turn is answered before the run ends, as one more user turn of the
     same claude (the fake answers 'reply: TEXT'); recorded with sender and time; shown in
     orch logs. An ended agent refuses messages."""
-    orch("launch", "s1", "PAUSE=3", check=True)
-    wait_for(lambda: status_json("s1")[0]["tool_calls"] == 1)  # mid-turn, in its pause
+    hold = project / "go-on"
+    orch("launch", "s1", f"HOLD={hold}", check=True)
+    wait_for(lambda: status_json("s1")[0]["tool_calls"] == 1)  # mid-turn, held
     r = orch("send", "s1", HOSTILE, check=True)
     assert r.stdout == "s1: message 1 sent\n"
+    hold.touch()
     [run] = json.loads(orch("wait", "s1", "--json", check=True).stdout)
     assert run["status"] == "completed"
     assert Path(run["output_path"]).read_text() == f"reply: {HOSTILE}"
