@@ -67,11 +67,14 @@ def test_project_budget_refuses_new_launches_and_leaves_running_agents_alone(
 ) -> None:
     (tmp_path / "config.toml").write_text("[budget]\ntotal_usd = 0.01\n")
     go_on = threading.Event()
+    quick_go = threading.Event()
 
     def answer(request: ApiRequest) -> Reply:
         if "slow" in request.prompt_text:
             go_on.wait(120)  # the slow agent runs until the test lets it finish
             return Reply.text("slow done")
+        if "quick job" in request.prompt_text:
+            quick_go.wait(120)  # spends only once "later" is queued behind it
         return Reply.text("quick done")
 
     messages_api.respond_with(answer)
@@ -81,6 +84,7 @@ def test_project_budget_refuses_new_launches_and_leaves_running_agents_alone(
     # Queued behind the two (at most 2 at once): it must not start once the budget is spent.
     orch("launch", "later", "quick job later", "--max-parallel", "2", check=True)
     assert status_json("later")[0]["status"] == "queued"
+    quick_go.set()
     orch("wait", "quick", "--timeout", "60", check=True, timeout=90)
     spent = status_json("quick")[0]["cost_usd"]
     assert spent > 0.01
