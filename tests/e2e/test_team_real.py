@@ -4,11 +4,12 @@ run ends; stdin then closes and the run ends as before."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from orch_plugins.testing.api import MessagesStandIn, Reply
+from orch_plugins.testing.api import ApiRequest, MessagesStandIn, Reply, default_responder
 from tests.helpers import orch, status_json, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -20,11 +21,20 @@ def test_send_reaches_a_running_print_mode_agent(
     real_project: Path, messages_api: MessagesStandIn
 ) -> None:
     messages_api.on("FOLLOWUP", Reply.text("got the follow-up"))
-    messages_api.on("SLOWTASK", Reply.text("first turn done", delay=10))
+    sent = threading.Event()  # the first turn is answered only once the message is sent
+
+    def first_turn(request: ApiRequest) -> Reply:
+        if "SLOWTASK" in request.prompt_text and not request.is_title_request:
+            sent.wait(120)
+            return Reply.text("first turn done")
+        return default_responder(request)
+
+    messages_api.default = first_turn
     orch("launch", "talk", "SLOWTASK: start", check=True)
     first = messages_api.wait_for(lambda r: "SLOWTASK" in r.prompt_text, timeout=60)
     assert status_json("talk")[0]["status"] == "running"
     assert orch("send", "talk", MESSAGE, check=True).stdout == "talk: message 1 sent\n"
+    sent.set()
     [run] = status_json("talk")
     wait_for(lambda: status_json("talk")[0]["status"] != "running", timeout=90)
     [run] = status_json("talk")
