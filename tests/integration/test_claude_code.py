@@ -134,7 +134,7 @@ def test_install_py_merges_into_existing_settings_and_uninstalls_exactly(cc: CC)
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(settings.read_text())
     original = json.loads(USER_SETTINGS)
-    assert data["permissions"]["allow"] == ["Bash(ls:*)", "Bash(orch:*)"]
+    assert data["permissions"]["allow"] == ["Bash(ls:*)", "Bash(orch:*)", "mcp__orch__*"]
     assert data["permissions"]["deny"] == original["permissions"]["deny"]
     assert data["includeCoAuthoredBy"] is False
     assert data["hooks"]["SessionStart"][0] == original["hooks"]["SessionStart"][0]
