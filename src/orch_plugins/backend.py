@@ -100,6 +100,21 @@ class LaunchSpec:
     #: Seconds claude may linger after its result event before its process tree is stopped.
     result_grace: float = 3.0
     resume_from: Handle | None = None
+    #: The Claude Code session this run resumes or forks (``argv`` has ``-r`` with it); the
+    #: supervisor puts its transcript where claude looks before claude starts (see
+    #: :attr:`resume_transcript`). None: a new session.
+    resume_session: str | None = None
+    #: A copy of that session's transcript (gzip, or plain JSON lines), absolute or relative
+    #: to ``run_dir``: the ``transcript.jsonl.gz`` the newest run of the session kept. The
+    #: supervisor puts it (or, when larger, a transcript this machine already holds) at
+    #: ``~/.claude/projects/<cwd key>/<session>.jsonl``. A backend whose agents run elsewhere
+    #: ships this file with the run and rewrites the field to where it put it (ssh: into the
+    #: remote run directory, as ``transcript.jsonl.gz``). None: only what the machine has.
+    resume_transcript: str | None = None
+    #: At the run's end the supervisor keeps a gzip copy of the session's transcript as
+    #: ``run_dir/transcript.jsonl.gz`` (config ``keep_transcripts``); a remote backend brings
+    #: it home with the run's other files.
+    keep_transcript: bool = True
     #: Claude processes earlier runs of the resumed session may have left running, as
     #: ``{"pid", "start_time", "run_id"}``: the supervisor stops those still alive (same pid
     #: and start time) before it starts claude.
@@ -123,8 +138,8 @@ class LaunchSpec:
     #: The agent's git worktree (``--worktree``), for the supervisor: ``path``, ``branch``,
     #: ``base`` (a commit; a revision when ``create``), ``base_branch``, ``repo``, ``copy``
     #: (patterns), ``task_line`` (for the commit message), ``create`` (make it before claude
-    #: starts: a backend with :attr:`Backend.makes_worktrees` fills ``repo`` and ``path``),
-    #: ``fork_session``/``fork_cwd`` (a fork's source transcript to make visible). None: none.
+    #: starts: a backend with :attr:`Backend.makes_worktrees` fills ``repo`` and ``path``).
+    #: None: none.
     worktree: dict[str, Any] | None = None
     #: The watchdog: seconds without a stream event from claude before the run is stopped
     #: (whole process tree) and ends ``stalled``; None: no watchdog.

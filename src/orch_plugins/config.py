@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,22 @@ from orch_plugins.errors import OrchError
 
 APP_NAME = "orch-plugins"
 
-#: key -> (environment variable, type, default)
-SETTINGS: dict[str, tuple[str, type, Any]] = {
+
+def boolean(raw: object) -> bool:
+    """A true/false setting from TOML (a boolean) or the environment (``1``/``0``, ``true``/
+    ``false``, ``yes``/``no``, ``on``/``off``); ``ValueError`` for anything else."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+#: key -> (environment variable, type or converter, default)
+SETTINGS: dict[str, tuple[str, Callable[[Any], Any], Any]] = {
     "claude_bin": ("ORCH_CLAUDE_BIN", str, None),
     "default_backend": ("ORCH_DEFAULT_BACKEND", str, "subprocess"),
     "default_role": ("ORCH_DEFAULT_ROLE", str, None),
@@ -30,6 +45,7 @@ SETTINGS: dict[str, tuple[str, type, Any]] = {
     "result_grace": ("ORCH_RESULT_GRACE", float, 3.0),
     "containment": ("ORCH_CONTAINMENT", str, "auto"),
     "idle_timeout": ("ORCH_IDLE_TIMEOUT", float, None),
+    "keep_transcripts": ("ORCH_KEEP_TRANSCRIPTS", boolean, True),
 }
 #: ``[budget]`` keys: US dollars the project may spend per UTC day, and in all.
 BUDGET_KEYS = ("daily_usd", "total_usd")
@@ -63,6 +79,9 @@ class Config:
     containment: str = "auto"
     #: The watchdog's default (seconds without a stream event; None: off).
     idle_timeout: float | None = None
+    #: Keep a copy of each run's session transcript in its run directory, so a resume or fork
+    #: elsewhere (another directory, host or node) keeps the context.
+    keep_transcripts: bool = True
     #: ``[budget]``: ``daily_usd`` and ``total_usd`` when set (US dollars).
     budget: dict[str, float] = field(default_factory=dict)
     #: ``[backends.NAME]`` tables, handed to each backend's constructor.
@@ -117,7 +136,9 @@ def load_config() -> Config:
         try:
             value = typ(raw)
         except (TypeError, ValueError):
-            raise OrchError(f"{source}: expected {typ.__name__}, got {raw!r}") from None
+            raise OrchError(
+                f"{source}: expected {getattr(typ, '__name__', typ)}, got {raw!r}"
+            ) from None
         if key in ("max_parallel", "max_depth", "max_agents") and value < 1:
             raise OrchError(f"{source}: {key} must be at least 1")
         if key == "result_grace" and not 0 <= value <= 3600:

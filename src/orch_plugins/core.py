@@ -129,9 +129,10 @@ class Orchestrator:
         request = replace(
             request,
             # A fork into a new worktree runs there (its source's transcript is copied along).
+            # Elsewhere (--cwd) the supervisor puts the source's transcript where claude looks.
             cwd=request.cwd
-            if self._forks_into_worktree(request, source)
-            else self._source_cwd(source, request.cwd),
+            if request.cwd is not None or self._forks_into_worktree(request, source)
+            else source.cwd,
             backend=request.backend or source.backend,
         )
         role_obj, keep_role = None, False
@@ -282,12 +283,24 @@ class Orchestrator:
                 return Source(ref, ref, cwd)
         raise OrchError(f"unknown agent or session {ref!r} (see 'orch status' and 'orch sessions')")
 
-    @staticmethod
-    def _source_cwd(source: Source, cwd: str | None) -> str:
-        # Claude Code keeps sessions per project directory: a fork must run where its source ran.
-        if cwd is not None and Path(cwd).resolve() != Path(source.cwd).resolve():
-            raise OrchError(f"a forked session must run in its source's directory {source.cwd!r}")
-        return source.cwd
+    def _transcript_copy(self, session_id: str) -> str | None:
+        """The transcript copy a resume or fork of ``session_id`` takes along: the one the
+        newest run of the session that started claude kept (``transcript.jsonl.gz`` in its
+        run directory, brought home from a remote host with its other files). None when that
+        run kept none (it still runs, was lost, or ran before copies were kept): the run then
+        has only what Claude Code holds where it starts, and a remote backend goes back to
+        where the session ran.
+        An older run's copy is never taken: it would silently lack the newest turns."""
+        from orch_plugins.supervisor import TRANSCRIPT_COPY
+
+        for run in self.store.session_runs(session_id):
+            if run["status"] in FINAL and not run["attempt"]:
+                continue  # it never started claude (a resume that could not): no new turns
+            if run["status"] not in FINAL:
+                return None
+            path = Path(run["run_dir"], TRANSCRIPT_COPY)
+            return str(path) if path.is_file() else None
+        return None
 
     def _create(
         self,
@@ -457,6 +470,9 @@ class Orchestrator:
                 kill_grace=self.config.kill_grace,
                 result_grace=self.config.result_grace,
                 resume_from=origin.handle if origin else None,
+                resume_session=origin.session_id if origin else None,
+                resume_transcript=self._transcript_copy(origin.session_id) if origin else None,
+                keep_transcript=self.config.keep_transcripts,
                 previous_claudes=origin.previous_claudes if origin else [],
                 unset_env=list(UNSET_ENV),
                 options=options,
@@ -509,7 +525,6 @@ class Orchestrator:
             except OrchError as exc:
                 log.warning("%s: running in place, without a worktree (%s)", request.name, exc)
                 return None
-        fork = origin is not None and origin.fork
         try:
             return worktrees.plan(
                 name=request.name,
@@ -520,8 +535,6 @@ class Orchestrator:
                 settings=settings,
                 here=here,
                 fork_from=source_run,
-                fork_session=origin.session_id if fork and origin else None,
-                fork_cwd=(source_run["cwd"] if source_run else None) if fork else None,
             )
         except OrchError as exc:
             if not implicit:

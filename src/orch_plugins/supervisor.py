@@ -43,6 +43,7 @@ terminate_tree = procs.terminate_tree
 # every agent and every hook.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 #: API statuses that Claude Code reports for failures worth another attempt.
@@ -457,6 +458,50 @@ class Supervisor:
         """:func:`prepare_worktree` for this run, the orphan reaper held off (see above)."""
         with self.spawn_lock:
             return prepare_worktree(self.spec)
+
+    def place_transcript(self) -> str | None:
+        """Put the transcript of the session this run resumes or forks where its claude will
+        look (:func:`place_transcript`), noting in the run's log what was done; the reason the
+        run cannot start when the session's transcript is nowhere to be had."""
+        try:
+            done = place_transcript(self.spec, self.child_env())
+        except TranscriptError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"cannot put the session's transcript where Claude Code looks: {exc}"
+        if done.get("copy_problem"):
+            self.log_event(
+                {
+                    "type": "orch",
+                    "subtype": "transcript_copy_unusable",
+                    "message": f"{done['copy_problem']}; resuming from this machine's transcript",
+                }
+            )
+        if done.get("placed"):
+            self.log_event(
+                {"type": "orch", "subtype": "transcript_placed", "source": done["placed"]}
+            )
+        return None
+
+    def keep_transcript(self, session_id: str | None, source: str | None = None) -> None:
+        """Keep a copy of the session's transcript in the run's directory (spec
+        ``keep_transcript``, on by default): see :func:`keep_transcript`. Never raises: a
+        copy that cannot be made (a full disk, no transcript) is noted in the run's log and
+        on stderr, and the run is recorded as it ended."""
+        if not session_id or not self.spec.get("keep_transcript", True):
+            return
+        try:
+            with self.spawn_lock:  # no child is started meanwhile; this only reads and writes
+                keep_transcript(
+                    session_id, self.spec["cwd"], self.run_dir, self.child_env(), source
+                )
+        except Exception as exc:
+            message = f"the session's transcript was not kept with the run: {exc}"
+            print(f"orch supervisor: {message}", file=sys.stderr)
+            with contextlib.suppress(Exception):
+                self.log_event(
+                    {"type": "orch", "subtype": "transcript_not_kept", "message": message}
+                )
 
     def _on_child(self, _signum: int, _frame: Any) -> None:
         if self.spawn_lock.acquire(blocking=False):
@@ -1098,6 +1143,8 @@ class Supervisor:
             status, error = "failed", self.describe_failure(rc, res, attempts)
         fields["error"] = error
         fields.update(self.save_work())  # before the end is news: the work is on its branch
+        # Before the end is news too: a remote run's files come home once it reads as ended.
+        self.keep_transcript(fields.get("session_id") or self.session_id)
         self.rep.finish(status, **fields)
         self.show_end(status, fields)
 
@@ -1246,6 +1293,7 @@ class InteractiveSupervisor(Supervisor):
         if self.timer:
             self.timer.cancel()  # the task is done; the person may stay as long as they like
         fields.update(self.save_work())
+        self.keep_transcript(self.session_id, self.transcript)
         self.rep.finish(
             "completed", error=None, duration_ms=int((now - self.started_at) * 1000), **fields
         )
@@ -1254,6 +1302,7 @@ class InteractiveSupervisor(Supervisor):
     def end(self, rc: int | None) -> None:
         if self.completed:
             # What the person did in the pane after the task's turn is kept too.
+            self.keep_transcript(self.session_id, self.transcript)
             self.rep.update(exit_code=rc, **self.save_work())
             return
         reason = self.stop_reason
@@ -1270,6 +1319,7 @@ class InteractiveSupervisor(Supervisor):
             said = self.last_words() if rc else ""
             if said:
                 error += f": {said}"
+        self.keep_transcript(self.session_id, self.transcript)
         self.rep.finish(
             status,
             exit_code=rc,
@@ -1696,34 +1746,187 @@ def transcript_key(cwd: str) -> str:
     return "".join(c if c.isascii() and c.isalnum() else "-" for c in cwd)
 
 
-def copy_transcript(session_id: str, from_cwd: str, to_cwd: str) -> bool:
-    """Make the transcript of ``session_id`` (recorded where it ran, ``from_cwd``) visible to a
-    claude started in ``to_cwd``: Claude Code looks for a session to resume only under its own
-    working directory, and a fork into a new worktree runs in another. Returns whether a copy
-    was made (False: none found, or one is there already)."""
+# -- the session's transcript, kept with the run and put back where a resume looks ---------------
+#
+# Claude Code keeps a session's transcript in ``<config dir>/projects/<key of cwd>/<id>.jsonl``
+# on the machine that ran it and resumes only from there. A run's supervisor keeps a gzip copy
+# in the run's directory when it ends (:func:`keep_transcript`); a resume or fork that starts
+# on another machine or in another directory gets that copy (spec ``resume_transcript``) and
+# puts it where Claude Code looks before claude starts (:func:`place_transcript`).
+
+#: The copy's name in a run's directory (gzip of the session's ``.jsonl``).
+TRANSCRIPT_COPY = "transcript.jsonl.gz"
+#: gzip level of the copy: level 1 packs a transcript about 6-fold at ~100 MB/s (level 6
+#: gains ~15 % for three times the CPU), so a run's end waits milliseconds, not seconds.
+TRANSCRIPT_LEVEL = 1
+
+
+def claude_projects(env: Mapping[str, str] | None = None) -> Path:
+    """Where Claude Code keeps transcripts for a process with environment ``env`` (default
+    this one's): ``$CLAUDE_CONFIG_DIR/projects``, else ``$HOME/.claude/projects`` (both checked
+    with Claude Code 2.1.197)."""
+    env = os.environ if env is None else env
+    config = env.get("CLAUDE_CONFIG_DIR")
+    if config:
+        return Path(os.path.expanduser(config)) / "projects"
+    return Path(env.get("HOME") or os.path.expanduser("~")) / ".claude" / "projects"
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+def find_transcripts(session_id: str, env: Mapping[str, str] | None = None) -> list[Path]:
+    """Every transcript of ``session_id`` Claude Code holds on this machine (one per directory
+    the session was resumed or forked from), largest first."""
+    if not session_id or "/" in session_id or session_id.startswith("."):
+        return []
+    found = claude_projects(env).glob(f"*/{session_id}.jsonl")
+    return sorted(found, key=_size_of, reverse=True)
+
+
+def keep_transcript(
+    session_id: str,
+    cwd: str,
+    run_dir: str | Path,
+    env: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> int:
+    """Copy the transcript of ``session_id`` (``source``, else the one under ``cwd``'s key,
+    else the largest this machine has) into ``run_dir``/:data:`TRANSCRIPT_COPY`, gzipped,
+    streamed in 1 MiB pieces (never whole in memory), written under a temporary name and
+    renamed. Returns the copy's size in bytes. Raises ``FileNotFoundError`` when there is no
+    transcript, ``OSError`` when the copy cannot be written (a full disk: nothing half-written
+    is left)."""
+    import gzip
     import shutil
 
-    projects = Path(os.path.expanduser("~")) / ".claude" / "projects"
-    target = projects / transcript_key(to_cwd) / f"{session_id}.jsonl"
-    if target.exists():
-        return False
-    source = projects / transcript_key(from_cwd) / f"{session_id}.jsonl"
-    if not source.exists():
-        found = sorted(projects.glob(f"*/{session_id}.jsonl"))
+    path = Path(source) if source and os.path.isfile(source) else None
+    if path is None:
+        own = claude_projects(env) / transcript_key(cwd) / f"{session_id}.jsonl"
+        found = [own] if own.is_file() else find_transcripts(session_id, env)
         if not found:
-            return False
-        source = found[0]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source, target)
-    return True
+            raise FileNotFoundError(f"no transcript of session {session_id} in {own.parent.parent}")
+        path = found[0]
+    target = Path(run_dir) / TRANSCRIPT_COPY
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with (
+            open(path, "rb") as src,
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, compresslevel=TRANSCRIPT_LEVEL, mtime=0
+            ) as packed,
+        ):
+            shutil.copyfileobj(src, packed, 1 << 20)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return os.stat(target).st_size
+
+
+class TranscriptError(Exception):
+    """A transcript copy that cannot be used: missing, not gzip, cut short, or not JSON lines."""
+
+
+def _unpack_copy(copy: Path, tmp: Path) -> int:
+    """Write the transcript in ``copy`` (gzip, or plain ``.jsonl``) to ``tmp``, checking it on
+    the way: a gzip stream whole and intact (its CRC), and every complete line a JSON object.
+    Returns the transcript's size; :class:`TranscriptError` says what is wrong."""
+    import gzip
+    import zlib
+
+    size = 0
+    try:
+        opener: Any = gzip.open if copy.name.endswith(".gz") else open
+        with opener(copy, "rb") as src, open(tmp, "wb") as dst:
+            for number, line in enumerate(src, 1):
+                if line.endswith(b"\n") and line.strip():
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        entry = None
+                    if not isinstance(entry, dict):
+                        raise TranscriptError(f"line {number} is not a JSON object")
+                dst.write(line)
+                size += len(line)
+    except FileNotFoundError:
+        raise TranscriptError("it is missing") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno:
+            raise  # a read or write that failed (disk full): not the copy's fault
+        raise TranscriptError(f"it is damaged ({exc})") from None
+    if size == 0:
+        raise TranscriptError("it is empty")
+    return size
+
+
+def place_transcript(spec: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Before claude resumes or forks session ``spec["resume_session"]`` in ``spec["cwd"]``: put
+    the session's transcript where Claude Code looks (``<projects>/<key of cwd>/<id>.jsonl``).
+
+    The candidates are the copy the spec names (``resume_transcript``, relative to the run's
+    directory, or absolute) and every transcript of the session on this machine; the largest
+    wins (a transcript only grows, so the largest holds the most turns), and the one already
+    in place is kept on a tie. Returns what happened, for the run's log: ``{"placed": from
+    where}`` or ``{}`` (nothing to do, or nothing found: claude then says "No conversation
+    found"), with ``"copy_problem"`` when the copy could not be used. Raises
+    :class:`TranscriptError` when the copy is unusable and the machine has no transcript of
+    the session either: the run fails with that reason instead of starting without its
+    context; ``OSError`` when the transcript cannot be written (a full disk)."""
+    import shutil
+
+    sid = spec.get("resume_session")
+    if not sid:
+        return {}
+    projects = claude_projects(env)
+    target = projects / transcript_key(spec["cwd"]) / f"{sid}.jsonl"
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # (size, rank, path, what): on equal sizes the transcript in place wins, then this machine's.
+    found = [(_size_of(p), 1 if p == target else 0, p, str(p)) for p in find_transcripts(sid, env)]
+    out: dict[str, Any] = {}
+    named = spec.get("resume_transcript")
+    try:
+        if named:
+            copy = Path(spec["run_dir"], named)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                found.append((_unpack_copy(copy, tmp), -1, tmp, str(copy)))
+            except TranscriptError as exc:
+                out["copy_problem"] = f"the transcript copy {copy} cannot be used: {exc}"
+        if not found:
+            if out:
+                raise TranscriptError(
+                    f"cannot resume session {sid}: {out['copy_problem']}, and Claude Code has "
+                    f"no transcript of it on this machine (under {projects})"
+                )
+            return out
+        _size, _rank, best, what = max(found, key=lambda c: c[:2])
+        if best == target:
+            return out
+        if best != tmp:  # another directory's transcript on this machine
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(best, tmp)
+        os.replace(tmp, target)
+        out["placed"] = what
+        return out
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def prepare_worktree(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """Before claude starts: make the run's worktree when the spec asks for one that is not
-    there yet (a remote host: the backend cannot make it from afar), copy the configured files
-    in, and, for a fork, make the source's transcript visible there. Returns (store fields to
-    record, an error that fails the run or None). A worktree the spec names that is gone
-    (discarded, removed by hand) fails the run: the agent never works elsewhere unnoticed."""
+    there yet (a remote host: the backend cannot make it from afar) and copy the configured
+    files in (a fork's source transcript is put in place by :func:`place_transcript`). Returns
+    (store fields to record, an error that fails the run or None). A worktree the spec names
+    that is gone (discarded, removed by hand) fails the run: the agent never works elsewhere
+    unnoticed."""
     wt = spec.get("worktree")
     if not wt:
         return {}, None
@@ -1738,8 +1941,6 @@ def prepare_worktree(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             fields.update(worktree=path, branch=wt["branch"], base=wt["base"])
             if wt.get("base_branch"):
                 fields["base_branch"] = wt["base_branch"]
-        if wt.get("fork_session") and wt.get("fork_cwd"):
-            copy_transcript(wt["fork_session"], wt["fork_cwd"], spec["cwd"])
     except (GitError, OSError, subprocess.SubprocessError) as exc:
         return fields, f"cannot make the agent's worktree: {exc}"
     return fields, None
@@ -1800,8 +2001,12 @@ def main(argv: list[str] | None = None) -> int:
         fields, problem = sup.prepare_worktree()
         if fields:
             reporter.update(**fields)
+        problem = problem or sup.place_transcript()
         if problem:
-            reporter.finish("failed", error=problem)
+            # A resume that could not start is still a run of its session: the agent stays
+            # resumable once the cause is fixed. (A fork has no session of its own yet.)
+            sid = spec.get("resume_session") if not sup.fork_of else None
+            reporter.finish("failed", error=problem, **({"session_id": sid} if sid else {}))
         else:
             sup.run()
     except BaseException as exc:  # record the crash rather than leave the agent "running"

@@ -168,8 +168,6 @@ def plan(
     settings: WorktreeSettings,
     here: bool,
     fork_from: Run | None = None,
-    fork_session: str | None = None,
-    fork_cwd: str | None = None,
 ) -> WorktreePlan:
     """Plan (and with ``here``, make) a new worktree for agent ``name``.
 
@@ -177,8 +175,8 @@ def plan(
     holding ``cwd``, from ``base`` (a revision; default ``HEAD``, or the tip of ``fork_from``'s
     branch): errors (not a repository, an unknown base) are one-line :class:`OrchError` before
     anything is recorded. Otherwise (a remote host) the supervisor makes it there; ``base`` is
-    resolved in the host's clone. ``fork_session``/``fork_cwd``: a fork's source session and
-    where it ran, so its transcript is made visible in the new worktree.
+    resolved in the host's clone. A fork's source transcript is put in the new worktree's
+    place by the supervisor (spec ``resume_session``).
     """
     if base is None and fork_from is not None and fork_from["branch"]:
         base = fork_from["branch"]
@@ -188,8 +186,6 @@ def plan(
         "copy": list(settings.copy),
         "create": True,
     }
-    if fork_session and fork_cwd:
-        spec.update(fork_session=fork_session, fork_cwd=fork_cwd)
     if not here:
         branch = next(b for b in branch_candidates(name) if b not in taken)
         spec.update(branch=branch, base=base or "HEAD", base_branch=_ref_branch_name(base))
