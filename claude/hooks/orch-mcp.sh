@@ -5,6 +5,9 @@
 # src/ comes first on the path. It needs the mcp SDK there (install.py installs it); without
 # it, `orch mcp` says on stderr what to install and exits 1, and Claude Code shows the server
 # as failed.
+# An agent launched without orch's tools (ORCH_TOOLS=0, see orch launch --orch-tools) gets no
+# server: exiting at once spares it the SDK's import (about 2 CPU-seconds).
+[ "${ORCH_TOOLS:-}" = 0 ] && exit 0
 case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
 py=${ORCH_PYTHON:-}
 if [ -z "$py" ]; then

@@ -219,6 +219,17 @@ class DoctorCheck(NamedTuple):
     detail: str
 
 
+def log_event(path: str, event: Mapping[str, object]) -> None:
+    """Append ``event`` as one JSON line to the event log at ``path`` (best effort: a log
+    that cannot be written loses the line, never the message)."""
+    import contextlib
+    import json
+
+    line = json.dumps(event, ensure_ascii=False).encode("utf-8") + b"\n"
+    with contextlib.suppress(OSError), open(path, "ab") as log:
+        log.write(line)
+
+
 class Backend(abc.ABC):
     """Where agents run. Subclass, set ``name``, register through ``orch_register_backends``."""
 
@@ -333,15 +344,18 @@ class Backend(abc.ABC):
         unmerged is lost unless ``force``."""
         raise OrchError(f"backend {self.name!r} cannot remove worktrees it made")
 
-    def send(self, run: Run, text: str) -> None:
+    def send(self, run: Run, text: str, event: Mapping[str, object]) -> None:
         """Deliver ``text`` to the running agent of ``run`` as its next user turn (``orch
-        send``; the core has checked the run is live and records the message).
+        send``; the core has checked the run is live and records the message), then add
+        ``event`` (the message as a JSON object: ``type`` ``orch``, ``subtype`` ``message``,
+        ``from``, ``at``, ``text``) to the agent's event log where that log is written, so
+        ``orch logs`` shows it in its place.
 
         The default serves a print-mode agent whose run directory is on this machine: the text
         goes into the run's inbox, which its supervisor drains when the agent's turn ends
         (:func:`orch_plugins.supervisor.post_message`). Raise ``OrchError`` with a one-line
         reason when the agent cannot take it (an interactive agent this backend cannot type
-        into, a remote host)."""
+        into)."""
         if (run["handle"] or {}).get("interactive"):
             raise OrchError(f"backend {self.name!r} cannot type into an interactive agent")
         from orch_plugins.supervisor import post_message
@@ -349,6 +363,7 @@ class Backend(abc.ABC):
         why = post_message(run["run_dir"], text)
         if why:
             raise OrchError(f"agent {run['name']!r} {why}")
+        log_event(run["log_path"], event)
 
     @classmethod
     def check_options(cls, options: Mapping[str, object]) -> dict[str, OptionValue]:

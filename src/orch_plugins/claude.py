@@ -30,9 +30,18 @@ UNSET_ENV = (
     "TRACEPARENT",
 )
 
-#: Set by :func:`agent_env` for one agent: a process that is no agent (the orchestrator, a tmux
-#: server) must not carry them, or its sessions would be taken for that agent's.
-AGENT_ENV = procs.AGENT_VARS
+#: Set by :func:`agent_env` for one agent (``ORCH_TOOLS``: ``1`` when the agent gets orch's
+#: MCP server, else ``0``): a process that is no agent (the orchestrator, a tmux server) must
+#: not carry them, or its sessions would be taken for that agent's.
+TOOLS_VAR = "ORCH_TOOLS"
+AGENT_ENV = (*procs.AGENT_VARS, TOOLS_VAR)
+
+#: orch's MCP server's name in ``.mcp.json`` (``install.MCP_SERVER``, ``mcp_server.SERVER_NAME``).
+MCP_SERVER = "orch"
+#: ``--settings`` for an agent without orch's tools: Claude Code does not start the project's
+#: ``orch`` server for it (``disabledMcpjsonServers``; read from ``--settings`` by 2.1.197 and
+#: 2.1.332, checked here), which would cost the agent about 2 CPU-seconds of imports.
+NO_ORCH_TOOLS = {"disabledMcpjsonServers": [MCP_SERVER]}
 
 
 def build_argv(
@@ -44,13 +53,16 @@ def build_argv(
     fork: bool = False,
     interactive: bool = False,
     max_budget_usd: float | None = None,
+    orch_tools: bool = False,
 ) -> list[str]:
     """claude's argv. The prompt is never in it: it goes on stdin (``-p``, as the first
     stream-json user turn), so task text never meets a shell or an argv length limit. A role
     adds its system prompt, its tool list (``--tools`` limits what is offered,
     ``--allowedTools`` pre-approves) and its permission mode; without a role Claude Code's own
     defaults and the user's settings apply. ``max_budget_usd`` becomes Claude Code's own
-    ``--max-budget-usd`` (it stops the session once that much is spent)."""
+    ``--max-budget-usd`` (it stops the session once that much is spent). Without
+    ``orch_tools`` the project's orch MCP server stays off for the agent (:data:`NO_ORCH_TOOLS`;
+    the plugin form's server sees ``ORCH_TOOLS=0`` and exits at once)."""
     argv = [claude_bin]
     if not interactive:
         # Partial messages: the supervisor keeps the text being written for orch logs -f.
@@ -75,10 +87,24 @@ def build_argv(
         argv += ["--model", model]
     if max_budget_usd is not None:
         argv += ["--max-budget-usd", f"{max_budget_usd:g}"]
-    if resume_session:
+    if not orch_tools:
+        argv = with_settings(argv, NO_ORCH_TOOLS)
+    if resume_session:  # last: the supervisor fills the retry's session id in here
         argv += ["--resume", resume_session]
         if fork:
             argv.append("--fork-session")
+    return argv
+
+
+def with_settings(argv: Sequence[str], settings: Mapping[str, Any]) -> list[str]:
+    """``argv`` with ``settings`` merged (top-level keys) into its ``--settings`` JSON, or
+    ``--settings`` added: Claude Code reads only one ``--settings``."""
+    argv = list(argv)
+    if "--settings" in argv:
+        at = argv.index("--settings") + 1
+        argv[at] = json.dumps({**json.loads(argv[at]), **settings})
+    else:
+        argv += ["--settings", json.dumps(settings)]
     return argv
 
 
@@ -94,6 +120,7 @@ def retry_argv(
     model: str | None,
     interactive: bool,
     max_budget_usd: float | None = None,
+    orch_tools: bool = False,
 ) -> list[str]:
     """claude's argv for a retry that continues the session the failed attempt recorded: the
     run's options with ``--resume`` :data:`SESSION_ID_SLOT`, never the run's own resume or
@@ -105,11 +132,18 @@ def retry_argv(
         resume_session=SESSION_ID_SLOT,
         interactive=interactive,
         max_budget_usd=max_budget_usd,
+        orch_tools=orch_tools,
     )
 
 
 def agent_env(
-    *, run_id: int, name: str, state_dir: str, token: str, fork_of: str | None = None
+    *,
+    run_id: int,
+    name: str,
+    state_dir: str,
+    token: str,
+    fork_of: str | None = None,
+    orch_tools: bool = False,
 ) -> dict[str, str]:
     """Variables added to the agent's environment: the hooks use them to attach the session id
     to the right record (``ORCH_FORK_OF``: the session a fork was made from, never its own;
@@ -124,6 +158,7 @@ def agent_env(
         "ORCH_RUN_TOKEN": token,
         "ORCH_STATE_DIR": state_dir,
         "ORCH_FORK_OF": fork_of or "",
+        TOOLS_VAR: "1" if orch_tools else "0",
     }
 
 
@@ -151,7 +186,7 @@ def interactive_argv(
     ``prompt_path``, which holds it."""
     if len(prompt.encode("utf-8")) > INTERACTIVE_ARG_LIMIT or "\0" in prompt:
         prompt = f"Your task is in the file {prompt_path}. Read all of it, then carry it out."
-    return [*argv, "--settings", json.dumps(hook_settings(stop_file)), "--", prompt]
+    return [*with_settings(argv, hook_settings(stop_file)), "--", prompt]
 
 
 def hook_settings(stop_file: str) -> dict[str, Any]:

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
 
 from orch_plugins import admission, worktrees
 from orch_plugins.backend import Backend, BackendContext, LaunchSpec
-from orch_plugins.claude import UNSET_ENV, agent_env, build_argv, interactive_argv, retry_argv
+from orch_plugins.claude import (
+    TOOLS_VAR,
+    UNSET_ENV,
+    agent_env,
+    build_argv,
+    interactive_argv,
+    retry_argv,
+)
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.events import SETTLE, announce_ended
@@ -194,6 +201,7 @@ class Orchestrator:
             retries=src["retries"],
             options=_carried_options(src),
             keep_children=_kept_children(src),
+            orch_tools=_spec_env(src, TOOLS_VAR) == "1",
             # A fork of an agent with a worktree gets its own, branched from the source's tip.
             worktree=bool(src["branch"]) if fork else False,
             max_budget_usd=max_budget_usd if max_budget_usd is not None else src["max_budget_usd"],
@@ -340,6 +348,7 @@ class Orchestrator:
         if worktree is not None and worktree.cwd:
             workdir = worktree.cwd
         interactive = bool(options.get("interactive"))
+        tools = orch_tools(request, role_obj)
         argv = build_argv(
             claude_bin,
             role=role_obj,
@@ -348,6 +357,7 @@ class Orchestrator:
             fork=origin.fork if origin else False,
             interactive=interactive,
             max_budget_usd=request.max_budget_usd,
+            orch_tools=tools,
         )
         retry = retry_argv(
             claude_bin,
@@ -355,6 +365,7 @@ class Orchestrator:
             model=request.model,
             interactive=interactive,
             max_budget_usd=request.max_budget_usd,
+            orch_tools=tools,
         )
         framed = role_obj.frame(request.task) if role_obj else request.task
         state_dir = str(self.store.state_dir.resolve())
@@ -457,6 +468,7 @@ class Orchestrator:
                     # secrets.token_hex(16) without loading OpenSSL (~4 MB) for status reads.
                     token=os.urandom(16).hex(),
                     fork_of=origin.session_id if origin and origin.fork else None,
+                    orch_tools=orch_tools(request, role_obj),
                 ),
                 cwd=workdir,
                 run_dir=str(run_dir),
@@ -758,20 +770,10 @@ class Orchestrator:
                 f"agent {name!r} has ended ({run['status']}); resume it instead: "
                 f"orch resume {name} TASK"
             )
-        self._backend(run["backend"]).send(run, text)
         sender = self.caller()
-        record = self.store.add_message(run["run_id"], sender, text)
-        event = {
-            "type": "orch",
-            "subtype": "message",
-            "from": sender,
-            "message_id": record["message_id"],
-            "at": iso(record["sent_at"]),
-            "text": text,
-        }
-        with contextlib.suppress(OSError), open(run["log_path"], "ab") as log:
-            log.write(json.dumps(event, ensure_ascii=False).encode("utf-8") + b"\n")
-        return record
+        event = {"type": "orch", "subtype": "message", "from": sender, "at": iso(time.time())}
+        self._backend(run["backend"]).send(run, text, {**event, "text": text})
+        return self.store.add_message(run["run_id"], sender, text)
 
     @staticmethod
     def _open_interactive(run: Run) -> bool:
@@ -1113,6 +1115,21 @@ def _kept_children(run: Run) -> bool:
         return bool(json.loads(Path(run["run_dir"], "spec.json").read_text())["keep_children"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def _spec_env(run: Run, key: str) -> str | None:
+    """A variable of the run's agent environment as recorded in its spec (None: unknown)."""
+    try:
+        value = json.loads(Path(run["run_dir"], "spec.json").read_text())["env"].get(key)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def orch_tools(request: LaunchRequest, role: Role | None) -> bool:
+    """Whether the agent gets orch's MCP server: asked for (``--orch-tools``), or its role's
+    tools name orch's (:meth:`Role.wants_orch_tools`)."""
+    return request.orch_tools or bool(role and role.wants_orch_tools())
 
 
 def _carried_options(run: Run) -> dict[str, object]:

@@ -113,11 +113,13 @@ def launch(
     retries: int = 0,
     interactive: bool = False,
     source: str | None = None,
+    orch_tools: bool = False,
 ) -> dict[str, Any]:
     """Start one agent in the background and return at once: its status object (as
     `orch status --json` prints it). `task` is the agent's prompt, passed as given (quotes,
     $(...) and newlines are text). `source`: an agent name or session id to fork the context
-    of. `interactive`: a tmux session a person can attach to."""
+    of. `interactive`: a tmux session a person can attach to. `orch_tools`: the agent gets
+    these tools too (to launch helpers, send, use the board); otherwise only its role's."""
     request = LaunchRequest(
         name=name,
         task=task,
@@ -129,6 +131,7 @@ def launch(
         retries=retries,
         options={"interactive": True} if interactive else {},
         source=source,
+        orch_tools=orch_tools,
     )
     return _closing(lambda orch: public(orch.launch(request)))
 
@@ -140,9 +143,11 @@ def parallel(
     backend: str | None = None,
     model: str | None = None,
     timeout: float | None = None,
+    orch_tools: bool = False,
 ) -> dict[str, Any]:
     """Start one agent per task, named PREFIX1, PREFIX2, ... (the first free numbers);
-    `roles`, when given, one per task in order. Returns {"agents": [status objects]}."""
+    `roles`, when given, one per task in order; `orch_tools` as for launch. Returns
+    {"agents": [status objects]}."""
     if roles is not None and len(roles) != len(tasks):
         raise OrchError(f"roles names {len(roles)} roles for {len(tasks)} tasks")
     role_list = roles if roles is not None else [None] * len(tasks)
@@ -150,7 +155,15 @@ def parallel(
     def run(orch: Orchestrator) -> dict[str, Any]:
         names = orch.free_names(prefix, len(tasks))
         requests = [
-            LaunchRequest(name=n, task=t, role=r, backend=backend, model=model, timeout=timeout)
+            LaunchRequest(
+                name=n,
+                task=t,
+                role=r,
+                backend=backend,
+                model=model,
+                timeout=timeout,
+                orch_tools=orch_tools,
+            )
             for n, t, r in zip(names, tasks, role_list)
         ]
         return _agents(orch.launch_many(requests))

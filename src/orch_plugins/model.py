@@ -193,7 +193,10 @@ class LaunchRequest:
     ``HEAD``; implies ``worktree``). ``max_budget_usd``: US
     dollars, > 0, handed to Claude Code's ``--max-budget-usd`` (None: no cap).
     ``idle_timeout``: seconds, > 0, without a stream event before the agent is stopped as
-    ``stalled`` (None: the configured ``idle_timeout``, else no watchdog).
+    ``stalled`` (None: the configured ``idle_timeout``, else no watchdog). ``orch_tools``:
+    the agent's Claude Code starts orch's MCP server (``orch mcp``) and gets its tools (a
+    role whose tools name ``mcp__orch__…`` does too); without it the server stays off for the
+    agent (see :func:`orch_plugins.claude.build_argv`).
 
     Raises :class:`OrchError` with a one-line message on the first bad field.
     """
@@ -214,6 +217,7 @@ class LaunchRequest:
     base: str | None = None
     max_budget_usd: float | None = None
     idle_timeout: float | None = None
+    orch_tools: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.name)

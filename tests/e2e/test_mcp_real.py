@@ -53,7 +53,7 @@ def test_tools_launch_wait_tree_depth_and_board(
     messages_api.on(
         "ORCHESTRATE",
         *ready,
-        Reply.tool("mcp__orch__launch", {"name": "lead", "task": TASK}),
+        Reply.tool("mcp__orch__launch", {"name": "lead", "task": TASK, "orch_tools": True}),
         Reply.tool("mcp__orch__wait", wait),
         Reply.text("orchestrated"),
     )
@@ -61,7 +61,9 @@ def test_tools_launch_wait_tree_depth_and_board(
         "LEAD-TASK",
         *ready,
         Reply.tool("mcp__orch__board_post", {"text": "from lead"}),
-        Reply.tool("mcp__orch__launch", {"name": "child", "task": "CHILD-TASK go"}),
+        Reply.tool(
+            "mcp__orch__launch", {"name": "child", "task": "CHILD-TASK go", "orch_tools": True}
+        ),
         Reply.tool("mcp__orch__wait", {"names": ["child"], "timeout": 200}),
         Reply.text("lead done"),
     )

@@ -48,3 +48,27 @@ def test_send_reaches_a_running_print_mode_agent(
     assert "[message from user at " in logs and "handed to the agent" in logs
     r = orch("send", "talk", "too late")
     assert r.returncode == 1 and "has ended (completed); resume it instead" in r.stderr
+
+
+def test_orch_mcp_server_starts_only_for_agents_given_orch_tools(
+    real_project: Path, messages_api: MessagesStandIn
+) -> None:
+    """The project's ``orch`` MCP server (here a stand-in that notes which agent started it)
+    is started by the agent launched with --orch-tools and not by the other one: an agent
+    without orch's tools does not pay for the SDK's import."""
+    import json
+    import shlex
+
+    started = real_project / "mcp-started"
+    note = f"echo $ORCH_AGENT:$ORCH_TOOLS >> {shlex.quote(str(started))}; exec cat >/dev/null"
+    (real_project / ".mcp.json").write_text(
+        json.dumps({"mcpServers": {"orch": {"command": "sh", "args": ["-c", note]}}})
+    )
+    settings = real_project / ".claude" / "settings.json"
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_text(json.dumps({"enabledMcpjsonServers": ["orch"]}))
+    orch("launch", "plain", "hello there", check=True)
+    orch("launch", "tooled", "hello there", "--orch-tools", check=True)
+    runs = json.loads(orch("wait", "plain", "tooled", "--json", check=True).stdout)
+    assert [r["status"] for r in runs] == ["completed", "completed"]
+    assert started.read_text().split() == ["tooled:1"]

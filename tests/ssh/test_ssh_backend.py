@@ -105,6 +105,33 @@ def test_placement_waiting_output_logs_and_hostile_text(
     assert handle(project, "forked")["cwd"] == handle(project, "agent1")["cwd"]
 
 
+def test_send_reaches_a_remote_print_mode_agent(
+    ssh_project: Path, two_hosts: Hosts, configure: ConfigureFn, tmp_path: Path
+) -> None:
+    """orch send to an agent on a host: the text (hostile, never on a command line) reaches
+    its claude as the next user turn before the run ends, the message shows in orch logs once
+    (the remote log comes home with it), and an ended agent refuses."""
+    configure(hosts={"h1": FAKE})
+    hold = tmp_path / "go-on"
+    orch("launch", "s1", f"HOLD={hold}", "-b", "ssh", check=True)
+    wait_for(lambda: status_json("s1")[0]["tool_calls"] == 1, timeout=60)  # held mid-turn
+    r = orch("send", "s1", HOSTILE, check=True)
+    assert r.stdout == "s1: message 1 sent\n"
+    hold.touch()
+    [run] = ended("s1")
+    assert run["status"] == "completed"
+    # Byte for byte (orch() reads text with universal newlines: \r\n would pass as \n).
+    assert Path(run["output_path"]).read_bytes() == f"reply: {HOSTILE}".encode()
+    logs = orch("logs", "s1", check=True).stdout
+    assert logs.count("[message from user at 20") == 1
+    assert "[orch] 1 message handed to the agent as its next turn" in logs
+    assert not Path("/tmp/orch-ssh-pwned").exists()
+    r = orch("send", "s1", "more")
+    assert r.returncode == 1 and r.stderr == (
+        "orch: error: agent 's1' has ended (completed); resume it instead: orch resume s1 TASK\n"
+    )
+
+
 def test_cancel_timeout_retries_and_lost(
     ssh_project: Path, two_hosts: Hosts, configure: ConfigureFn, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins.claude import build_argv
+from orch_plugins.claude import build_argv, interactive_argv
 from orch_plugins.roles import Role
 from orch_plugins.roles.builtin import ROLES
 from orch_plugins.roles.claude_agents import parse_agent_file, split_tools
@@ -140,6 +140,27 @@ def test_argv_limits_tools_and_states_the_mode() -> None:
         offered = (_after(argv, "--tools") or "").split(",")
         if role.permission_mode == "default":  # the read-only roles
             assert not {"Edit", "Write", "NotebookEdit"} & set(offered), role.name
+
+
+def test_orch_mcp_server_is_off_unless_asked_or_named_by_the_role() -> None:
+    """An agent's claude starts the project's orch server only with orch_tools; the switch is
+    merged into the one --settings an interactive agent's hooks need too."""
+    off = {"disabledMcpjsonServers": ["orch"]}
+    assert json.loads(_after(build_argv("claude"), "--settings") or "{}") == off
+    assert "--settings" not in build_argv("claude", orch_tools=True)
+    lead = Role(name="lead", allowed_tools=("Read", "mcp__orch__launch"))
+    assert (
+        lead.wants_orch_tools()
+        and Role(name="x", allowed_tools=("mcp__orch__*",)).wants_orch_tools()
+    )
+    assert not Role(name="y", allowed_tools=("mcp__orchard__x", "Read")).wants_orch_tools()
+    argv = interactive_argv(
+        build_argv("claude", interactive=True), prompt="p", prompt_path="/p", stop_file="/s"
+    )
+    assert argv.count("--settings") == 1
+    settings = json.loads(_after(argv, "--settings") or "{}")
+    assert settings["disabledMcpjsonServers"] == ["orch"] and "Stop" in settings["hooks"]
+    assert argv[-2:] == ["--", "p"]
 
 
 def test_roles_json_lists_tools_model_and_mode(project: Path) -> None:

@@ -74,6 +74,11 @@ KEEP_OPT = typer.Option(
     "--keep-children",
     help="Leave what the agent started (servers, watchers) running when it ends.",
 )
+TOOLS_OPT = typer.Option(
+    False,
+    "--orch-tools",
+    help="Give the agent orch's MCP tools (launch helpers, send, post); or name them in its role.",
+)
 
 
 def _request(
@@ -95,6 +100,7 @@ def _request(
     keep_children: bool = False,
     worktree: bool | None = None,
     base: str | None = None,
+    orch_tools: bool = False,
 ) -> LaunchRequest:
     """The launch flags that ``launch`` and ``parallel`` share, as one checked request
     (:class:`OrchError` on a bad value); the backend's own options (``-o``, declared flags)
@@ -119,6 +125,7 @@ def _request(
         base=base,
         max_budget_usd=max_budget_usd,
         idle_timeout=idle_timeout,
+        orch_tools=orch_tools,
     )
 
 
@@ -219,6 +226,7 @@ def launch(
     idle_timeout: float | None = IDLE_OPT,
     option: list[str] | None = OPTION_OPT,
     keep_children: bool = KEEP_OPT,
+    orch_tools: bool = TOOLS_OPT,
     worktree: bool = WORKTREE_OPT,
     no_worktree: bool = NO_WORKTREE_OPT,
     base: str | None = BASE_OPT,
@@ -248,6 +256,7 @@ def launch(
         keep_children=keep_children,
         worktree=_worktree_choice(worktree, no_worktree),
         base=base,
+        orch_tools=orch_tools,
     )
     orch = _orch()
     run = orch.launch(request)
@@ -299,6 +308,7 @@ def parallel(
     idle_timeout: float | None = IDLE_OPT,
     option: list[str] | None = OPTION_OPT,
     keep_children: bool = KEEP_OPT,
+    orch_tools: bool = TOOLS_OPT,
     worktree: bool = WORKTREE_OPT,
     no_worktree: bool = NO_WORKTREE_OPT,
     base: str | None = BASE_OPT,
@@ -327,7 +337,15 @@ def parallel(
         role_list,
         prefix=prefix,
         make=lambda n, t, r: _request(
-            ctx, n, t, r, *flags, keep_children=keep_children, worktree=choice, base=base
+            ctx,
+            n,
+            t,
+            r,
+            *flags,
+            keep_children=keep_children,
+            worktree=choice,
+            base=base,
+            orch_tools=orch_tools,
         ),
     )
     _report_launched(runs, as_json=as_json, single=False, wait=wait, orch=orch)

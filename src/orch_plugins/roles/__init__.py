@@ -73,6 +73,15 @@ class Role:
         names = [tool_base_name(t) for t in self.allowed_tools]
         return list(dict.fromkeys(n for n in names if n and not n.startswith("mcp__")))
 
+    def wants_orch_tools(self) -> bool:
+        """Whether the role's tools name orch's MCP tools (``mcp__orch__*``,
+        ``mcp__orch__launch``, …): its agents then get orch's MCP server (``orch mcp``), which
+        every other agent runs without."""
+        return any(
+            tool_base_name(t) == "mcp__orch" or tool_base_name(t).startswith("mcp__orch__")
+            for t in self.allowed_tools
+        )
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["allowed_tools"] = list(self.allowed_tools)

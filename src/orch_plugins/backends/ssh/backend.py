@@ -23,7 +23,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -294,12 +294,29 @@ class SshBackend(Backend):
         if run["status"] in FINAL:
             marker.touch()
 
-    def send(self, run: Run, text: str) -> None:
-        """Not yet: the run's inbox lives on its host (see :meth:`Backend.send`)."""
-        raise OrchError(
-            f"agent {run['name']!r} runs on a remote host: orch send does not reach remote "
-            "agents yet (cancel and resume it with the new instructions instead)"
-        )
+    def send(self, run: Run, text: str, event: Mapping[str, object]) -> None:
+        """Into the run's inbox on its host (see :meth:`Backend.send`): the text and the log
+        event travel as files of one request, never on a command line. Not retried: a broken
+        connection may have delivered it, and a message must not arrive twice."""
+        handle = run["handle"] or {}
+        if handle.get("interactive"):
+            raise OrchError(f"backend {self.name!r} cannot type into an interactive agent")
+        if not handle.get("remote_dir"):
+            raise OrchError(f"agent {run['name']!r} has not started on a host")
+        host = self.host(str(handle["host"]), ssh_handle(handle).get("destination"))
+        message = text.encode("utf-8")
+        note = json.dumps(dict(event), ensure_ascii=False).encode("utf-8")
+        request = {
+            "cmd": "send",
+            "run": _remote_run(handle),
+            "files": [["message.txt", len(message)], ["event.json", len(note)]],
+        }
+        try:
+            self.transport.call(host, request, message + note, retry=False)
+        except SshError as exc:
+            if exc.kind == "refused":
+                raise OrchError(f"agent {run['name']!r} {exc.detail}") from None
+            raise OrchError(f"cannot send to {run['name']!r} on {host.name}: {exc}") from None
 
     def cancel(self, handle: Handle, grace: float) -> None:
         if not handle.get("remote_dir"):

@@ -46,6 +46,7 @@ BOOTSTRAP = (
     "exec(compile(i.read(c),'orch_remote.py','exec'),{'__name__':'__orch_remote__'})"
 )
 _procs: ModuleType | SimpleNamespace | None = None
+_supervisor: ModuleType | SimpleNamespace | None = None
 
 
 def procs() -> ModuleType | SimpleNamespace:
@@ -64,6 +65,25 @@ def procs() -> ModuleType | SimpleNamespace:
             exec(compile(shipped.PROCS, "procs.py", "exec"), namespace)
             _procs = SimpleNamespace(**namespace)
     return _procs
+
+
+def supervisor() -> ModuleType | SimpleNamespace:
+    """:mod:`orch_plugins.supervisor` (its inbox: ``post_message``), compiled from the shipped
+    source on a host, only for the requests that need it."""
+    global _supervisor
+    if _supervisor is None:
+        shipped = sys.modules.get("orch_supervisor")
+        if shipped is None:  # run locally (tests): the package's own module
+            from orch_plugins import supervisor as module
+
+            _supervisor = module
+        else:
+            # The supervisor imports procs from beside it when orch_plugins is not installed.
+            sys.modules.setdefault("procs", procs())  # type: ignore[arg-type]
+            namespace: dict = {"__name__": "orch_supervisor_code"}
+            exec(compile(shipped.SOURCE, "supervisor.py", "exec"), namespace)
+            _supervisor = SimpleNamespace(**namespace)
+    return _supervisor
 
 
 #: Starts the reply line, so output of the user's shell start-up files is skipped, not parsed.
@@ -320,6 +340,20 @@ def do_cancel(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     return {"was_alive": was_alive, "stopped": not _alive(run, boot)}, []
 
 
+def do_send(req: dict, inp: BinaryIO) -> tuple[dict, list]:
+    """``orch send``: put the message (a file of the request, never a command line) into the
+    run's inbox, which its supervisor hands to claude as the next user turn, and add the
+    message's event line to the run's event log, which comes home with the rest of it."""
+    files = _read_files(inp, req["files"])
+    run_dir = req["run"]["dir"]
+    why = supervisor().post_message(run_dir, files["message.txt"].decode("utf-8"))
+    if why:
+        raise RemoteError(why, "refused")
+    with open(os.path.join(run_dir, "events.jsonl"), "ab") as log:
+        log.write(files["event.json"].rstrip(b"\n") + b"\n")
+    return {"sent": True}, []
+
+
 def do_worktree_remove(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     """Remove an agent's worktree and its branch (``orch discard``, ``orch clear``): git run
     with argument lists in the repository the worktree belongs to. The local side has checked
@@ -419,6 +453,7 @@ COMMANDS = {
     "launch": do_launch,
     "status": do_status,
     "cancel": do_cancel,
+    "send": do_send,
     "doctor": do_doctor,
     "hold": do_hold,
     "worktree_remove": do_worktree_remove,

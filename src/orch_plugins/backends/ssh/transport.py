@@ -64,6 +64,7 @@ class SshError(OrchError):
 
     def __init__(self, host: Host, kind: str, message: str) -> None:
         super().__init__(f"host {host.name} ({host.destination}): {message}")
+        self.detail = message
         self.kind = kind
         self.host = host.name
 

@@ -30,10 +30,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from orch_plugins.backend import Handle, LaunchOption, LaunchSpec
+from orch_plugins.backend import Handle, LaunchOption, LaunchSpec, log_event
 from orch_plugins.backends.subprocess import SubprocessBackend, run_mark, supervisor_argv
 from orch_plugins.backends.tmux.client import (
     PROJECT_OPTION,
@@ -237,14 +237,14 @@ class TmuxBackend(SubprocessBackend):
             }
         return handles
 
-    def send(self, run: Run, text: str) -> None:
+    def send(self, run: Run, text: str, event: Mapping[str, object]) -> None:
         """An interactive agent: ``text`` pasted into its pane as a bracketed paste (tmux
         ``load-buffer`` from a private file, ``paste-buffer -p -r``: claude sees pasted text,
         never keys, and newlines stay newlines), then Enter. A print-mode agent: its inbox
         (:meth:`Backend.send`)."""
         handle = tmux_handle(run["handle"] or {})
         if not handle.get("interactive"):
-            super().send(run, text)
+            super().send(run, text, event)
             return
         if not handle.get("pane"):
             raise OrchError(f"agent {run['name']!r} has no tmux pane recorded")
@@ -266,6 +266,7 @@ class TmuxBackend(SubprocessBackend):
         finally:
             with contextlib.suppress(OSError):
                 path.unlink()
+        log_event(run["log_path"], event)
 
     def windows(
         self, state_dir: str | Path, handles: Sequence[Handle] = ()
