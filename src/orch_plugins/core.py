@@ -175,8 +175,15 @@ class Orchestrator:
         fork: bool = False,
         as_name: str | None = None,
         max_budget_usd: float | None = None,
+        backend: str | None = None,
+        options: Mapping[str, object] | None = None,
     ) -> Run:
         """Continue an agent's Claude Code session (or a fork of it) with a new prompt.
+
+        ``backend`` and ``options`` (launch options, ``{"host": "h2"}``) place the new run
+        elsewhere than its source (default: the source's backend and its carried options);
+        the session's transcript goes along (see :meth:`_transcript_copy`). ``OrchError``
+        when a resume that continues in the source's worktree is asked onto another backend.
 
         A resume (not a fork) never runs beside a claude still living on the session: an
         interactive agent still open in its window is refused (quit it first); any other
@@ -189,17 +196,24 @@ class Orchestrator:
             raise OrchError(f"agent {name!r} is still {src['status']}; wait for it or cancel it")
         if not src["session_id"]:
             raise OrchError(f"agent {name!r} has no recorded Claude Code session to resume")
+        backend = backend or src["backend"]
+        if backend != src["backend"] and src["worktree"] and not fork:
+            raise OrchError(
+                f"agent {name!r} works in its worktree on backend {src['backend']!r}: resume it "
+                "there (without --backend), or fork it (--fork) to continue elsewhere"
+            )
         previous = [] if fork else self._previous_claudes(src["session_id"])
+        carried = _carried_options(src) if backend == src["backend"] else {}
         request = LaunchRequest(
             name=as_name or (self._fork_name(name) if fork else name),
             task=task,
             role=src["role"],
-            backend=src["backend"],
+            backend=backend,
             model=src["model"],
             cwd=src["cwd"],
             timeout=src["timeout"],
             retries=src["retries"],
-            options=_carried_options(src),
+            options={**carried, **(options or {})},
             keep_children=_kept_children(src),
             orch_tools=_spec_env(src, TOOLS_VAR) == "1",
             # A fork of an agent with a worktree gets its own, branched from the source's tip.

@@ -364,6 +364,34 @@ def test_bad_host_tables_fail_loudly(table: dict, message: str) -> None:
         Host.from_table("h", table)
 
 
+def test_a_resume_with_its_transcript_may_go_to_any_host(tmp_path: Path) -> None:
+    """Placement of a resume or fork (no network: ``places`` answers from config and spec)."""
+    from orch_plugins.backend import LaunchSpec
+
+    hosts = {"h1": {"ssh": "h1", "max_parallel": 2}, "h2": {"ssh": "h2", "max_parallel": 3}}
+    backend = SshBackend(BackendContext(tmp_path, {}, hosts))
+
+    def spec(**kw: object) -> LaunchSpec:
+        base = dict(run_id=1, name="a", argv=["claude"], env={}, cwd="/", run_dir=str(tmp_path))
+        paths = dict(state_dir="/", prompt_path="p", output_path="o", log_path="l")
+        return LaunchSpec(**base, **paths, resume_from={"host": "h2"}, **kw)  # type: ignore[arg-type]
+
+    copy = str(tmp_path / "transcript.jsonl.gz")
+    # The transcript travels: every host, the source's first (it wins a tie).
+    assert list(backend.places(spec(resume_transcript=copy)).items()) == [("h2", 3), ("h1", 2)]
+    with_host = spec(resume_transcript=copy, options={"host": "h1"})
+    assert backend.places(with_host) == {"h1": 2}
+    # No copy kept: only where the session's transcript is.
+    assert backend.places(spec()) == {"h2": 3}
+    with pytest.raises(OrchError, match=r"no copy of the session's transcript.*not 'h1'"):
+        backend.places(spec(options={"host": "h1"}))
+    # Continuing in its worktree: only where the worktree is.
+    tree = {"path": "/w", "branch": "orch/a", "create": False}
+    assert backend.places(spec(resume_transcript=copy, worktree=tree)) == {"h2": 3}
+    with pytest.raises(OrchError, match=r"works in its worktree on its host.*not 'h1'"):
+        backend.places(spec(resume_transcript=copy, worktree=tree, options={"host": "h1"}))
+
+
 def test_no_hosts_configured_is_a_clear_launch_error(
     ssh_project: Path, configure: ConfigureFn
 ) -> None:

@@ -3,12 +3,13 @@ Messages API stand-in that each host reaches with its own settings (sshd's SetEn
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 import pytest
 
-from orch_plugins.supervisor import descendants
+from orch_plugins.supervisor import TRANSCRIPT_COPY, descendants, transcript_key
 from orch_plugins.testing.api import MessagesStandIn, Reply
 from tests.helpers import (
     handle,
@@ -64,6 +65,49 @@ def test_two_hosts_placement_output_and_resume_on_the_right_host(
     # On the host, the resumed run's supervisor was told which claude ran the session before.
     spec = json.loads((Path(handle(project, "agent2")["remote_dir"]) / "spec.json").read_text())
     assert [c["pid"] for c in spec["previous_claudes"]] == [first["agent2"]["claude_pid"]]
+
+
+def test_a_resume_runs_on_any_host_with_its_context(
+    ssh_project: Path, two_hosts: Hosts, messages_api: MessagesStandIn
+) -> None:
+    messages_api.on("FIRST", Reply.text("first answer"))
+    messages_api.on("SECOND", Reply.text("second answer"))
+    messages_api.on("THIRD", Reply.text("third answer"))
+    orch("launch", "roamer", "FIRST task: remember the word OSPREY", "--host", "h1", check=True)
+    orch("wait", "roamer", check=True, timeout=120)
+    first = status_json("roamer")[0]
+    sid = first["session_id"]
+
+    def transcripts(host: str) -> list[Path]:
+        return list(two_hosts[host].home.glob(f".claude/projects/*/{sid}.jsonl"))
+
+    # The run's copy came home with its other files: the host's transcript, gzipped.
+    [on_h1] = transcripts("h1")
+    local_copy = Path(first["output_path"]).parent / TRANSCRIPT_COPY
+    assert gzip.decompress(local_copy.read_bytes()) == on_h1.read_bytes()
+    assert not transcripts("h2")
+
+    # Resumed on the other host (--host): the copy travels, the model sees the earlier turn.
+    orch("resume", "roamer", "SECOND: which word?", "--host", "h2", check=True)
+    assert handle(ssh_project, "roamer")["host"] == "h2"
+    orch("wait", "roamer", check=True, timeout=120)
+    second = status_json("roamer")[0]
+    assert second["status"] == "completed", second["error"]
+    assert second["session_id"] == sid
+    req = next(r for r in messages_api.conversation_requests() if "SECOND" in r.prompt_text)
+    assert any("OSPREY" in t for t in req.all_user_texts)
+    key = transcript_key(str(two_hosts["h2"].workdir))  # in h2's workdir, as a new launch
+    assert [p.parent.name for p in transcripts("h2")] == [key]
+
+    # Back on h1, the newer copy from h2 replaces h1's older transcript of the session.
+    orch("resume", "roamer", "THIRD: and the answer before?", "--host", "h1", check=True)
+    assert handle(ssh_project, "roamer")["host"] == "h1"
+    orch("wait", "roamer", check=True, timeout=120)
+    third = status_json("roamer")[0]
+    assert third["status"] == "completed", third["error"]
+    req = next(r for r in messages_api.conversation_requests() if "THIRD" in r.prompt_text)
+    texts = req.all_user_texts
+    assert any("OSPREY" in t for t in texts) and any("SECOND" in t for t in texts)
 
 
 def test_agent_survives_a_dropped_connection_and_cancels(

@@ -648,8 +648,9 @@ def logs(
         run = orch.refresh([orch.store.get_run(run["run_id"])])[0]
 
 
-@app.command()
+@app.command(cls=WithBackendFlags)
 def resume(
+    ctx: typer.Context,
     name: str = typer.Argument(..., metavar="NAME", help="Agent whose session to continue."),
     task: str | None = typer.Argument(
         None, metavar="TASK", help="The next prompt; '-' reads stdin."
@@ -668,13 +669,30 @@ def resume(
         metavar="USD",
         help="Stop the agent once this run has spent this much (default: the earlier run's).",
     ),
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        "-b",
+        metavar="BACKEND",
+        help="Run it on this backend (default: the agent's own).",
+    ),
+    option: list[str] | None = OPTION_OPT,
     wait: bool = typer.Option(False, "--wait", help="Wait for it; print its output."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Continue an agent's Claude Code session with a new prompt (it sees the earlier turns)."""
     text = _task_or_file(task, task_file)
+    backend, options = backend_and_options(ctx, backend, option)
     orch = _orch()
-    run = orch.resume(name, text, fork=fork, as_name=as_name, max_budget_usd=max_budget_usd)
+    run = orch.resume(
+        name,
+        text,
+        fork=fork,
+        as_name=as_name,
+        max_budget_usd=max_budget_usd,
+        backend=backend,
+        options=options,
+    )
     _hand_over_done(task_file)
     _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
 

@@ -43,6 +43,7 @@ from orch_plugins.backends.subprocess import LocalHandle, run_mark
 from orch_plugins.errors import OrchError
 from orch_plugins.model import Run
 from orch_plugins.store import FINAL, atomic_write
+from orch_plugins.supervisor import TRANSCRIPT_COPY
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ _LAST_SYNC: dict[int, float] = {}
 
 #: Beside a local run directory: its remote files are all here, no need to ask again.
 SYNCED = ".ssh-synced"
+#: In a remote run directory: the transcript copy shipped with a resume or fork (not the
+#: supervisor's own ``transcript.jsonl.gz``, which the run keeps at its end).
+RESUME_TRANSCRIPT = "resume-transcript.jsonl.gz"
 
 
 def _size(path: str) -> int:
@@ -182,19 +186,20 @@ class SshBackend(Backend):
         return Host.from_table(name, {**self.host_defaults(), "ssh": destination or name})
 
     def places(self, spec: LaunchSpec) -> dict[str, int]:
-        """The hosts this run may go to, each with its ``max_parallel``: the host that holds
-        the session it resumes or forks, else the ``host`` option, else every ``[hosts.*]``
-        table in file order. ``OrchError`` when there is none, or a resumed session lives on
-        another host than the one asked for."""
+        """The hosts this run may go to, each with its ``max_parallel``: the ``host`` option,
+        else every ``[hosts.*]`` table in file order. A resume or fork that takes its
+        session's transcript along (``spec.resume_transcript``) may go anywhere, its source's
+        host first (preferred on a tie: the files the agent made are there); one without it,
+        or one that continues in its worktree, only to the host that holds them (its
+        source's). ``OrchError`` when there is none, or a pinned run is asked elsewhere."""
         wanted = spec.options.get("host")
-        if spec.resume_from is not None:
-            host = ssh_handle(spec.resume_from).get("host")
+        pinned = _pinned_to(spec)
+        if pinned is not None:
+            host, why = pinned
             if not host:
-                raise OrchError(
-                    "that session was not recorded on a remote host, so it cannot continue over ssh"
-                )
+                raise OrchError(f"{why}, and that session was not recorded on a remote host")
             if wanted and wanted != host:
-                raise OrchError(f"that session lives on host {host!r}, not {wanted!r}")
+                raise OrchError(f"{why}, so it continues on host {host!r}, not {wanted!r}")
             wanted = host
         if wanted:
             chosen = self.host(str(wanted))
@@ -205,7 +210,9 @@ class SshBackend(Backend):
                 "no remote hosts: pass --host HOST, or add [hosts.NAME] tables to "
                 'config.toml (see the README\'s "Remote hosts over ssh")'
             )
-        return {h.name: h.max_parallel for h in hosts.values()}
+        first = ssh_handle(spec.resume_from or {}).get("host")
+        ordered = sorted(hosts.values(), key=lambda h: h.name != first)  # stable: file order
+        return {h.name: h.max_parallel for h in ordered}
 
     def place_of(self, handle: Handle) -> str | None:
         return str(handle["host"]) if handle.get("host") else None
@@ -215,9 +222,12 @@ class SshBackend(Backend):
         return self._start(spec, self.host(spec.place or next(iter(self.places(spec)))), None)
 
     def resume(self, spec: LaunchSpec, source: Handle) -> Handle:
-        """Go back to the host (and directory) that holds the session's transcript."""
+        """Start where admission placed the run: on its source's host in the source's
+        directory; on another host (its transcript travels with it) in that host's
+        ``workdir``, as a new launch."""
         host = spec.place or next(iter(self.places(spec)))
-        return self._start(spec, self.host(host), ssh_handle(source).get("cwd"))
+        same = host == ssh_handle(source).get("host")
+        return self._start(spec, self.host(host), ssh_handle(source).get("cwd") if same else None)
 
     def is_alive(self, handle: Handle) -> bool:
         """One status call to the agent's host. An unreachable host counts as alive: we cannot
@@ -425,17 +435,26 @@ class SshBackend(Backend):
                 "path": f"{base}/{project}/worktrees/{stem}",
             }
             workdir = host.repo
+        files = [("prompt.txt", Path(spec.prompt_path).read_bytes())]
+        if spec.resume_transcript:
+            # The session's transcript travels with the run; the supervisor on the host puts
+            # it where claude looks. Unreadable here: the host says so (or uses its own).
+            data["resume_transcript"] = RESUME_TRANSCRIPT
+            try:
+                files.append((RESUME_TRANSCRIPT, Path(spec.resume_transcript).read_bytes()))
+            except OSError as exc:
+                log.warning("%s: cannot ship the transcript copy: %s", spec.name, exc)
         spec_bytes = json.dumps(data).encode()
-        prompt = Path(spec.prompt_path).read_bytes()
+        files.insert(0, ("spec.json", spec_bytes))
         request = {
             "cmd": "launch",
             "run_dir": f"{base}/{project}/runs/{spec.run_id}-{spec.name}-{secrets.token_hex(3)}",
             "claude": host.claude,
             "workdir": workdir,
             "default_workdir": f"{base}/{project}/work",
-            "files": [["spec.json", len(spec_bytes)], ["prompt.txt", len(prompt)]],
+            "files": [[name, len(blob)] for name, blob in files],
         }
-        reply, _ = self.transport.call(host, request, spec_bytes + prompt)
+        reply, _ = self.transport.call(host, request, b"".join(blob for _, blob in files))
         return {
             "host": host.name,
             "destination": host.destination,
@@ -461,7 +480,10 @@ class SshBackend(Backend):
                 if run:
                     job["log_size"] = max(0, _size(run["log_path"]))
                     entry.update(
-                        log_size=job["log_size"], out_size=_size(run["output_path"]), files=files
+                        log_size=job["log_size"],
+                        out_size=_size(run["output_path"]),
+                        transcript_size=_size(str(Path(run["run_dir"], TRANSCRIPT_COPY))),
+                        files=files,
                     )
                     if files:  # orch logs: the text being written too
                         head, job["live_size"] = _live_state(Path(run["run_dir"]) / "live.txt")
@@ -504,6 +526,11 @@ class SshBackend(Backend):
                 os.close(fd)
         if "output" in entry:
             atomic_write(Path(run["output_path"]), blobs[entry["output"]])
+        if "transcript" in entry:  # the copy the run kept at its end (see supervisor)
+            try:
+                atomic_write(Path(run["run_dir"], TRANSCRIPT_COPY), blobs[entry["transcript"]])
+            except OSError as exc:  # a full disk: the run's record matters more
+                log.warning("cannot keep %s's transcript copy: %s", run["name"], exc)
         live = Path(run["run_dir"]) / "live.txt"
         if entry.get("live_gone"):
             with contextlib.suppress(OSError):
@@ -543,6 +570,21 @@ class SshBackend(Backend):
         if run.get("error") and str(run["error"]).startswith((WAITING, UNREACHABLE)):
             fields["error"] = None
         return fields or None
+
+
+def _pinned_to(spec: LaunchSpec) -> tuple[str | None, str] | None:
+    """For a resume or fork that must go back to its source's host: (that host or None when
+    the source ran on no host, why); None when it may go anywhere. It must when it continues
+    in the source's worktree (it lives there) or takes no transcript copy along (the session's
+    transcript is then only where it ran)."""
+    if spec.resume_from is None:
+        return None
+    host = ssh_handle(spec.resume_from).get("host")
+    if spec.worktree and not spec.worktree.get("create"):
+        return host, "the agent works in its worktree on its host"
+    if not spec.resume_transcript:
+        return host, "no copy of the session's transcript was kept (its newest run kept none)"
+    return None
 
 
 def _live_state(path: Path) -> tuple[str | None, int]:

@@ -89,6 +89,8 @@ def supervisor() -> ModuleType | SimpleNamespace:
 #: Starts the reply line, so output of the user's shell start-up files is skipped, not parsed.
 MARKER = b"\x00ORCH-REMOTE-1 "
 FINAL = ("completed", "failed", "cancelled", "timed_out", "lost")
+#: The transcript copy a run keeps at its end (``supervisor.TRANSCRIPT_COPY``).
+TRANSCRIPT_COPY = "transcript.jsonl.gz"
 #: The supervisor's oldest python (this module itself runs on 3.8, to say so clearly).
 MIN_PYTHON = (3, 10)
 
@@ -208,6 +210,9 @@ def do_launch(req: dict, inp: BinaryIO) -> tuple[dict, list]:
     spec_path = os.path.join(run_dir, "spec.json")
     script = os.path.join(run_dir, "supervisor.py")
     _write(os.path.join(run_dir, "prompt.txt"), files["prompt.txt"])
+    for name in files:  # the transcript a resume or fork takes along (spec resume_transcript)
+        if name not in ("spec.json", "prompt.txt") and os.sep not in name and name[0] != ".":
+            _write(os.path.join(run_dir, name), files[name])
     _write(spec_path, json.dumps(spec).encode())  # 0600: may hold forwarded variables
     _write(script, sys.modules["orch_supervisor"].SOURCE)
     _write(os.path.join(run_dir, "procs.py"), sys.modules["orch_supervisor"].PROCS)
@@ -289,6 +294,8 @@ def do_status(req: dict, inp: BinaryIO) -> tuple[dict, list]:
             if output is not None and len(output) != run.get("out_size", -1):
                 entry["output"] = len(blobs)
                 blobs.append(output)
+            if ended:  # the transcript copy, kept before the run's end was recorded
+                _transcript(os.path.join(d, TRANSCRIPT_COPY), run, entry, blobs)
             _live_text(os.path.join(d, "live.txt"), run, entry, blobs)
             if ended and not alive:
                 data, _ = _tail_from(os.path.join(d, "supervisor.log"), 0)
@@ -296,6 +303,19 @@ def do_status(req: dict, inp: BinaryIO) -> tuple[dict, list]:
                     entry["supervisor_log"] = data[-2000:].decode("utf-8", "replace")
         out[str(run["id"])] = entry
     return {"runs": out}, blobs
+
+
+def _transcript(path: str, run: dict, entry: dict, blobs: list) -> None:
+    """The run's transcript copy, when the local side lacks it (another size)."""
+    try:
+        if os.path.getsize(path) == run.get("transcript_size", -1):
+            return
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return
+    entry["transcript"] = len(blobs)
+    blobs.append(data)
 
 
 def _live_text(path: str, run: dict, entry: dict, blobs: list) -> None:
