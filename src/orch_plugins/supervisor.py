@@ -1756,8 +1756,9 @@ def transcript_key(cwd: str) -> str:
 
 #: The copy's name in a run's directory (gzip of the session's ``.jsonl``).
 TRANSCRIPT_COPY = "transcript.jsonl.gz"
-#: gzip level of the copy: level 1 packs a transcript about 6-fold at ~100 MB/s (level 6
-#: gains ~15 % for three times the CPU), so a run's end waits milliseconds, not seconds.
+#: gzip level of the copy. Measured on a 20 MB transcript (tool results of source files, one
+#: uuid per entry): level 1 gives 6.8 MB in 0.21 s (~100 MB/s), level 6 5.5 MB in 0.72 s; a
+#: 10 KB transcript of a short task packs to ~4 KB. A run's end should not wait for level 6.
 TRANSCRIPT_LEVEL = 1
 
 

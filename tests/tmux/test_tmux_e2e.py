@@ -5,6 +5,7 @@ Lean on purpose (each claude costs ~0.75 CPU-s): ten claude processes in all.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orch_plugins.supervisor import descendants
+from orch_plugins.supervisor import TRANSCRIPT_COPY, descendants
 from orch_plugins.testing.api import MessagesStandIn, Reply
 from orch_plugins.testing.pytest_plugin import trust_project
 from tests.helpers import (
@@ -92,6 +93,11 @@ def test_cancel_timeout_and_resume(
     assert orch("output", "talk", check=True).stdout == "second answer\n"
     req = next(r for r in messages_api.conversation_requests() if "SECOND" in r.prompt_text)
     assert any("FIRST question" in t for t in req.all_user_texts)
+    # Each run kept the session's transcript as it was at its end.
+    copies = [Path(r["output_path"]).parent / TRANSCRIPT_COPY for r in (first, second)]
+    texts = [gzip.decompress(c.read_bytes()).decode() for c in copies]
+    assert "FIRST question" in texts[0] and "SECOND question" not in texts[0]
+    assert "SECOND question" in texts[1]
 
 
 def test_interactive_records_session_id_from_the_hook(
@@ -112,9 +118,13 @@ def test_interactive_records_session_id_from_the_hook(
     assert "interactive answer" in tmux_server.capture(h["pane"])
     children = descendants(h["pid"])
     assert children  # the interactive claude, waiting for the person
+    # The transcript was kept when the task's turn ended, and again when claude was closed.
+    copy = Path(run["output_path"]).parent / TRANSCRIPT_COPY
+    assert b"INTERACTIVE task" in gzip.decompress(copy.read_bytes())
     tmux_server("kill-window", "-t", h["window"])  # closing it ends claude; the record stays
     wait_for(lambda: all(pid_gone(p) for p in [h["pid"], *children]), timeout=20)
     assert status_json("ia")[0]["status"] == "completed"
+    assert gzip.decompress(copy.read_bytes()) == transcripts[0].read_bytes()
 
 
 def test_killed_tmux_server(
