@@ -177,13 +177,16 @@ class Orchestrator:
         max_budget_usd: float | None = None,
         backend: str | None = None,
         options: Mapping[str, object] | None = None,
+        cwd: str | None = None,
     ) -> Run:
         """Continue an agent's Claude Code session (or a fork of it) with a new prompt.
 
         ``backend`` and ``options`` (launch options, ``{"host": "h2"}``) place the new run
         elsewhere than its source (default: the source's backend and its carried options);
-        the session's transcript goes along (see :meth:`_transcript_copy`). ``OrchError``
-        when a resume that continues in the source's worktree is asked onto another backend.
+        the session's transcript goes along (see :meth:`_transcript_copy`); so does ``cwd``
+        (another directory). ``OrchError`` when a run that continues in
+        the source's worktree is asked onto another backend, or any run of an agent with a
+        worktree into another directory.
 
         A resume (not a fork) never runs beside a claude still living on the session: an
         interactive agent still open in its window is refused (quit it first); any other
@@ -202,6 +205,11 @@ class Orchestrator:
                 f"agent {name!r} works in its worktree on backend {src['backend']!r}: resume it "
                 "there (without --backend), or fork it (--fork) to continue elsewhere"
             )
+        if cwd is not None and src["worktree"]:
+            raise OrchError(
+                f"agent {name!r} works in a worktree ({src['worktree']}): --cwd cannot move "
+                "it; fork it with orch launch NEW TASK --from NAME --cwd DIR --no-worktree"
+            )
         previous = [] if fork else self._previous_claudes(src["session_id"])
         carried = _carried_options(src) if backend == src["backend"] else {}
         request = LaunchRequest(
@@ -210,7 +218,7 @@ class Orchestrator:
             role=src["role"],
             backend=backend,
             model=src["model"],
-            cwd=src["cwd"],
+            cwd=cwd or src["cwd"],
             timeout=src["timeout"],
             retries=src["retries"],
             options={**carried, **(options or {})},

@@ -45,7 +45,7 @@ def _first_run(word: str) -> tuple[dict, str, Path]:
     return run, run["session_id"], live
 
 
-def test_copy_is_kept_and_a_fork_elsewhere_or_a_resume_without_it_keeps_context(
+def test_copy_is_kept_and_a_fork_or_resume_elsewhere_keeps_context(
     real_project: Path, messages_api: MessagesStandIn, tmp_path: Path
 ) -> None:
     messages_api.on("FIRST", Reply.text("first answer"))
@@ -70,14 +70,16 @@ def test_copy_is_kept_and_a_fork_elsewhere_or_a_resume_without_it_keeps_context(
     assert (live.parent.parent / transcript_key(str(other)) / f"{sid}.jsonl").is_file()
 
     # The machine lost the transcript (Claude Code deletes old ones; another HOME): the copy
-    # kept with the run brings the context back.
+    # kept with the run brings the context back, here resumed in a third directory.
     for path in _transcripts(sid):
         path.unlink()
-    orch("resume", "alpha", "AGAIN: which word?", check=True)
+    third = tmp_path / "third"
+    third.mkdir()
+    orch("resume", "alpha", "AGAIN: which word?", "--cwd", str(third), check=True)
     orch("wait", "alpha", check=True, timeout=120)
     again = status_json("alpha")[0]
     assert again["status"] == "completed", again["error"]
-    assert again["session_id"] == sid
+    assert again["session_id"] == sid and Path(again["cwd"]) == third
     assert any("PELICAN" in t for t in _request_with(messages_api, "AGAIN").all_user_texts)
     assert any(e.get("subtype") == "transcript_placed" for e in _events(again))
     # The newest run keeps the newest transcript: both turns.

@@ -677,6 +677,9 @@ def resume(
         help="Run it on this backend (default: the agent's own).",
     ),
     option: list[str] | None = OPTION_OPT,
+    cwd: Path | None = typer.Option(
+        None, "--cwd", metavar="DIR", help="Run it in DIR (default: where the agent ran)."
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait for it; print its output."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -692,6 +695,7 @@ def resume(
         max_budget_usd=max_budget_usd,
         backend=backend,
         options=options,
+        cwd=str(cwd) if cwd else None,
     )
     _hand_over_done(task_file)
     _report_launched([run], as_json=as_json, single=True, wait=wait, orch=orch)
