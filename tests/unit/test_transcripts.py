@@ -20,7 +20,7 @@ from orch_plugins.supervisor import (
     place_transcript,
     transcript_key,
 )
-from tests.helpers import orch, status_json
+from tests.helpers import git_project, orch, status_json
 
 SID = "0b6f5a2e-1c1d-4d7e-9a0b-2f1e3d4c5b6a"
 
@@ -160,3 +160,17 @@ def test_a_copy_that_cannot_be_made_never_fails_the_run(
     r = orch("launch", "c", "task three")
     assert r.returncode == 1
     assert r.stderr == "orch: error: $ORCH_KEEP_TRANSCRIPTS: expected boolean, got 'maybe'\n"
+
+
+def test_an_agent_with_a_worktree_is_not_moved_by_resume(project: Path, tmp_path: Path) -> None:
+    git_project(project)
+    orch("launch", "w", "task", "--worktree", check=True)
+    orch("wait", "w", check=True)
+    for extra, said in (
+        (["--cwd", str(tmp_path)], "works in a worktree"),
+        (["--backend", "tmux"], "works in its worktree on backend 'subprocess'"),
+    ):
+        r = orch("resume", "w", "more", *extra)
+        assert r.returncode == 1 and r.stderr.startswith(f"orch: error: agent 'w' {said}")
+        assert r.stderr.count("\n") == 1
+    assert [r["status"] for r in status_json("w", all_=True)] == ["completed"]
