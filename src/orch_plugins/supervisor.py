@@ -491,10 +491,7 @@ class Supervisor:
         if not session_id or not self.spec.get("keep_transcript", True):
             return
         try:
-            with self.spawn_lock:  # no child is started meanwhile; this only reads and writes
-                keep_transcript(
-                    session_id, self.spec["cwd"], self.run_dir, self.child_env(), source
-                )
+            keep_transcript(session_id, self.spec["cwd"], self.run_dir, self.child_env(), source)
         except Exception as exc:
             message = f"the session's transcript was not kept with the run: {exc}"
             print(f"orch supervisor: {message}", file=sys.stderr)

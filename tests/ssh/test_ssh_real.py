@@ -19,6 +19,7 @@ from tests.helpers import (
     pid_gone,
     running,
     status_json,
+    use_real_claude,
     wait_for,
 )
 from tests.ssh.conftest import drop_masters
@@ -68,7 +69,12 @@ def test_two_hosts_placement_output_and_resume_on_the_right_host(
 
 
 def test_a_resume_runs_on_any_host_with_its_context(
-    ssh_project: Path, two_hosts: Hosts, messages_api: MessagesStandIn
+    ssh_project: Path,
+    two_hosts: Hosts,
+    messages_api: MessagesStandIn,
+    claude_env: dict[str, str],
+    claude_bin: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     messages_api.on("FIRST", Reply.text("first answer"))
     messages_api.on("SECOND", Reply.text("second answer"))
@@ -108,6 +114,16 @@ def test_a_resume_runs_on_any_host_with_its_context(
     req = next(r for r in messages_api.conversation_requests() if "THIRD" in r.prompt_text)
     texts = req.all_user_texts
     assert any("OSPREY" in t for t in texts) and any("SECOND" in t for t in texts)
+
+    # And on this machine, with another backend: the copy h1 kept came home and goes along.
+    messages_api.on("FOURTH", Reply.text("fourth answer"))
+    use_real_claude(monkeypatch, claude_env, claude_bin)
+    orch("resume", "roamer", "FOURTH: all the words?", "--backend", "subprocess", check=True)
+    orch("wait", "roamer", check=True, timeout=120)
+    fourth = status_json("roamer")[0]
+    assert fourth["status"] == "completed" and fourth["backend"] == "subprocess"
+    req = next(r for r in messages_api.conversation_requests() if "FOURTH" in r.prompt_text)
+    assert any("THIRD" in t for t in req.all_user_texts)
 
 
 def test_agent_survives_a_dropped_connection_and_cancels(
