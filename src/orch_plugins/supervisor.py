@@ -1864,6 +1864,22 @@ def _unpack_copy(copy: Path, tmp: Path) -> int:
     return size
 
 
+def _copy_size(copy: Path) -> int:
+    """The size of the transcript in ``copy`` without unpacking it: a gzip file's trailer
+    holds it (ISIZE, modulo 4 GiB; a copy is one gzip member), a plain one is its size; -1 when
+    it cannot be read (then the copy is unpacked, and its problem reported)."""
+    try:
+        with open(copy, "rb") as fh:
+            if not copy.name.endswith(".gz"):
+                return os.fstat(fh.fileno()).st_size
+            if fh.read(2) != b"\x1f\x8b":
+                return -1
+            fh.seek(-4, os.SEEK_END)
+            return int.from_bytes(fh.read(4), "little")
+    except OSError:
+        return -1
+
+
 def place_transcript(spec: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Before claude resumes or forks session ``spec["resume_session"]`` in ``spec["cwd"]``: put
     the session's transcript where Claude Code looks (``<projects>/<key of cwd>/<id>.jsonl``).
@@ -1889,7 +1905,10 @@ def place_transcript(spec: dict[str, Any], env: Mapping[str, str] | None = None)
     found = [(_size_of(p), 1 if p == target else 0, p, str(p)) for p in find_transcripts(sid, env)]
     out: dict[str, Any] = {}
     named = spec.get("resume_transcript")
+    largest = max((c[0] for c in found), default=-1)
     try:
+        if named and 0 <= _copy_size(Path(spec["run_dir"], named)) <= largest:
+            named = None  # this machine's transcript holds as much: no need to unpack the copy
         if named:
             copy = Path(spec["run_dir"], named)
             target.parent.mkdir(parents=True, exist_ok=True)

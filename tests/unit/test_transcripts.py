@@ -88,10 +88,13 @@ def test_the_largest_transcript_is_put_where_claude_looks(tmp_path: Path) -> Non
     place_transcript({**spec, "resume_transcript": str(run_dir / "in.jsonl.gz")}, env)
     assert target.read_bytes() == _lines(30, "copy")
     # ... a longer one (continued here after the copy was made) is kept, and so is one of the
-    # same size (no work).
+    # same size; the copy is not even unpacked then (its gzip trailer gives its size).
     target.write_bytes(_lines(40))
     assert place_transcript({**spec, "resume_transcript": "in.jsonl.gz"}, env) == {}
     assert target.read_bytes() == _lines(40)
+    packed = gzip.compress(_lines(30, "copy"))
+    (run_dir / "bad.jsonl.gz").write_bytes(packed[:20] + bytes(len(packed) - 28) + packed[-8:])
+    assert place_transcript({**spec, "resume_transcript": "bad.jsonl.gz"}, env) == {}
     # Without a copy, another directory's transcript on this machine (a fork elsewhere).
     target.unlink()
     _put(env, "/a", _lines(5))
@@ -109,7 +112,7 @@ def test_the_largest_transcript_is_put_where_claude_looks(tmp_path: Path) -> Non
         (b"", "it is empty"),
         (b"not gzip at all", "it is damaged"),
         (gzip.compress(_lines(50))[:-20], "it is damaged"),  # cut short
-        (gzip.compress(b'{"a": 1}\n[1, 2]\n'), "line 2 is not a JSON object"),
+        (gzip.compress(_lines(10) + b"[1, 2]\n"), "line 11 is not a JSON object"),
     ],
 )
 def test_a_damaged_copy_yields_to_this_machine_or_fails_clearly(
