@@ -9,8 +9,9 @@ A backend plugin's test suite subclasses :class:`BackendConformance` and names i
 
 pytest then runs the inherited tests: an agent launched through ``orch`` completes with its
 result, cost and the session id Claude Code reported; cancel stops the whole process tree and
-records ``cancelled``; a timeout records ``timed_out``; resume continues the session with its
-earlier turns. Each drives the real ``claude`` (fixtures ``claude_bin``, ``claude_env``,
+records ``cancelled``; a timeout records ``timed_out``; a run's transcript copy is in its local
+run directory when it has ended (``transcript.jsonl.gz``) and resume continues the session with
+its earlier turns. Each drives the real ``claude`` (fixtures ``claude_bin``, ``claude_env``,
 ``messages_api`` from this package's pytest plugin) through the real ``orch`` command, so a
 missing Claude Code fails the tests rather than skipping them. Override :meth:`backend_env`
 for what the backend needs (a private tmux server, a host config), and :meth:`agent_pids` when
@@ -23,6 +24,7 @@ tests too.
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -190,6 +192,11 @@ class BackendConformance:
         orch("launch", "c4", "CONFORM first")
         orch("wait", "c4", "--timeout", "90")
         first = orch.status("c4")
+        # Every run keeps its session's transcript, at home in its run directory (a remote
+        # backend brings it back with the other files), so a resume can go anywhere.
+        copy = Path(first["output_path"]).parent / "transcript.jsonl.gz"
+        assert copy.is_file(), f"{copy} is missing: the run's transcript copy did not come home"
+        assert first["session_id"].encode() in gzip.decompress(copy.read_bytes())
         orch("resume", "c4", "CONFORM second", "--wait")
         second = orch.status("c4")
         assert second["session_id"] == first["session_id"]
