@@ -1777,10 +1777,16 @@ def _size_of(path: Path) -> int:
         return -1
 
 
+def _session_name(session_id: str) -> bool:
+    """Whether ``session_id`` can name a transcript file (a UUID does; nothing that would
+    reach outside its directory or match other files as a glob)."""
+    return bool(session_id) and all(c.isascii() and (c.isalnum() or c in "-_") for c in session_id)
+
+
 def find_transcripts(session_id: str, env: Mapping[str, str] | None = None) -> list[Path]:
     """Every transcript of ``session_id`` Claude Code holds on this machine (one per directory
     the session was resumed or forked from), largest first."""
-    if not session_id or "/" in session_id or session_id.startswith("."):
+    if not _session_name(session_id):
         return []
     found = claude_projects(env).glob(f"*/{session_id}.jsonl")
     return sorted(found, key=_size_of, reverse=True)
@@ -1802,6 +1808,8 @@ def keep_transcript(
     import gzip
     import shutil
 
+    if not _session_name(session_id):
+        raise ValueError(f"{session_id!r} is no session id")
     path = Path(source) if source and os.path.isfile(source) else None
     if path is None:
         own = claude_projects(env) / transcript_key(cwd) / f"{session_id}.jsonl"
@@ -1898,6 +1906,8 @@ def place_transcript(spec: dict[str, Any], env: Mapping[str, str] | None = None)
     sid = spec.get("resume_session")
     if not sid:
         return {}
+    if not _session_name(sid):
+        raise TranscriptError(f"cannot resume session {sid!r}: that is no session id")
     projects = claude_projects(env)
     target = projects / transcript_key(spec["cwd"]) / f"{sid}.jsonl"
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

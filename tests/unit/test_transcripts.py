@@ -100,6 +100,11 @@ def test_the_largest_transcript_is_put_where_claude_looks(tmp_path: Path) -> Non
     _put(env, "/a", _lines(5))
     assert place_transcript(spec, env)["placed"].endswith(f"{transcript_key('/a')}/{SID}.jsonl")
     assert target.read_bytes() == _lines(5)
+    # Something that is no session id never names a file.
+    with pytest.raises(TranscriptError, match="that is no session id"):
+        place_transcript({**spec, "resume_session": "../../escape"}, env)
+    with pytest.raises(ValueError, match="no session id"):
+        keep_transcript("*", "/b", run_dir, env)
     # No session to resume: nothing to do.
     assert place_transcript({"cwd": "/b", "run_dir": str(run_dir)}, env) == {}
     assert not list(target.parent.glob(".*.tmp"))
