@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from orch_plugins.plugins import Plugins
 
 from orch_plugins import admission, worktrees
-from orch_plugins.backend import Backend, BackendContext, LaunchSpec
+from orch_plugins.backend import Backend, BackendContext, LaunchSpec, RunUpdate
 from orch_plugins.claude import (
     TOOLS_VAR,
     UNSET_ENV,
@@ -636,25 +636,14 @@ class Orchestrator:
                 continue
             by_backend.setdefault(run["backend"], []).append(run)
         changed = ended = False
-        for name, group in by_backend.items():
-            try:
-                updates = self._backend(name).poll(group)
-            except Exception as exc:
-                # A backend whose plugin is gone or whose host is unreachable: we cannot tell,
-                # so we say nothing rather than fail every status read.
-                log.warning("cannot check %s agents: %s", name, exc)
-                continue
-            for run in group:
-                update = updates.get(run["run_id"])
-                if update is None:
-                    continue
-                if update.fields:
-                    changed = True
-                    if self._record(run["run_id"], update.fields):
-                        ended = True
-                        continue  # it ended, as its backend learnt
-                if not update.alive:
-                    lost.append((run, run["handle"]))
+        for run, update in self._poll(by_backend):
+            if update.fields:
+                changed = True
+                if self._record(run["run_id"], update.fields):
+                    ended = True
+                    continue  # it ended, as its backend learnt
+            if not update.alive:
+                lost.append((run, run["handle"]))
         for run, handle in lost:
             fresh = self.store.get_run(run["run_id"])
             if fresh["status"] != RUNNING or (handle is None and fresh["handle"] != run["handle"]):
@@ -865,6 +854,7 @@ class Orchestrator:
                 threads.append(t)
         for t in threads:
             t.join()
+        self._collect_cancelled(targets)
         out = []
         for run in targets:
             # A supervisor that could not record its ending is recorded here.
@@ -873,6 +863,35 @@ class Orchestrator:
         if admission.pending(self.store):
             self.start_queued()
         self._announce()
+        return out
+
+    def _collect_cancelled(self, targets: list[Run]) -> None:
+        """After cancelling: what the backends of runs still recorded running learnt of their
+        ends (a remote supervisor records ``cancelled`` with its session id and cost where it
+        runs, and only a poll brings that home). Only an end is recorded; a backend that cannot
+        tell is not asked again."""
+        by_backend: dict[str, list[Run]] = {}
+        for run in targets:
+            fresh = self.store.get_run(run["run_id"])
+            handle = fresh["handle"]
+            if fresh["status"] == RUNNING and handle and not admission.is_placeholder(handle):
+                by_backend.setdefault(fresh["backend"], []).append(fresh)
+        for run, update in self._poll(by_backend):
+            if update.fields.get("status") in FINAL:
+                self._record(run["run_id"], update.fields)
+
+    def _poll(self, by_backend: Mapping[str, list[Run]]) -> list[tuple[Run, RunUpdate]]:
+        """Each backend's :meth:`~Backend.poll` of its runs: (run, update) for each run it
+        answered for. A backend whose plugin is gone or whose host is unreachable: we cannot
+        tell, so we say nothing rather than fail every status read."""
+        out = []
+        for name, group in by_backend.items():
+            try:
+                updates = self._backend(name).poll(group)
+            except Exception as exc:
+                log.warning("cannot check %s agents: %s", name, exc)
+                continue
+            out += [(r, updates[r["run_id"]]) for r in group if r["run_id"] in updates]
         return out
 
     def clear(self, *, archive: bool = False, kept: list[tuple[Run, str]] | None = None) -> int:

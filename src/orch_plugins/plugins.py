@@ -50,6 +50,7 @@ BUILTINS: tuple[tuple[str, str], ...] = (
     ("subprocess", "orch_plugins.backends.subprocess"),
     ("tmux", "orch_plugins.backends.tmux"),
     ("ssh", "orch_plugins.backends.ssh"),
+    ("ray", "orch_plugins.backends.ray"),
     ("builtin_roles", "orch_plugins.roles.builtin"),
     ("claude_agents", "orch_plugins.roles.claude_agents"),
 )

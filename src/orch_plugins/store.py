@@ -54,6 +54,10 @@ COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST, STALLED = (
     "stalled",
 )
 ACTIVE = (QUEUED, RUNNING)
+#: Prefix of the ``error`` note of a run its backend started into a queue of its own (a Ray
+#: job waiting for a node with a free slot): recorded ``running`` (it holds its place and is
+#: cancelled through its backend), shown ``queued`` (:func:`shown_status`).
+BACKEND_QUEUED = "queued: "
 #: ``end_announced`` of a run whose start no plugin listening to ``orch_agent_ended`` saw: its
 #: end is not announced (0: not yet announced, 1: claimed by the process that fires it).
 END_UNHEARD = 2
@@ -1014,10 +1018,21 @@ def _run(row: sqlite3.Row) -> Run:
     return cast("Run", run)
 
 
+def shown_status(run: Run) -> str:
+    """The status a person sees: ``queued`` for a run waiting in its backend's own queue
+    (:data:`BACKEND_QUEUED`), else the recorded one."""
+    status = run["status"]
+    error = run.get("error")
+    if status == RUNNING and isinstance(error, str) and error.startswith(BACKEND_QUEUED):
+        return QUEUED
+    return status
+
+
 def public(run: Run) -> JSONObject:
     """The documented status object of a run (``orch status --json``)."""
     row = cast("dict[str, Any]", run)
     out = {k: row.get(k) for k in STATUS_FIELDS}
+    out["status"] = shown_status(run)
     for key in _TIME_FIELDS:
         out[key] = iso(out[key])
     if isinstance(out["usage"], str):

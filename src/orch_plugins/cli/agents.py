@@ -410,6 +410,7 @@ def _age(run: Run) -> str:
 def _table(runs: list[Run], levels: list[int] | None = None) -> str:
     """The status table; ``levels`` (``--tree``): each name indented under its launcher's."""
     from orch_plugins.progress import money
+    from orch_plugins.store import shown_status
 
     # A BRANCH column only when some agent has a worktree: "orch/x +10 -3" (lines against its
     # base; "*": uncommitted changes in it).
@@ -419,7 +420,7 @@ def _table(runs: list[Run], levels: list[int] | None = None) -> str:
     for i, r in enumerate(runs):
         cost = money(r.get("cost_usd"))
         detail = r["error"] if r.get("error") and r["status"] != "completed" else r["task"]
-        status = r["status"]
+        status = shown_status(r)
         if r.get("waiting_for") and status == "running":
             status, detail = "waiting", f"waiting: {r['waiting_for']}"
         detail = " ".join(str(detail).split())
