@@ -113,14 +113,6 @@ def with_settings(argv: Sequence[str], settings: Mapping[str, Any]) -> list[str]
 SESSION_ID_SLOT = "{session_id}"
 
 
-def resumed_session(argv: Sequence[str]) -> str | None:
-    """The session an agent's argv (:func:`build_argv`) resumes or forks, or None."""
-    args = list(argv)
-    if "--resume" in args and args.index("--resume") + 1 < len(args):
-        return args[args.index("--resume") + 1]
-    return None
-
-
 def retry_argv(
     claude_bin: str,
     *,

@@ -7,6 +7,7 @@ output, cost, session ids, transcripts and hostile task text with three agents.
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 import urllib.request
@@ -107,9 +108,9 @@ def test_two_slots_run_two_queue_the_third_and_everything_comes_home(
         # The transcript is on the node that ran it (its HOME), not on the other one...
         [found] = transcripts(ray_cluster, node, sid)
         assert not transcripts(ray_cluster, other, sid)
-        # ... and a copy came home with the run.
-        kept = Path(run["output_path"]).with_name("transcript.jsonl")
-        assert kept.read_bytes() == found.read_bytes()
+        # ... and the copy the run kept came home with it.
+        kept = Path(run["output_path"]).with_name("transcript.jsonl.gz")
+        assert gzip.decompress(kept.read_bytes()) == found.read_bytes()
     assert {node_of(ray_cluster, runs["a"]), node_of(ray_cluster, runs["b"])} == {
         "head",
         "worker",

@@ -50,7 +50,6 @@ from orch_plugins.backends.ray.package import (
 )
 from orch_plugins.backends.ssh.backend import PROGRESS_FIELDS, STATE_FIELDS
 from orch_plugins.backends.ssh.hosts import project_id
-from orch_plugins.claude import resumed_session
 from orch_plugins.errors import OrchError
 from orch_plugins.model import Run
 from orch_plugins.store import BACKEND_QUEUED, FINAL, LOST, atomic_write
@@ -155,8 +154,8 @@ class RayBackend(Backend):
         return self._submit(spec, None)
 
     def resume(self, spec: LaunchSpec, source: Handle) -> Handle:
-        """Any node may take a resumed session: the transcript (and the worktree's branch)
-        kept with the source run travel with the job."""
+        """Any node may take a resumed session: the transcript copy the source run kept
+        (``spec.resume_transcript``) and a worktree's branch travel with the job."""
         return self._submit(spec, source)
 
     def _submit(self, spec: LaunchSpec, source: Handle | None) -> Handle:
@@ -187,9 +186,16 @@ class RayBackend(Backend):
         data["options"] = {**spec.options, "report": "file"}
         if spec.worktree:
             self._ship_worktree(spec, source, data, job, files)
-        origin = spec.resume_from
-        if origin is not None:
-            self._ship_transcript(spec, origin, job, files)
+        if spec.resume_transcript:
+            # The session's transcript copy travels with the job; the supervisor on the node
+            # puts it where Claude Code looks (node.py rewrites the field to its copy).
+            try:
+                path = Path(spec.resume_transcript)
+                if not path.is_absolute():
+                    path = Path(spec.run_dir, path)
+                files[node_module.RESUME_TRANSCRIPT] = path.read_bytes()
+            except OSError as exc:
+                log.warning("%s: cannot ship the transcript copy: %s", spec.name, exc)
         files["job.json"] = json.dumps(job).encode()
         files["spec.json"] = json.dumps(data).encode()
         files["prompt.txt"] = Path(spec.prompt_path).read_bytes()
@@ -276,22 +282,6 @@ class RayBackend(Backend):
                 )
             files["branch.bundle"] = branch.read_bytes()
         data["worktree"] = wt
-
-    def _ship_transcript(
-        self, spec: LaunchSpec, origin: Handle, job: dict[str, Any], files: dict[str, bytes]
-    ) -> None:
-        """The session's transcript as kept with the source run (in its run directory, brought
-        home from its node, or copied there by its supervisor), for the node to put where
-        Claude Code looks for it."""
-        session = resumed_session(spec.argv)
-        if not session:
-            return
-        for candidate in _transcript_candidates(origin, session):
-            if candidate.is_file():
-                files["transcript.jsonl"] = candidate.read_bytes()
-                job["transcript_session"] = session
-                return
-        log.warning("no transcript of session %s kept with its run: resuming without", session)
 
     # -- status -----------------------------------------------------------------------------
 
@@ -499,7 +489,7 @@ class RayBackend(Backend):
         with contextlib.suppress(OSError):
             Path(run["run_dir"], "branch.bundle").unlink()
 
-    def send(self, run: Run, text: str) -> None:
+    def send(self, run: Run, text: str, event: Mapping[str, object]) -> None:
         raise OrchError(
             f"agent {run['name']!r} runs on a Ray node: orch send does not reach it (cancel "
             "and resume it with the new instructions instead)"
@@ -589,23 +579,6 @@ def _role_name(spec: LaunchSpec) -> str | None:
         return None
     name = data.get("name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None
-
-
-def _transcript_candidates(origin: Handle, session: str) -> list[Path]:
-    """Where the source run's transcript may be kept: in its run directory, as the ray
-    backend brings it home (``transcript.jsonl``) or as the supervisor keeps it."""
-    out = []
-    run_dir = origin.get("run_dir")
-    if isinstance(run_dir, str):
-        out += [Path(run_dir, "transcript.jsonl"), Path(run_dir, f"{session}.jsonl")]
-    from orch_plugins.supervisor import transcript_key
-
-    cwd = origin.get("cwd")
-    projects = Path.home() / ".claude" / "projects"
-    if isinstance(cwd, str):
-        out.append(projects / transcript_key(cwd) / f"{session}.jsonl")
-    out += sorted(projects.glob(f"*/{session}.jsonl"))
-    return out
 
 
 def _node_death(message: str) -> str:

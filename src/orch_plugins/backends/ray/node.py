@@ -8,16 +8,16 @@ constant ``python3 -S -m orch_ray_node``: no task text, name or path is ever par
 
 On the node it makes the run's directory (``<base_dir>/<project>/runs/<run>-<name>-<token>``),
 a private copy of the project (the job's ``working_dir``) or a git worktree rebuilt from the
-shipped bundle, puts a resumed session's transcript where Claude Code looks for it, and runs
-orch's supervisor (``report = file``). Everything the orchestrator needs comes home through the
-job's log (its stdout, which Ray keeps and serves at ``GET /api/jobs/ID/logs``), as lines that
-start with :data:`PREFIX`:
+shipped bundle, hands a resumed session's transcript copy to the supervisor (which puts it
+where Claude Code looks), and runs orch's supervisor (``report = file``). Everything the
+orchestrator needs comes home through the job's log (its stdout, which Ray keeps and serves
+at ``GET /api/jobs/ID/logs``), as lines that start with :data:`PREFIX`:
 
 * ``N {json}``: the node (host name, run directory, working directory), once;
 * ``E "line"``: one line of the run's ``events.jsonl``, as a JSON string (ASCII only);
 * ``S {json}``: the supervisor's ``state.json`` whenever it changes;
-* ``F NAME BASE64`` ... ``Z NAME SIZE SHA256``: a file (``output.md``, ``transcript.jsonl``,
-  ``branch.bundle``) in chunks, then its size and digest;
+* ``F NAME BASE64`` ... ``Z NAME SIZE SHA256``: a file (``output.md``, the supervisor's
+  ``transcript.jsonl.gz``, ``branch.bundle``) in chunks, then its size and digest;
 * ``D {json}``: done; nothing follows.
 
 Standard library only (the node has Ray's Python, not orch-plugins). :func:`parse` reads the
@@ -48,6 +48,10 @@ PREFIX = "\x1eORCH1 "
 CHUNK = 57 * 1000
 #: The directory of the run's files in the package, beside this module.
 RUN_DIR_NAME = "orch_ray_run"
+#: The supervisor's copy of the session's transcript in a run directory
+#: (``supervisor.TRANSCRIPT_COPY``), and the one a resume or fork brings along.
+TRANSCRIPT_COPY = "transcript.jsonl.gz"
+RESUME_TRANSCRIPT = "resume-transcript.jsonl.gz"
 FINAL = ("completed", "failed", "cancelled", "timed_out", "lost", "stalled")
 #: How often the log is fed while the supervisor runs (seconds).
 FEED_INTERVAL = 0.2
@@ -56,12 +60,6 @@ FEED_INTERVAL = 0.2
 def _emit(kind: str, payload: str) -> None:
     sys.stdout.write(f"{PREFIX}{kind} {payload}\n")
     sys.stdout.flush()
-
-
-def transcript_key(cwd: str) -> str:
-    """Claude Code's directory name for ``cwd`` under ``~/.claude/projects`` (see
-    :func:`orch_plugins.supervisor.transcript_key`, the same rule)."""
-    return "".join(c if c.isascii() and c.isalnum() else "-" for c in cwd)
 
 
 def _git(cwd: str, *args: str) -> subprocess.CompletedProcess:
@@ -197,7 +195,13 @@ def prepare(pkg: str, job: dict) -> tuple:
         previous_claudes=[],
     )
     spec.setdefault("options", {})["report"] = "file"
-    _restore_transcript(pkg, job, cwd)
+    # A resume or fork: the session's transcript copy travelled with the job; the supervisor
+    # puts it where Claude Code looks (spec ``resume_transcript``). A local path means nothing.
+    spec["resume_transcript"] = None
+    shipped = os.path.join(pkg, RESUME_TRANSCRIPT)
+    if os.path.exists(shipped):
+        shutil.copy2(shipped, os.path.join(run_dir, RESUME_TRANSCRIPT))
+        spec["resume_transcript"] = os.path.join(run_dir, RESUME_TRANSCRIPT)
     spec_path = os.path.join(run_dir, "spec.json")
     tmp = spec_path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -250,38 +254,6 @@ def _prepare_worktree(pkg: str, job: dict, run_dir: str, project: str, wt: dict)
             )
         wt["path"] = path
     return path
-
-
-def _restore_transcript(pkg: str, job: dict, cwd: str) -> None:
-    """A resumed or forked session's transcript, shipped from where it last ran, put where
-    Claude Code looks for it (under this node's ``~/.claude/projects``, keyed by ``cwd``)."""
-    session = job.get("transcript_session")
-    src = os.path.join(pkg, "transcript.jsonl")
-    if not session or not os.path.exists(src):
-        return
-    target = os.path.join(
-        os.path.expanduser("~"), ".claude", "projects", transcript_key(cwd), f"{session}.jsonl"
-    )
-    if os.path.exists(target):
-        return
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.copy2(src, target)
-
-
-def find_transcript(session: str, cwd: str) -> str | None:
-    """The session's transcript on this node: under ``cwd``'s key, else any project's."""
-    projects = os.path.join(os.path.expanduser("~"), ".claude", "projects")
-    path = os.path.join(projects, transcript_key(cwd), f"{session}.jsonl")
-    if os.path.exists(path):
-        return path
-    try:
-        for key in sorted(os.listdir(projects)):
-            candidate = os.path.join(projects, key, f"{session}.jsonl")
-            if os.path.exists(candidate):
-                return candidate
-    except OSError:
-        pass
-    return None
 
 
 def send_branch(run_dir: str, wt: dict) -> None:
@@ -362,11 +334,8 @@ def main() -> int:
             state["error"] = f"{why}: {tail.splitlines()[-1]}"
         _emit("S", json.dumps(state))
     send_file("output.md", os.path.join(run_dir, "output.md"))
-    session = state.get("session_id")
-    if session:
-        found = find_transcript(session, spec["cwd"])
-        if found:
-            send_file("transcript.jsonl", found)
+    # The copy of the session's transcript the supervisor kept at the run's end.
+    send_file(TRANSCRIPT_COPY, os.path.join(run_dir, TRANSCRIPT_COPY))
     if spec.get("worktree"):
         send_branch(run_dir, spec["worktree"])
     _emit("D", json.dumps({"rc": proc.returncode if proc is not None else None}))
