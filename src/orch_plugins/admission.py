@@ -28,10 +28,15 @@ Every launch, every supervisor that ends and every status read that sees somethi
   nothing running is stopped.
 
 Claiming is one ``BEGIN IMMEDIATE`` transaction, so concurrent pumps never start a run twice
-nor exceed a limit. A run claimed for a place holds the handle ``{"placing": PLACE, "pid": P,
-"start_time": T}`` until its backend returns the real one, so the place is counted while it
-starts; the pump that placed it is the only one that starts it (a placeholder whose process is
-gone is taken as lost by the next status read).
+nor exceed a limit. A claimed run holds a placeholder handle until its backend returns the real
+one: ``{"placing": PLACE, "pid": P, "start_time": T}`` for a place (so the place is counted
+while it starts), else ``{"starting": true, "pid": P, "start_time": T}``, P being the pump's
+process; the pump that claimed it is the only one that starts it. The supervisor checks in
+when it starts (:meth:`orch_plugins.store.Store.check_in`): it adds ``"supervisor": [PID,
+START]`` to a placeholder still there, or gives up when the run has ended meanwhile. So a pump
+killed after starting the supervisor but before recording its handle leaves a run a status read
+still follows (its supervisor's pid), and one killed before leaves a run the next status read
+marks ``lost`` at once (no supervisor checked in, the pump gone), never one shown ``running``.
 """
 
 from __future__ import annotations
@@ -50,7 +55,17 @@ from orch_plugins.backend import Backend, BackendContext, LaunchSpec
 from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.model import Handle, Run
-from orch_plugins.store import CANCELLED, FAILED, QUEUED, RUNNING, Store, public
+from orch_plugins.procs import fault
+from orch_plugins.store import (
+    CANCELLED,
+    FAILED,
+    PLACEHOLDER_KEYS,
+    QUEUED,
+    RUNNING,
+    Store,
+    pause_left,
+    public,
+)
 
 if TYPE_CHECKING:
     from orch_plugins.plugins import Plugins
@@ -65,8 +80,18 @@ WAITING = "waiting: "
 
 def is_placeholder(handle: Mapping[str, object] | None) -> bool:
     """Whether a run's handle is admission's own (waiting for room, or being started), not
-    one its backend returned: there is nothing of it to poll or cancel yet."""
-    return handle is not None and ("deferred" in handle or "placing" in handle)
+    one its backend returned: there is nothing of it its backend could poll or cancel."""
+    return handle is not None and any(key in handle for key in PLACEHOLDER_KEYS)
+
+
+def checked_in(handle: Mapping[str, object] | None) -> tuple[int, int | None] | None:
+    """``(pid, start_time)`` of the supervisor that checked in on a placeholder handle (its
+    starter died before recording the real handle, or has not yet); None when none did."""
+    found = (handle or {}).get("supervisor")
+    if isinstance(found, list) and len(found) == 2 and isinstance(found[0], int):
+        start = found[1]
+        return found[0], start if isinstance(start, int) else None
+    return None
 
 
 def is_deferred(handle: Mapping[str, object] | None) -> bool:
@@ -75,11 +100,14 @@ def is_deferred(handle: Mapping[str, object] | None) -> bool:
 
 
 def abandoned(handle: Mapping[str, object]) -> bool:
-    """A ``placing`` placeholder whose process is gone (it died while starting the run)."""
+    """A ``placing`` or ``starting`` placeholder whose process is gone (it died while starting
+    the run) and on which no supervisor checked in: nothing of the run was started."""
     from orch_plugins.supervisor import pid_alive
 
+    if not ("placing" in handle or "starting" in handle) or checked_in(handle):
+        return False
     pid, start = handle.get("pid"), handle.get("start_time")
-    return "placing" in handle and not pid_alive(
+    return not pid_alive(
         pid if isinstance(pid, int) else None, start if isinstance(start, int) else None
     )
 
@@ -176,11 +204,14 @@ class _Round:
         loads[(run["backend"], best)] = load[best] + 1
         return best, ""
 
-    def placeholder(self, place: str) -> Handle:
+    def placeholder(self, place: str | None) -> Handle:
+        """The handle of a run this process is starting (at ``place``, for a backend with
+        places): whose it is, so a status read can tell when it died doing so."""
         from orch_plugins.supervisor import proc_start_time
 
         pid = os.getpid()
-        return {"placing": place, "pid": pid, "start_time": proc_start_time(pid)}
+        mark: Handle = {"placing": place} if place is not None else {"starting": True}
+        return {**mark, "pid": pid, "start_time": proc_start_time(pid)}
 
     def admit(self, run: Run) -> _Claim | None:
         """Decide one run (queued, or running and deferred): a claim to start it now, or
@@ -189,7 +220,7 @@ class _Round:
         deferred = run["status"] == RUNNING
         if not self.has_places(run["backend"]):
             if not deferred:
-                self._set_running(run, None)
+                self._set_running(run, self.placeholder(None))
             return _Claim(run)
         try:
             spec = read_spec(run)
@@ -236,7 +267,7 @@ def _claim(store: Store, round_: _Round) -> list[_Claim]:
                 claims.append(claim)
         refusal = over_budget(store, round_.config) if queued else None
         state = store.admission_state()
-        paused = (state["paused_until"] or 0.0) > time.time()
+        paused = pause_left(state, time.time()) > 0
         for run in queued:
             if refusal:
                 note = f"{WAITING}{refusal}"
@@ -278,6 +309,7 @@ def start(store: Store, claims: list[_Claim], plugins: Plugins, config: Config) 
             continue
         fresh = [(r, s) for r, s, p in batch if s.resume_from is None and p is None]
         handles: dict[int, Handle] = {}
+        fault("launch-claimed")  # claimed (running, a placeholder handle), nothing started
         if len(fresh) > 1 and type(backend).launch_many is not Backend.launch_many:
             try:
                 for (run, _), handle in zip(fresh, backend.launch_many([s for _, s in fresh])):
@@ -302,6 +334,7 @@ def start(store: Store, claims: list[_Claim], plugins: Plugins, config: Config) 
                 log.debug("launch of run %s failed", run["run_id"], exc_info=True)
                 store.finish(run["run_id"], FAILED, error=f"launch failed: {exc}", handle=None)
                 continue
+            fault("launch-spawned")  # started, its handle not yet recorded
             fields: dict[str, object] = {"handle": handle}
             if place is not None and str(run.get("error") or "").startswith(WAITING):
                 fields["error"] = None

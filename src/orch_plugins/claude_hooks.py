@@ -532,6 +532,7 @@ def collect_notice(
     """
     import time
 
+    store = _open_store(sd)  # first: a store this release cannot read is left without a trace
     os.makedirs(os.path.dirname(seen_path), exist_ok=True)
     # The seen file doubles as the lock; it is rewritten in place, never replaced, so every
     # waiter locks the same inode. A reader of a half-written file just takes this slow path.
@@ -539,7 +540,6 @@ def collect_notice(
         _lock(fh)
         fh.seek(0)
         _, recent = _parse_seen(fh.read())
-        store = _open_store(sd)
         session = store.session(sid)
         if session is None:
             payload = event.payload if event is not None else {}

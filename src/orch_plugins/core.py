@@ -11,12 +11,14 @@ import json
 import logging
 import os
 import re
+import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from orch_plugins.plugins import Plugins
@@ -35,7 +37,14 @@ from orch_plugins.config import Config, load_config
 from orch_plugins.errors import OrchError
 from orch_plugins.events import SETTLE, announce_ended
 from orch_plugins.model import MAX_TASK_BYTES, Handle, LaunchRequest, Run, check_task
-from orch_plugins.procs import pid_alive, proc_start_time
+from orch_plugins.procs import (
+    RUN_TOKEN_VAR,
+    fault,
+    pid_alive,
+    proc_start_time,
+    stop_run,
+    stop_supervisor,
+)
 from orch_plugins.roles import Role
 from orch_plugins.store import (
     CANCELLED,
@@ -52,13 +61,31 @@ from orch_plugins.store import (
     iso,
     validate_name,
 )
-from orch_plugins.supervisor import STOP_FILE
+from orch_plugins.supervisor import (
+    STOP_FILE,
+    disk_full,
+    logged_result,
+    read_left_end,
+    result_fields,
+)
 
 log = logging.getLogger(__name__)
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-#: A claimed run whose backend has not reported a handle after this long is taken as lost.
+#: A run claimed without a placeholder handle (by an older orch) whose backend has not reported
+#: a handle after this long is taken as lost.
 START_GRACE = 60.0
+#: Columns a supervisor may leave in its end file (``orch_plugins.supervisor.leave_end``).
+_RUN_COLUMNS = frozenset(
+    {
+        "exit_code", "tool_calls", "num_turns", "cost_usd", "duration_ms", "usage", "error",
+        "session_id", "changes", "models", "input_tokens", "output_tokens",
+        "cache_read_tokens", "cache_creation_tokens",
+    }
+)  # fmt: skip
+#: Why a running agent is taken as lost: its processes died (supervisor killed, machine
+#: restarted), or the process starting it died before anything of it started.
+DIED, ABANDONED = "died", "abandoned"
 __all__ = ["MAX_TASK_BYTES", "Orchestrator", "Source", "WaitTimeout", "check_task"]
 #: The role a run was launched with, as resolved then (``Role.to_json()``), in its run directory:
 #: resume and fork reuse it rather than looking the name up again where they are called from.
@@ -400,6 +427,7 @@ class Orchestrator:
             if worktree is not None:
                 worktrees.remove_half_made(worktree)
             raise
+        fault("launch-queued")  # recorded (queued), not yet claimed
         if start:
             self.start_queued()
             self._announce()  # a run its backend refused has ended
@@ -433,91 +461,105 @@ class Orchestrator:
                 f"depth {depth - 1} and max_depth is {self.config.max_depth}, so it may not "
                 "launch agents (config max_depth, ORCH_MAX_DEPTH)"
             )
-        with self.store.transaction():
-            active = self.store.active_run(name)
-            if active is not None:
-                raise OrchError(
-                    f"agent {name!r} is already {active['status']}; cancel it or pick another name"
+        made: list[Path] = []
+        try:
+            with self.store.transaction():
+                active = self.store.active_run(name)
+                if active is not None:
+                    raise OrchError(
+                        f"agent {name!r} is already {active['status']}; cancel it or pick "
+                        "another name"
+                    )
+                live = self.store.count_active()
+                if live >= self.config.max_agents:
+                    raise OrchError(
+                        f"cannot launch {name!r}: {live} agents are queued or running in this "
+                        f"project and max_agents is {self.config.max_agents} (config max_agents, "
+                        "ORCH_MAX_AGENTS); wait for some to end"
+                    )
+                run = self.store.insert_run(
+                    name=name,
+                    task=request.task,
+                    role=role_name,
+                    backend=backend_name,
+                    model=request.model or (role_obj.model if role_obj else None),
+                    cwd=workdir,
+                    timeout=request.timeout,
+                    retries=request.retries,
+                    max_parallel=request.max_parallel or self.config.max_parallel,
+                    max_budget_usd=request.max_budget_usd,
+                    idle_timeout=None if interactive else idle_timeout,
+                    parent=origin.parent if origin else None,
+                    **(worktree.fields if worktree else {}),
+                    # An MCP server may not see that variable: the launching agent's own session.
+                    launched_by=os.environ.get("CLAUDE_CODE_SESSION_ID")
+                    or (launcher["session_id"] if launcher else None),
+                    parent_run=launcher["run_id"] if launcher else None,
+                    depth=depth,
                 )
-            live = self.store.count_active()
-            if live >= self.config.max_agents:
-                raise OrchError(
-                    f"cannot launch {name!r}: {live} agents are queued or running in this "
-                    f"project and max_agents is {self.config.max_agents} (config max_agents, "
-                    "ORCH_MAX_AGENTS); wait for some to end"
-                )
-            run = self.store.insert_run(
-                name=name,
-                task=request.task,
-                role=role_name,
-                backend=backend_name,
-                model=request.model or (role_obj.model if role_obj else None),
-                cwd=workdir,
-                timeout=request.timeout,
-                retries=request.retries,
-                max_parallel=request.max_parallel or self.config.max_parallel,
-                max_budget_usd=request.max_budget_usd,
-                idle_timeout=None if interactive else idle_timeout,
-                parent=origin.parent if origin else None,
-                **(worktree.fields if worktree else {}),
-                # An MCP server may not see that variable: the launching agent's own session.
-                launched_by=os.environ.get("CLAUDE_CODE_SESSION_ID")
-                or (launcher["session_id"] if launcher else None),
-                parent_run=launcher["run_id"] if launcher else None,
-                depth=depth,
-            )
-            run_dir = Path(run["run_dir"])
-            run_dir.mkdir(parents=True, exist_ok=True)
-            prompt_path = run_dir / "prompt.txt"
-            atomic_write(prompt_path, framed.encode("utf-8"))
-            if role_obj is not None:
-                atomic_write(run_dir / ROLE_FILE, json.dumps(role_obj.to_json(), indent=1))
-            if options.get("interactive"):
-                argv = interactive_argv(
-                    argv,
-                    prompt=framed,
-                    prompt_path=str(prompt_path),
-                    stop_file=str(run_dir / STOP_FILE),
-                )
-            spec = LaunchSpec(
-                run_id=run["run_id"],
-                name=name,
-                argv=argv,
-                env=agent_env(
+                run_dir = Path(run["run_dir"])
+                made.append(run_dir)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                prompt_path = run_dir / "prompt.txt"
+                atomic_write(prompt_path, framed.encode("utf-8"))
+                if role_obj is not None:
+                    atomic_write(run_dir / ROLE_FILE, json.dumps(role_obj.to_json(), indent=1))
+                if options.get("interactive"):
+                    argv = interactive_argv(
+                        argv,
+                        prompt=framed,
+                        prompt_path=str(prompt_path),
+                        stop_file=str(run_dir / STOP_FILE),
+                    )
+                spec = LaunchSpec(
                     run_id=run["run_id"],
                     name=name,
+                    argv=argv,
+                    env=agent_env(
+                        run_id=run["run_id"],
+                        name=name,
+                        state_dir=state_dir,
+                        # secrets.token_hex(16) without loading OpenSSL (~4 MB) for status reads.
+                        token=os.urandom(16).hex(),
+                        fork_of=origin.session_id if origin and origin.fork else None,
+                        orch_tools=orch_tools(request, role_obj),
+                    ),
+                    cwd=workdir,
+                    run_dir=str(run_dir),
                     state_dir=state_dir,
-                    # secrets.token_hex(16) without loading OpenSSL (~4 MB) for status reads.
-                    token=os.urandom(16).hex(),
-                    fork_of=origin.session_id if origin and origin.fork else None,
-                    orch_tools=orch_tools(request, role_obj),
-                ),
-                cwd=workdir,
-                run_dir=str(run_dir),
-                state_dir=state_dir,
-                prompt_path=str(prompt_path),
-                output_path=run["output_path"],
-                log_path=run["log_path"],
-                timeout=request.timeout,
-                retries=request.retries,
-                retry_backoff=self.config.retry_backoff,
-                kill_grace=self.config.kill_grace,
-                result_grace=self.config.result_grace,
-                resume_from=origin.handle if origin else None,
-                resume_session=origin.session_id if origin else None,
-                resume_transcript=self._transcript_copy(origin.session_id) if origin else None,
-                keep_transcript=self.config.keep_transcripts,
-                previous_claudes=origin.previous_claudes if origin else [],
-                unset_env=list(UNSET_ENV),
-                options=options,
-                keep_children=request.keep_children or bool(role_obj and role_obj.keep_children),
-                containment=self.config.containment,
-                retry_argv=retry,
-                worktree=worktree.spec if worktree else None,
-                idle_timeout=None if interactive else idle_timeout,
-                input_turns=not options.get("interactive"),
-            )
-            atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
+                    prompt_path=str(prompt_path),
+                    output_path=run["output_path"],
+                    log_path=run["log_path"],
+                    timeout=request.timeout,
+                    retries=request.retries,
+                    retry_backoff=self.config.retry_backoff,
+                    kill_grace=self.config.kill_grace,
+                    result_grace=self.config.result_grace,
+                    resume_from=origin.handle if origin else None,
+                    resume_session=origin.session_id if origin else None,
+                    resume_transcript=self._transcript_copy(origin.session_id) if origin else None,
+                    keep_transcript=self.config.keep_transcripts,
+                    previous_claudes=origin.previous_claudes if origin else [],
+                    unset_env=list(UNSET_ENV),
+                    options=options,
+                    keep_children=request.keep_children
+                    or bool(role_obj and role_obj.keep_children),
+                    containment=self.config.containment,
+                    retry_argv=retry,
+                    worktree=worktree.spec if worktree else None,
+                    idle_timeout=None if interactive else idle_timeout,
+                    input_turns=not options.get("interactive"),
+                )
+                atomic_write(spec.spec_path, json.dumps(spec.to_json(), indent=1))
+                fault("launch-record")  # the record and its files written, not committed
+        except (OSError, sqlite3.OperationalError) as exc:
+            # A full disk, say: the record is rolled back, its half-written files go too.
+            for path in made:
+                shutil.rmtree(path, ignore_errors=True)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise OrchError(
+                f"cannot record agent {name!r} in {self.store.state_dir}: {why}"
+            ) from None
         return run
 
     def _forks_into_worktree(self, request: LaunchRequest, source: Source) -> bool:
@@ -621,18 +663,25 @@ class Orchestrator:
     def refresh(self, runs: list[Run]) -> list[Run]:
         """Check that running agents still live; mark the dead ones ``lost``; pump the queue."""
         running = [r for r in runs if r["status"] == RUNNING]
-        lost: list[tuple[Run, Handle | None]] = []
+        # (run, its handle when its backend is to stop what is left, why it is lost)
+        lost: list[tuple[Run, Handle | None, str]] = []
         by_backend: dict[str, list[Run]] = {}
         now = time.time()
         for run in running:
             handle = run["handle"]
-            if handle is None:
+            if handle is None:  # claimed by an orch from before placeholders for every start
                 if now - (run["started_at"] or now) > START_GRACE:
-                    lost.append((run, None))
+                    lost.append((run, None, DIED))
                 continue
             if admission.is_placeholder(handle):  # waiting for room, or being started
-                if admission.abandoned(handle):
-                    lost.append((run, None))
+                supervisor = admission.checked_in(handle)
+                if supervisor is not None:
+                    # Its starter died before recording the real handle (or has not yet):
+                    # the supervisor that checked in is the one to follow.
+                    if not pid_alive(*supervisor):
+                        lost.append((run, None, DIED))
+                elif admission.abandoned(handle):
+                    lost.append((run, None, ABANDONED))
                 continue
             by_backend.setdefault(run["backend"], []).append(run)
         changed = ended = False
@@ -643,32 +692,102 @@ class Orchestrator:
                     ended = True
                     continue  # it ended, as its backend learnt
             if not update.alive:
-                lost.append((run, run["handle"]))
-        for run, handle in lost:
-            fresh = self.store.get_run(run["run_id"])
-            if fresh["status"] != RUNNING or (handle is None and fresh["handle"] != run["handle"]):
-                changed = True  # it ended, or its backend started it after all
+                lost.append((run, run["handle"], DIED))
+        # Runs shown lost that could not be recorded so (the store cannot be written: a full
+        # disk): a status read still tells the truth, and a later one records it.
+        unrecorded: dict[int, Run] = {}
+        for run, handle, why in lost:
+            try:
+                recorded = self._record_lost(run, handle, why)
+            except sqlite3.OperationalError as exc:
+                note = f"its end could not be recorded: {exc}"
+                unrecorded[run["run_id"]] = cast(Run, {**run, "status": LOST, "error": note})
                 continue
-            if self.store.finish(
-                run["run_id"],
-                LOST,
-                error="the agent's process ended without recording a result "
-                "(killed, or the machine restarted)",
-            ):
+            if recorded:
                 changed = ended = True
-                if handle:
-                    self._stop_leftovers(run["backend"], handle)
-        if (changed or running or any(r["status"] == QUEUED for r in runs)) and admission.pending(
-            self.store
-        ):
-            self.start_queued()
-            changed = True
-        # An end this read recorded is announced now; others are their pump process's, unless
-        # it evidently never ran.
-        self._announce(0.0 if ended else SETTLE)
-        if not changed:
+            else:
+                changed = True  # it ended, or its backend started it after all
+        try:
+            if (
+                changed or running or any(r["status"] == QUEUED for r in runs)
+            ) and admission.pending(self.store):
+                self.start_queued()
+                changed = True
+            # An end this read recorded is announced now; others are their pump process's,
+            # unless it evidently never ran.
+            self._announce(0.0 if ended else SETTLE)
+        except sqlite3.OperationalError as exc:  # a full disk: reading goes on
+            log.warning("cannot start queued agents or announce ends now: %s", exc)
+        if not (changed or unrecorded):
             return runs
-        return [self.store.get_run(r["run_id"]) for r in runs]
+        return [unrecorded.get(r["run_id"]) or self.store.get_run(r["run_id"]) for r in runs]
+
+    def _record_lost(self, run: Run, handle: Handle | None, why: str) -> bool:
+        """Record the end of a running ``run`` whose processes are gone (``why``: :data:`DIED`
+        or :data:`ABANDONED`), unless it ended or its handle changed meanwhile; returns whether
+        this call recorded it. A supervisor that died after claude's final result came in
+        (it is in the run's log) leaves a run that completed: it is recorded so, from the log.
+        Anything of the run still running is stopped (its backend, or the run's marker)."""
+        left = read_left_end(run["run_dir"]) if why == DIED else None
+        if left is not None and left["status"] in FINAL:
+            # The supervisor decided, but the store could not take it then (a full disk).
+            fields = {k: v for k, v in left.items() if k in _RUN_COLUMNS and k != "status"}
+            note = "recorded late: the store could not be written when the run ended"
+            fields["error"] = f"{fields['error']} ({note})" if fields.get("error") else note
+            done = self.store.finish(
+                run["run_id"], left["status"], if_handle=run["handle"], **fields
+            )
+            if done:
+                self._stop_after(run, handle)
+            return done
+        if why == DIED:
+            res = logged_result(run["log_path"]) or {}
+            if res and not res.get("is_error"):
+                fields = result_fields(res, fork_of=_spec_env(run, "ORCH_FORK_OF") or None)
+                text = res.get("result")
+                out = Path(run["output_path"])
+                if isinstance(text, str) and not out.exists():
+                    with contextlib.suppress(OSError):
+                        atomic_write(out, text.encode("utf-8"))
+                done = self.store.finish(
+                    run["run_id"],
+                    COMPLETED,
+                    if_handle=run["handle"],
+                    error=None,
+                    **{k: v for k, v in fields.items() if v is not None},
+                )
+                if done:
+                    self._stop_after(run, handle)
+                return done
+        error = (
+            "the orch process starting it was killed before the agent started; nothing ran "
+            "(launch it again)"
+            if why == ABANDONED
+            else "the agent's process ended without recording a result "
+            "(killed, or the machine restarted)"
+        )
+        if disk_full(self.store.state_dir):
+            error += f"; the file system of {self.store.state_dir} is full"
+        if not self.store.finish(run["run_id"], LOST, if_handle=run["handle"], error=error):
+            return False
+        if why == DIED:
+            self._stop_after(run, handle)
+        return True
+
+    def _stop_after(self, run: Run, handle: Handle | None) -> None:
+        """Stop whatever a run whose supervisor died left running: through its backend when it
+        has a handle, else by the run's marker (its supervisor checked in on a placeholder)."""
+        if handle:
+            self._stop_leftovers(run["backend"], handle)
+            return
+        with contextlib.suppress(Exception):  # best effort: the run is recorded already
+            stop_run(run["run_id"], _spec_env(run, RUN_TOKEN_VAR), 0.5)
+
+    @staticmethod
+    def _stop_checked_in(run: Run, supervisor: tuple[int, int | None], grace: float) -> None:
+        """Cancel a run through the supervisor that checked in on its placeholder handle."""
+        token = _spec_env(run, RUN_TOKEN_VAR)
+        stop_supervisor(*supervisor, grace, run_id=run["run_id"], token=token)
 
     def fetch_files(self, run: Run) -> None:
         """Have the run's backend bring its files home (remote backends) before we read them."""
@@ -846,12 +965,19 @@ class Orchestrator:
                 continue
             run = self.store.get_run(run["run_id"])  # it may have just been started
             handle = run["handle"]
-            # A placeholder has nothing to stop yet: the pump starting it stops it again.
+            # A placeholder has nothing to stop yet: the pump starting it stops it again, and
+            # a supervisor checking in later finds its run ended. One that checked in already
+            # (its starter died before recording the handle) is stopped here.
+            supervisor = admission.checked_in(handle)
             if handle and not admission.is_placeholder(handle):
                 backend = self._backend(run["backend"])
                 t = threading.Thread(target=backend.cancel, args=(handle, grace))
-                t.start()
-                threads.append(t)
+            elif supervisor is not None:
+                t = threading.Thread(target=self._stop_checked_in, args=(run, supervisor, grace))
+            else:
+                continue
+            t.start()
+            threads.append(t)
         for t in threads:
             t.join()
         self._collect_cancelled(targets)
@@ -905,8 +1031,6 @@ class Orchestrator:
         ended = [r for r in runs if r["status"] in FINAL]
         if archive:
             return self.store.archive(r["run_id"] for r in ended)
-        import shutil
-
         keep_branches: set[str] = set()
         newest: dict[str, Run] = {}
         for run in self.store.runs(include_archived=True, latest_only=False):

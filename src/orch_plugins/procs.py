@@ -57,6 +57,16 @@ CGROUP_PREFIX = "orch-"
 RESCAN_INTERVAL = 0.2
 #: SIGKILL sweeps after the grace period, for processes that fork while being killed.
 KILL_SWEEPS = 5
+#: A testing aid (the fault-injection suite, ``tests/faults``, docs/faults.md): the process that
+#: reaches the step named by ``ORCH_FAULT`` SIGKILLs itself there. Read once, at import, so a
+#: fault point costs one comparison with None.
+FAULT = os.environ.get("ORCH_FAULT") or None
+
+
+def fault(step: str) -> None:
+    """Fault point ``step``: SIGKILL this process when ``ORCH_FAULT`` names it (tests only)."""
+    if step == FAULT:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -- identity -----------------------------------------------------------------------------------

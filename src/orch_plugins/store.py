@@ -62,6 +62,9 @@ BACKEND_QUEUED = "queued: "
 #: end is not announced (0: not yet announced, 1: claimed by the process that fires it).
 END_UNHEARD = 2
 FINAL = (COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST, STALLED)
+#: Keys of admission's own handles (:func:`orch_plugins.admission.is_placeholder`): a run
+#: waiting for room, or being started, whose backend has not returned a handle yet.
+PLACEHOLDER_KEYS = ("deferred", "placing", "starting")
 STATUSES = ACTIVE + FINAL
 
 #: The public fields of an agent, in the order ``orch status --json`` prints them.
@@ -325,9 +328,14 @@ def default_state_dir(start: Path | None = None) -> Path:
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write to a temporary name and rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk: no half file left behind
+            tmp.unlink()
+        raise
 
 
 class Store:
@@ -346,6 +354,9 @@ class Store:
                 self.db_path, timeout=30, isolation_level=None, check_same_thread=False
             )
             self.conn.row_factory = sqlite3.Row
+            # Before anything that writes (WAL mode rewrites the header of a store in another
+            # journal mode): a newer release's store is refused untouched.
+            self._refuse_newer()
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
@@ -370,15 +381,21 @@ class Store:
         except OSError as exc:
             raise OrchError(f"cannot create state directory {self.state_dir}: {exc}") from None
 
+    def _refuse_newer(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            self.conn.close()
+            raise OrchError(
+                f"state store {self.db_path} was written by a newer orch-plugins "
+                f"(schema {version}; this one reads up to {SCHEMA_VERSION}); upgrade "
+                "orch-plugins (the store was left untouched)"
+            )
+
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        if version > SCHEMA_VERSION:
-            raise OrchError(
-                f"state store {self.db_path} was written by a newer orch-plugins "
-                f"(schema {version}); upgrade orch-plugins"
-            )
+        self._refuse_newer()  # written by a newer one since this connection opened
         with self.transaction():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -539,12 +556,15 @@ class Store:
         *,
         only_from: tuple[str, ...] = ACTIVE,
         claim_end: bool = False,
+        if_handle: object = ...,
         **fields: object,
     ) -> bool:
         """Record a run's ending once: the first writer wins (a supervisor finishing while a
         cancel or a liveness check also decides is a normal race). ``claim_end``: claim the
         run's ``orch_agent_ended`` in the same statement, unless nobody listens to it
-        (:data:`END_UNHEARD`; :meth:`end_claimed` tells which)."""
+        (:data:`END_UNHEARD`; :meth:`end_claimed` tells which). ``if_handle`` (a handle, or
+        None): only while the run's handle is still that one (a status read that found a
+        starting run abandoned must not end it once its supervisor has checked in)."""
         assert status in FINAL, status
         fields.setdefault("ended_at", time.time())
         if "handle" in fields:
@@ -553,9 +573,13 @@ class Store:
         if claim_end:
             sets += ", end_announced=CASE end_announced WHEN 0 THEN 1 ELSE end_announced END"
         marks = ", ".join("?" for _ in only_from)
+        where, extra = f"run_id=? AND status IN ({marks})", []
+        if if_handle is not ...:
+            where += " AND handle IS ?"
+            extra.append(encode_handle(if_handle))
         cur = self.conn.execute(
-            f"UPDATE runs SET {sets} WHERE run_id=? AND status IN ({marks})",
-            [status, *fields.values(), run_id, *only_from],
+            f"UPDATE runs SET {sets} WHERE {where}",
+            [status, *fields.values(), run_id, *only_from, *extra],
         )
         if cur.rowcount != 1:
             return False
@@ -563,6 +587,27 @@ class Store:
         self._ended_pending = True
         if not self.conn.in_transaction:
             self._note_ended()
+        return True
+
+    def check_in(self, run_id: int, pid: int, start_time: int | None) -> bool:
+        """A supervisor starting: whether its run is still to be run (``running``: it was not
+        cancelled, or found abandoned, meanwhile). While the run's handle is still admission's
+        placeholder (:data:`PLACEHOLDER_KEYS`: the process starting it may die before it
+        records the real one), ``"supervisor": [pid, start_time]`` is added to it, so a
+        status read follows this process instead of taking the run as abandoned. One
+        transaction: a status read ending the run comes wholly before or after it."""
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT status, handle FROM runs WHERE run_id=?", (run_id,)
+            ).fetchone()
+            if row is None or row["status"] != RUNNING:
+                return False
+            handle = decode_handle(row["handle"])
+            if handle is None or any(key in handle for key in PLACEHOLDER_KEYS):
+                handle = {**(handle or {"starting": True}), "supervisor": [pid, start_time]}
+                self.conn.execute(
+                    "UPDATE runs SET handle=? WHERE run_id=?", (encode_handle(handle), run_id)
+                )
         return True
 
     def _after_end(self, run_id: int, status: str) -> None:
@@ -675,9 +720,10 @@ class Store:
             ).fetchone()
             cap = row[0] if row else 1
             state = self.admission_state()
-            until = max(now + max(0.0, delay), state["paused_until"] or 0.0)
+            ongoing = pause_left(state, now) > 0
+            until = max(now + max(0.0, delay), state["paused_until"] or 0.0 if ongoing else 0.0)
             limit, lowered = state["effective_limit"], state["lowered_at"]
-            if (state["paused_until"] or 0.0) <= now:
+            if not ongoing:
                 running = self.count(RUNNING)
                 limit = max(1, min(limit or cap, max(running, 1)) // 2)
                 lowered = now
@@ -734,7 +780,7 @@ class Store:
         Marks it unparked when so (one transaction: two never take the last place)."""
         with self.transaction():
             state = self.admission_state()
-            if (state["paused_until"] or 0.0) > time.time():
+            if pause_left(state, time.time()) > 0:
                 return False
             limit = state["effective_limit"]
             if limit is not None:
@@ -749,8 +795,7 @@ class Store:
 
     def pause_left(self) -> float:
         """Seconds until new starts (and whole-run retries) may go on; 0 when not paused."""
-        row = self.conn.execute("SELECT paused_until FROM admission WHERE id=1").fetchone()
-        return max(0.0, (row[0] or 0.0) - time.time()) if row else 0.0
+        return pause_left(self.admission_state(), time.time())
 
     # -- the cost ledger ----------------------------------------------------------------------
 
@@ -964,6 +1009,21 @@ class Store:
 
     def sessions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM sessions ORDER BY first_seen")]
+
+
+def pause_left(state: dict[str, Any], now: float) -> float:
+    """Seconds left of the rate-limit pause in ``state`` (:meth:`Store.admission_state`) at
+    ``now`` (epoch seconds); 0 when none. Never more than the pause was set for since its
+    episode began (``paused_until - lowered_at``): a wall clock set back an hour must not hold
+    every queued agent an hour (a clock set forward ends the pause early, which only costs a
+    retry Claude Code itself still spaces out)."""
+    until = state.get("paused_until") or 0.0
+    left = until - now
+    if left <= 0:
+        return 0.0
+    began = state.get("lowered_at")
+    span = until - began if isinstance(began, (int, float)) else left
+    return min(left, max(span, 0.0))
 
 
 def encode_handle(handle: object) -> str | None:

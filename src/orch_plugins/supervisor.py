@@ -56,6 +56,11 @@ INTERACTIVE_POLL = 0.25
 STOP_FILE = "stop.json"
 #: In the spec's ``retry_argv``: where the session id goes (``orch_plugins.claude.retry_argv``).
 SESSION_ID_SLOT = "{session_id}"
+#: In the run directory: room set aside at the start (:data:`END_FILE_SIZE` spaces), where the
+#: run's end is written in place when the store cannot take it (a full disk: the write needs no
+#: new block); the next status read records it from there (:func:`read_left_end`).
+END_FILE = "end.json"
+END_FILE_SIZE = 4096
 #: In the state directory: the ended runs' status objects handed to the announcing process.
 EVENTS_DIR = "events"
 #: Variables a tmux pane sets for its terminal, kept when the launcher's environment is loaded.
@@ -216,16 +221,38 @@ class DbReporter:
         #: This process recorded the run's end, and with it claimed its orch_agent_ended.
         self.claimed = False
         self.handed_over = False
+        #: The end could not be recorded in the store and was left in the end file instead.
+        self.left_end = False
+        self.end_file = Path(spec["run_dir"], END_FILE)
+
+    def check_in(self) -> bool:
+        """Before anything starts: whether the run is still to be run (see
+        :meth:`orch_plugins.store.Store.check_in`); False: it ended meanwhile, start nothing."""
+        pid = os.getpid()
+        return self.store.check_in(self.run_id, pid, proc_start_time(pid))
 
     def update(self, **fields: Any) -> None:
         self.store.update(self.run_id, **fields)
+
+    def reserve(self) -> None:
+        """Set aside the room the run's end needs (:data:`END_FILE`) while there is some."""
+        with contextlib.suppress(OSError), open(self.end_file, "wb") as fh:
+            fh.write(b" " * END_FILE_SIZE)
 
     def finish(self, status: str, **fields: Any) -> None:
         # The end and the claim of its orch_agent_ended event in one statement: the event is
         # fired exactly once, by the process after_end starts, which never opens the store
         # (and which is not started when no plugin listened as the run started).
-        if self.store.finish(self.run_id, status, claim_end=True, **fields):
-            self.claimed = self.store.end_claimed(self.run_id)
+        if self.left_end:
+            return  # the first verdict stands, as in the store
+        try:
+            if self.store.finish(self.run_id, status, claim_end=True, **fields):
+                self.claimed = self.store.end_claimed(self.run_id)
+        except Exception as exc:  # the store cannot take it now (sqlite3: a full disk)
+            if not leave_end(self.end_file, status, fields):
+                raise
+            self.left_end = True
+            warn(f"the run's end went to {self.end_file}: the store refused it ({exc!r})")
 
     def cancel_requested(self) -> bool:
         return bool(self.store.get_run(self.run_id)["cancel_requested"])
@@ -248,6 +275,8 @@ class DbReporter:
         Announcing needs no store: the run's status object is handed over in a file."""
         from orch_plugins.store import public
 
+        if self.left_end:
+            return  # the next status read records the end (and starts queued agents)
         queued = bool(self.store.count("queued"))
         announce = self.claimed and not self.handed_over
         if not (queued or announce):
@@ -285,6 +314,12 @@ class FileReporter:
 
     def _flush(self) -> None:
         write_atomic(self.path, json.dumps(self.state))
+
+    def check_in(self) -> bool:
+        return not self.cancel_requested()
+
+    def reserve(self) -> None:
+        pass  # state.json is rewritten whole: nothing to set aside
 
     def update(self, **fields: Any) -> None:
         self.state.update(fields)
@@ -333,7 +368,8 @@ class LiveText:
         self.active = False
 
     def start(self, message_id: str) -> None:
-        write_atomic(self.path, " ".join(message_id.split()) + "\n")
+        with contextlib.suppress(OSError):  # a full disk: orch logs -f shows less, that is all
+            write_atomic(self.path, " ".join(message_id.split()) + "\n")
         self.pending = []
         self.active = True
         self.last = time.monotonic()
@@ -392,7 +428,8 @@ class Supervisor:
         self.rep = reporter
         #: Also print human-readable progress to stdout (a tmux pane); off once the pane is gone.
         self.display = display
-        self.started_at = time.time()
+        self.started_at = time.time()  # a date (transcript entries since then)
+        self.started_mono = time.monotonic()  # durations
         self.run_dir = Path(spec["run_dir"])
         self.proc: subprocess.Popen[bytes] | None = None
         self.stop_reason: str | None = None  # "cancelled" | "timed_out" | "stalled"
@@ -412,7 +449,7 @@ class Supervisor:
         self.result: dict[str, Any] | None = None
         self.turns = 0
         self.tool_calls = 0
-        self.last_flush = 0.0
+        self.last_flush = -PROGRESS_INTERVAL  # monotonic
         self.flush_lock = threading.Lock()
         self.flush_timer: threading.Timer | None = None
         self.stderr_tail = ""
@@ -437,6 +474,8 @@ class Supervisor:
         self.feeder: Feeder | None = None
         #: Messages were handed to claude after its last result: another result is due.
         self.more = False
+        #: The first of the run's files that could not be written (a full disk), or None.
+        self.disk_error: str | None = None
 
     # Containment: everything the agent starts stays findable (see orch_plugins.procs).
     def contain(self) -> None:
@@ -552,7 +591,7 @@ class Supervisor:
                 procs.remove_cgroup(self.cgroup, wait=0.0 if self.keep_children else 5.0)
             procs.reap_orphans()
         except Exception as exc:  # the run is recorded already; say why, do not fail it
-            print(f"orch supervisor: cleanup failed: {exc!r}", file=sys.stderr)
+            warn(f"cleanup failed: {exc!r}")
 
     # Stopping: called from a signal handler or the timeout timer; never blocks the caller.
     def stop(self, reason: str) -> None:
@@ -752,11 +791,40 @@ class Supervisor:
         return self.result is not None and not self.transient() and not self.more
 
     def log_event(self, event: dict[str, Any]) -> None:
-        if self.log is not None:
-            self.log.flush()
-        with open(self.spec["log_path"], "ab") as log:
-            log.write(json.dumps(event).encode() + b"\n")
+        try:
+            if self.log is not None:
+                self.log.flush()
+            with open(self.spec["log_path"], "ab") as log:
+                log.write(json.dumps(event).encode() + b"\n")
+        except OSError as exc:
+            self.note_disk_error("the run's log", exc)
         self.show_event(event)
+
+    def write_log(self, raw: bytes, *, flush: bool = False) -> None:
+        """Keep a line of claude's in the run's log; a log that cannot be written (a full
+        disk) is noted, and the run goes on without it."""
+        if self.log is None:
+            return
+        try:
+            self.log.write(raw)
+            if flush:
+                self.log.flush()
+        except OSError as exc:
+            self.note_disk_error("the run's log", exc)
+
+    def note_disk_error(self, what: str, exc: OSError) -> None:
+        """Remember the first file of the run that could not be written (said in the run's
+        error when it does not complete, or completes without its output)."""
+        if self.disk_error is None:
+            self.disk_error = f"could not write {what}: {exc.strerror or exc}"
+
+    def record(self, **fields: Any) -> None:
+        """Record progress (not the end): a store that cannot take it now (a full disk,
+        locked too long) costs the progress, never the run."""
+        try:
+            self.rep.update(**fields)
+        except Exception as exc:
+            warn(f"cannot record progress: {exc!r}")
 
     def child_env(self) -> dict[str, str]:
         """This process's environment, plus the spec's variables (the run's marker among
@@ -811,6 +879,7 @@ class Supervisor:
         finally:
             os.close(out_fd)
         assert self.proc is not None  # spawn set it
+        procs.fault("supervisor-spawned")  # claude started, not yet recorded
         self.last_line, self.heard = time.monotonic(), False  # the watchdog's clock starts
         if turns:
             # The first user turn: the prompt file's text (it stays the record of what was
@@ -942,8 +1011,8 @@ class Supervisor:
         except ValueError:
             event = None
         if not isinstance(event, dict):
-            if self.log is not None and raw.strip():
-                self.log.write(raw)
+            if raw.strip():
+                self.write_log(raw)
             return
         kind = event.get("type")
         if kind == "stream_event":
@@ -952,14 +1021,13 @@ class Supervisor:
             return
         if kind == "assistant":
             self.live.flush()  # the text it streamed is complete in live.txt before this event
-        if self.log is not None:
-            self.log.write(raw)
-            self.log.flush()
+        self.write_log(raw, flush=True)
         sid = event.get("session_id")
         if isinstance(sid, str) and sid != self.session_id and sid != self.fork_of:
             self.session_id = sid
-            self.rep.update(session_id=sid, last_activity=time.time())
+            self.record(session_id=sid, last_activity=time.time())
         if kind == "assistant":
+            procs.fault("supervisor-streaming")  # an event of claude's is in the log
             self.turns += 1
             content = (event.get("message") or {}).get("content") or []
             self.tool_calls += sum(
@@ -991,7 +1059,7 @@ class Supervisor:
         try:
             hold = self.rep.rate_limited(delay_s, int(status))
         except Exception as exc:  # the store is busy or gone: claude retries on its own
-            print(f"orch supervisor: cannot report a rate limit: {exc!r}", file=sys.stderr)
+            warn(f"cannot report a rate limit: {exc!r}")
             return
         if hold and self.proc.poll() is None and not self.stopping.is_set():
             with contextlib.suppress(OSError):
@@ -1087,7 +1155,7 @@ class Supervisor:
         """Record turns and tool calls at most every PROGRESS_INTERVAL; what a throttled call
         skipped is written by a trailing timer, so a long tool call never leaves stale counts."""
         with self.flush_lock:
-            now = time.time()
+            now = time.monotonic()  # an interval: a wall-clock jump must not stretch it
             wait = self.last_flush + PROGRESS_INTERVAL - now
             if not force and wait > 0:
                 if self.flush_timer is None:
@@ -1096,7 +1164,7 @@ class Supervisor:
                     self.flush_timer.start()
                 return
             self.last_flush = now
-            self.rep.update(num_turns=self.turns, tool_calls=self.tool_calls, last_activity=now)
+            self.record(num_turns=self.turns, tool_calls=self.tool_calls, last_activity=time.time())
 
     def _trailing_flush(self) -> None:
         with self.flush_lock:
@@ -1109,19 +1177,15 @@ class Supervisor:
                 self.flush_timer.cancel()
         res = self.result or {}
         text = res.get("result")
-        fields: dict[str, Any] = {
-            "exit_code": rc,
-            "tool_calls": self.tool_calls,
-            "num_turns": res.get("num_turns", self.turns),
-            "cost_usd": res.get("total_cost_usd"),
-            "duration_ms": res.get("duration_ms", int(elapsed * 1000)),
-            "usage": json.dumps(res["usage"]) if isinstance(res.get("usage"), dict) else None,
-        }
-        fields.update(result_tokens(res))
-        if res.get("session_id") and res["session_id"] != self.fork_of:
-            fields["session_id"] = res["session_id"]
+        fields: dict[str, Any] = {"exit_code": rc, "tool_calls": self.tool_calls}
+        fields.update(result_fields(res, fork_of=self.fork_of))
+        fields["num_turns"] = res.get("num_turns", self.turns)
+        fields["duration_ms"] = res.get("duration_ms", int(elapsed * 1000))
         if isinstance(text, str):
-            write_atomic(Path(self.spec["output_path"]), text)
+            try:
+                write_atomic(Path(self.spec["output_path"]), text)
+            except OSError as exc:
+                self.note_disk_error("the output file", exc)
         self.live.clear()
         if res and not res.get("is_error") and not (self.more and rc not in (0, None)):
             # Claude Code's result decides, whatever came after it: a claude that lingered
@@ -1138,10 +1202,14 @@ class Supervisor:
             error = f"stalled: no event from claude for {self.idle_timeout:g} s; stopped"
         else:
             status, error = "failed", self.describe_failure(rc, res, attempts)
+        saved = Path(self.spec["output_path"]).exists()
+        if self.disk_error and (status != "completed" or not saved):
+            error = f"{error}; {self.disk_error}" if error else self.disk_error
         fields["error"] = error
         fields.update(self.save_work())  # before the end is news: the work is on its branch
         # Before the end is news too: a remote run's files come home once it reads as ended.
         self.keep_transcript(fields.get("session_id") or self.session_id)
+        procs.fault("supervisor-result")  # the output is written, the end not yet recorded
         self.rep.finish(status, **fields)
         self.show_end(status, fields)
 
@@ -1158,6 +1226,8 @@ class Supervisor:
             )
             return said or f"claude reported an error ({res.get('subtype')})"
         tail = _last_line(self.run_dir / "stderr.log")
+        if not tail and disk_full(self.run_dir):
+            tail = "the run directory's file system is full"
         if rc is None:
             return _first_line(res.get("result")) or "claude did not start"
         if rc == 0 and not res:
@@ -1221,7 +1291,7 @@ class InteractiveSupervisor(Supervisor):
             self._kill_child()
         while (rc := proc.poll()) is None:
             self.check_turn()
-            if self.recount_at and time.time() >= self.recount_at:
+            if self.recount_at and time.monotonic() >= self.recount_at:
                 self.recount_at = None
                 self.rep.update(**self.counts())
             time.sleep(INTERACTIVE_POLL)
@@ -1262,6 +1332,10 @@ class InteractiveSupervisor(Supervisor):
                 self.transcript = payload["transcript_path"]
         self.turn_ended(payload.get("last_assistant_message"))
 
+    def elapsed_ms(self) -> int:
+        """Milliseconds since this run started (monotonic: a wall-clock jump changes nothing)."""
+        return int((time.monotonic() - self.started_mono) * 1000)
+
     def counts(self) -> dict[str, Any]:
         """Turns, tool calls and usage since the start, from the session transcript."""
         _, turns, tools, usage = read_transcript(self.transcript, self.started_at)
@@ -1280,7 +1354,7 @@ class InteractiveSupervisor(Supervisor):
         fields: dict[str, Any] = {"last_activity": now}
         fields.update(self.counts())
         # The transcript may lag the hook by a moment: count again shortly.
-        self.recount_at = now + 1.0
+        self.recount_at = time.monotonic() + 1.0
         if self.completed:
             self.rep.update(**fields)  # the person asked more: keep the output current
             return
@@ -1291,9 +1365,7 @@ class InteractiveSupervisor(Supervisor):
             self.timer.cancel()  # the task is done; the person may stay as long as they like
         fields.update(self.save_work())
         self.keep_transcript(self.session_id, self.transcript)
-        self.rep.finish(
-            "completed", error=None, duration_ms=int((now - self.started_at) * 1000), **fields
-        )
+        self.rep.finish("completed", error=None, duration_ms=self.elapsed_ms(), **fields)
         self.rep.after_end()
 
     def end(self, rc: int | None) -> None:
@@ -1321,7 +1393,7 @@ class InteractiveSupervisor(Supervisor):
             status,
             exit_code=rc,
             error=error,
-            duration_ms=int((time.time() - self.started_at) * 1000),
+            duration_ms=self.elapsed_ms(),
             **self.save_work(),
         )
 
@@ -1438,6 +1510,44 @@ def read_transcript(path: str | None, since: float) -> tuple[str | None, int, in
     return text, len(seen), tools, usage
 
 
+def result_fields(res: dict[str, Any], *, fork_of: str | None = None) -> dict[str, Any]:
+    """The run's columns that Claude Code's ``result`` event gives: ``num_turns``,
+    ``cost_usd`` (US dollars), ``duration_ms``, ``usage`` (JSON text), the token columns and
+    ``models`` (:func:`result_tokens`), and ``session_id`` unless it is ``fork_of`` (the
+    session a fork was made from)."""
+    fields: dict[str, Any] = {
+        "num_turns": res.get("num_turns"),
+        "cost_usd": res.get("total_cost_usd"),
+        "duration_ms": res.get("duration_ms"),
+        "usage": json.dumps(res["usage"]) if isinstance(res.get("usage"), dict) else None,
+    }
+    fields.update(result_tokens(res))
+    if res.get("session_id") and res["session_id"] != fork_of:
+        fields["session_id"] = res["session_id"]
+    return fields
+
+
+def logged_result(log_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The last ``result`` event of claude's in a run's log (``events.jsonl``), or None: what
+    a run whose supervisor died after the result came in still has to tell. A line cut by the
+    kill is skipped."""
+    found = None
+    try:
+        with open(log_path, "rb") as fh:
+            for line in fh:
+                if b'"result"' not in line:
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and event.get("type") == "result":
+                    found = event
+    except OSError:
+        return None
+    return found
+
+
 def result_tokens(res: dict[str, Any]) -> dict[str, Any]:
     """The token columns and ``models`` of a run from Claude Code's ``result`` event: per model
     from ``modelUsage`` (``{model: {cost_usd, input_tokens, output_tokens, cache_read_tokens,
@@ -1529,13 +1639,61 @@ def load_env_file(path: str) -> None:
     os.environ.update(keep)
 
 
+def leave_end(path: Path, status: str, fields: dict[str, Any]) -> bool:
+    """Write a run's end (``status`` and the run's columns ``fields``) over the room set aside
+    in ``path``, in place; False when it is not there or the end does not fit."""
+    record = {"status": status, **fields}
+    if isinstance(record.get("error"), str):
+        record["error"] = record["error"][:1000]
+    data = json.dumps(record).encode("utf-8")
+    try:
+        if len(data) > END_FILE_SIZE or os.path.getsize(path) < END_FILE_SIZE:
+            return False
+        with open(path, "r+b") as fh:
+            fh.write(data.ljust(END_FILE_SIZE))
+    except OSError:
+        return False
+    return True
+
+
+def read_left_end(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The end a supervisor left in its run directory (:func:`leave_end`), or None."""
+    try:
+        with open(os.path.join(run_dir, END_FILE), "rb") as fh:
+            data = fh.read(END_FILE_SIZE).strip()
+        record = json.loads(data) if data else None
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("status"), str) else None
+
+
+def warn(message: str) -> None:
+    """A line for the supervisor's log (its stderr); never raises (a full disk)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"orch supervisor: {message}", file=sys.stderr, flush=True)
+
+
+def disk_full(path: str | os.PathLike[str], room: int = 64 << 10) -> bool:
+    """Whether the file system holding ``path`` has less than ``room`` bytes left for us."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < room
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary name and rename: a reader (``orch output``, a status read over
     ssh) never sees half a file. (The supervisor cannot use the store's helper: it runs alone
     on remote hosts.)"""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk: no half file left behind
+            tmp.unlink()
+        raise
 
 
 def _first_line(text: Any) -> str:
@@ -2017,6 +2175,13 @@ def main(argv: list[str] | None = None) -> int:
     reporter = (
         FileReporter(spec) if spec.get("options", {}).get("report") == "file" else DbReporter(spec)
     )
+    if not reporter.check_in():
+        # Ended before this process got going (cancelled, or found abandoned because the
+        # process starting it died): nothing may run for it now.
+        reporter.close()
+        return 0
+    reporter.reserve()
+    procs.fault("supervisor-start")  # checked in, nothing started
     if spec.get("options", {}).get("interactive"):
         sup: Supervisor = InteractiveSupervisor(spec, reporter)
     else:
@@ -2043,6 +2208,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             sup.release()
             raise
+    procs.fault("supervisor-recorded")  # the end is recorded, not yet announced
     reporter.after_end()  # the run is recorded: its slot is free, its end is news
     sup.stop_leftovers()
     reporter.close()

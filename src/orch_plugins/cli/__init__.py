@@ -6,7 +6,9 @@ plugin manager unless an agent is running.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
@@ -105,3 +107,15 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:
+        # A full disk (or a quota) under the state directory, wherever it is met: one line.
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"orch: error: {exc.strerror}{where}", file=sys.stderr)
+        sys.exit(1)
+    except sqlite3.OperationalError as exc:
+        if "full" not in str(exc):
+            raise
+        print(f"orch: error: the state store cannot be written: {exc}", file=sys.stderr)
+        sys.exit(1)
