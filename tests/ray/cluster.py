@@ -45,6 +45,9 @@ RAY_ENV = {
     "RAY_health_check_period_ms": "1000",
     "RAY_health_check_failure_threshold": "3",
     "RAY_health_check_initial_delay_ms": "1000",
+    # Each job's supervisor is a Ray actor in a new worker process; with one CPU Ray starts
+    # those one at a time.
+    "RAY_worker_maximum_startup_concurrency": "4",
 }
 
 
@@ -61,7 +64,13 @@ def free_port() -> int:
 class Cluster:
     """A running head (``head``) and second node (``worker``)."""
 
-    def __init__(self, root: Path, api_url: str, claude_dir: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        api_url: str,
+        claude_dir: str,
+        resources: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
         if not RAY.exists():
             raise RayMissing(f"{RAY} not found: pip install 'orch-plugins[ray]'")
         self.root = root
@@ -72,6 +81,7 @@ class Cluster:
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        self.resources = dict(resources or {"head": HEAD_RESOURCES, "worker": WORKER_RESOURCES})
 
     def env(self, node: str) -> dict[str, str]:
         """What ``ray start`` runs with for ``node``: its HOME, claude on PATH, the stand-in."""
@@ -94,7 +104,7 @@ class Cluster:
         return env
 
     def _ray_start(self, node: str, args: list[str]) -> None:
-        resources = HEAD_RESOURCES if node == "head" else WORKER_RESOURCES
+        resources = self.resources[node]
         argv = [
             str(RAY), "start", "--num-cpus", "1", "--object-store-memory", "80000000",
             "--resources", json.dumps(resources), "--temp-dir", str(self.temp),
@@ -192,10 +202,13 @@ def _kill_trees(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def start_cluster(api_url: str, claude_dir: str, env: Mapping[str, str] | None = None) -> Cluster:
-    """A fresh cluster under a new temp directory (``/tmp/orch-ray-*``)."""
+def start_cluster(
+    api_url: str, claude_dir: str, resources: Mapping[str, Mapping[str, int]] | None = None
+) -> Cluster:
+    """A fresh cluster under a new temp directory (``/tmp/orch-ray-*``); ``resources``:
+    ``{"head": {...}, "worker": {...}}`` instead of one slot and a marker each."""
     root = Path(tempfile.mkdtemp(prefix="orch-ray-", dir="/tmp"))
-    cluster = Cluster(root, api_url, claude_dir)
+    cluster = Cluster(root, api_url, claude_dir, resources)
     try:
         return cluster.start()
     except BaseException:

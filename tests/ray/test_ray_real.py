@@ -8,7 +8,9 @@ output, cost, session ids, transcripts and hostile task text with three agents.
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import json
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.e2e
 HOSTILE = 'QUICK it\'s "q" $(touch /tmp/orch-ray-pwned) `id` ; | & > x\n\tünï 🚀 {task} %s\\'
 ON_HEAD = '{"claude": 1, "head": 1}'
 ON_WORKER = '{"claude": 1, "worker": 1}'
+RAY_VERSION = importlib.metadata.version("ray")
 
 
 def prompts(api: MessagesStandIn) -> set[str]:
@@ -118,6 +121,9 @@ def test_two_slots_run_two_queue_the_third_and_everything_comes_home(
     assert HOSTILE in prompts(messages_api)  # byte for byte, never through a shell
     assert not Path("/tmp/orch-ray-pwned").exists()
     assert "[done]" in orch("logs", "c", check=True).stdout
+    doctor = orch("doctor").stdout
+    expected = rf"ok\s+ray: job API\s+Ray {re.escape(RAY_VERSION)} at {ray_cluster.address}"
+    assert re.search(expected, doctor), doctor
 
 
 def test_cancel_stops_the_job_and_its_claude(

@@ -123,6 +123,14 @@ def test_without_ray_the_backend_names_the_pip_line(project: Path) -> None:
     assert json.loads(orch("status", "--json", check=True).stdout) == []
 
 
+def test_the_doctor_says_nothing_of_ray_without_a_cluster(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = orch("doctor").stdout
+    assert " ray: " not in out and "ray extra" not in out, out
+
+
 def test_the_cli_does_not_import_ray(project: Path) -> None:
     code = (
         "import sys; from orch_plugins.cli import main; sys.argv = ['orch', 'status'];\n"

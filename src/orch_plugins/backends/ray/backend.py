@@ -519,9 +519,12 @@ class RayBackend(Backend):
             time.sleep(0.2)
 
     def doctor(self, hosts: Sequence[str]) -> list[DoctorCheck]:
-        """The job API answers; the cluster's Ray version; the ray extra here."""
+        """When a cluster is configured (a ``[backends.ray]`` table or ``RAY_ADDRESS``): the
+        ray extra here, the job API answering, the cluster's Ray version. Else nothing."""
         import importlib.util
 
+        if not self.config and not os.environ.get("RAY_ADDRESS"):
+            return []
         checks = [
             DoctorCheck(
                 "local",
