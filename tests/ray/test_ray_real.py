@@ -177,15 +177,23 @@ def test_a_worktree_branch_comes_home_for_diff_and_merge(
 ) -> None:
     git_project(ray_project)
     messages_api.on("EDIT", Reply.bash("printf 'from the node\\n' > g.txt"), Reply.text("edited"))
+    messages_api.on("MORE", Reply.bash("printf 'more\\n' > h.txt"), Reply.text("more done"))
     orch("launch", "w", "EDIT please", "--worktree", "--role", "implementer", check=True)
     orch("wait", "w", "--timeout", "150", check=True, timeout=180)
     [run] = status_json("w")
     assert run["status"] == "completed" and run["branch"], run
     diff = orch("diff", "w", check=True).stdout
     assert "+from the node" in diff and "g.txt" in diff
+    # A resume continues on the branch wherever Ray places it (the branch travels along).
+    orch("resume", "w", "MORE work", check=True)
+    orch("wait", "w", "--timeout", "150", check=True, timeout=180)
+    assert status_json("w")[0]["status"] == "completed"
+    diff = orch("diff", "w", check=True).stdout
+    assert "+from the node" in diff and "+more" in diff
     orch("merge", "w", check=True)
     assert (ray_project / "g.txt").read_text() == "from the node\n"
-    assert "orch: w run" in git(ray_project, "log", "--format=%s", "-3")
+    assert (ray_project / "h.txt").read_text() == "more\n"
+    assert "orch: w run" in git(ray_project, "log", "--format=%s", "-4")
 
 
 def test_a_node_that_dies_under_its_agent_shows_lost(
