@@ -533,7 +533,7 @@ class Supervisor:
             keep_transcript(session_id, self.spec["cwd"], self.run_dir, self.child_env(), source)
         except Exception as exc:
             message = f"the session's transcript was not kept with the run: {exc}"
-            print(f"orch supervisor: {message}", file=sys.stderr)
+            warn(message)  # never print: stderr may be a tmux pane that is gone (EIO)
             with contextlib.suppress(Exception):
                 self.log_event(
                     {"type": "orch", "subtype": "transcript_not_kept", "message": message}

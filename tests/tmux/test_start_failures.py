@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from orch_plugins.supervisor import TRANSCRIPT_COPY
 from orch_plugins.testing.api import MessagesStandIn, Reply
 from orch_plugins.testing.pytest_plugin import trust_project
 from tests.helpers import orch, status_json
@@ -27,6 +28,8 @@ def test_a_resume_whose_transcript_is_gone_says_no_conversation_found(
     sid = status_json("pa")[0]["session_id"]
     [transcript] = (home / ".claude" / "projects").glob(f"*/{sid}.jsonl")
     transcript.unlink()  # cleaned up by the person, or the agent ran on another machine
+    # ... and no copy kept with the run either (a run from before copies, or copies off).
+    (Path(status_json("pa")[0]["output_path"]).parent / TRANSCRIPT_COPY).unlink()
     said = f"No conversation found with session ID: {sid}"
 
     orch("resume", "pa", "SECOND task", check=True)  # print mode
