@@ -146,7 +146,9 @@ def main() -> int:
         def reset_notice() -> None:
             # The session saw nothing yet, and three runs ended after it started.
             store.conn.execute(
-                "UPDATE sessions SET first_seen=0, notified_at=NULL WHERE session_id=?", (sid,)
+                "UPDATE sessions SET first_seen=0, notified_at=NULL, notified_seq=0 "
+                "WHERE session_id=?",
+                (sid,),
             )
             seen.unlink(missing_ok=True)
 

@@ -78,9 +78,6 @@ BOARD_MARKER = "board"
 #: Per-session notice bookkeeping, inside the state directory.
 SEEN_DIR = "hooks"
 LOG_NAME = "hooks.log"
-#: Runs that ended this long before the watermark are looked at again, in case their end was
-#: committed after a later one's (concurrent writers); ids already reported are skipped.
-OVERLAP = 30.0
 #: At most this many agents are listed in one notice; the rest are counted.
 NOTICE_MAX = 12
 RESULT_CHARS = 160
@@ -315,19 +312,6 @@ def _marker_state(sd: str, name: str = ENDED_MARKER) -> str | None:
     return f"{st.st_size}.{st.st_mtime_ns}"
 
 
-def _parse_seen(text: str) -> tuple[str, dict[int, float]]:
-    """``(marker state seen last, {run_id: ended_at} reported within the overlap window)``."""
-    first, _, rest = text.partition("\n")
-    recent: dict[int, float] = {}
-    for item in rest.split():
-        run_id, _, ended_at = item.partition(":")
-        try:
-            recent[int(run_id)] = float(ended_at)
-        except ValueError:
-            continue
-    return first.strip(), recent
-
-
 def _seen_mark(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -356,38 +340,141 @@ def on_user_prompt_submit(event: _Event) -> None:
     else:
         env_sid = os.environ.get("CLAUDE_CODE_SESSION_ID")
         sid = env_sid if _valid_session_id(env_sid) else event.session_id
-    screen: list[str] = []
-    context: list[str] = []
     mark = _marker_state(sd)
     seen_path = os.path.join(sd, SEEN_DIR, f"{sid}.seen")
-    if mark is None or _seen_mark(seen_path) != mark:  # a run ended since this session looked
-        fresh = collect_notice(sd, sid, seen_path, mark, event, own_only=agent)
+    if mark is not None and _seen_mark(seen_path) == mark:
+        # Nothing ended since this session looked (a stat and a small read): board news only.
+        screen: list[str] = []
+        context: list[str] = []
+        if not agent:
+            _add_board(sd, sid, screen, context)
+        _emit(screen, context)
+        return
+    store = _open_store(sd)  # first: a store this release cannot read is left without a trace
+    os.makedirs(os.path.dirname(seen_path), exist_ok=True)
+    # The seen file doubles as the session's lock (two installs of the hooks fire at once):
+    # rewritten in place, never replaced, so every waiter locks the same inode; held until the
+    # notice is out and marked delivered.
+    with open(seen_path, "a+", encoding="utf-8") as seen:
+        _lock(seen)
+        _settle_pending(store, sd, sid, event)
+        fresh, base, upto = collect_notice(store, sid, event, own_only=agent)
         waiting = (
             []
             if agent
-            else [r for r in _open_store(sd).waiting_runs() if r.get("launched_by") in (None, sid)]
+            else [r for r in store.waiting_runs() if r.get("launched_by") in (None, sid)]
         )
+        screen = []
+        context = []
+        nonce = os.urandom(6).hex() if fresh else None
         if fresh or waiting:
             screen.append(format_screen_note(fresh, waiting))
-            context.append(format_notice(fresh, waiting))
-    if not agent:
-        posts = collect_board(sd, sid)
-        if posts:
-            screen.append(format_board_screen(posts))
-            context.append(format_board(posts))
-    if context:
-        import json
+            context.append(format_notice(fresh, waiting, nonce))
+        if not agent:
+            _add_board(sd, sid, screen, context)
+        from orch_plugins.procs import fault
 
-        out = {
-            # On screen, for the person; the full notice below is for the model only.
-            "systemMessage": "; ".join(screen),
-            "hookSpecificOutput": {
-                "hookEventName": "UserPromptSubmit",
-                "additionalContext": "\n\n".join(context),
-            },
-        }
-        sys.stdout.write(json.dumps(out, ensure_ascii=False))
-        sys.stdout.flush()
+        if nonce is not None:
+            _write_pending(sd, sid, upto, nonce)
+            fault("hook-notice-pending")  # set aside, not yet printed
+        _emit(screen, context)
+        if nonce is not None:
+            _note_printed(sd, sid)
+            fault("hook-notice-sent")  # printed, not yet marked delivered
+        if upto > base:
+            store.mark_notified(sid, upto)
+        if nonce is not None:
+            _unlink(_pending_path(sd, sid))
+        seen.seek(0)
+        seen.truncate()
+        seen.write(f"{'' if mark is None else mark}\n")
+
+
+def _add_board(sd: str, sid: str, screen: list[str], context: list[str]) -> None:
+    posts = collect_board(sd, sid)
+    if posts:
+        screen.append(format_board_screen(posts))
+        context.append(format_board(posts))
+
+
+def _emit(screen: list[str], context: list[str]) -> None:
+    """Print the hook's answer to Claude Code: the line on screen, the notice for the model."""
+    if not context:
+        return
+    import json
+
+    out = {
+        # On screen, for the person; the full notice below is for the model only.
+        "systemMessage": "; ".join(screen),
+        "hookSpecificOutput": {
+            "hookEventName": "UserPromptSubmit",
+            "additionalContext": "\n\n".join(context),
+        },
+    }
+    sys.stdout.write(json.dumps(out, ensure_ascii=False))
+    sys.stdout.flush()
+
+
+def _pending_path(sd: str, sid: str) -> str:
+    return os.path.join(sd, SEEN_DIR, f"{sid}.pending")
+
+
+def _write_pending(sd: str, sid: str, upto: int, nonce: str) -> None:
+    """Before a notice is printed: what it covers (ends up to ``upto``) and its tag
+    (``nonce``), so the next prompt can tell whether a hook killed meanwhile delivered it."""
+    path = _pending_path(sd, sid)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(f"{upto} {nonce}\n")
+    os.replace(tmp, path)
+
+
+def _note_printed(sd: str, sid: str) -> None:
+    """The notice set aside is printed: Claude Code uses it (also if this hook is killed
+    now, checked with 2.1.197)."""
+    with open(_pending_path(sd, sid), "a", encoding="utf-8") as fh:
+        fh.write("printed\n")
+
+
+def _settle_pending(store: Store, sd: str, sid: str, event: _Event) -> None:
+    """A notice an earlier hook of this session set aside but did not mark delivered (it was
+    killed): delivered when it was printed (Claude Code uses the output of a hook killed
+    after printing: in this very prompt when that hook was another install's, running at
+    once), or when its tag is in the session's transcript (Claude Code records a hook's
+    additionalContext there: a hook killed between printing and noting it); else it is not
+    marked, and the same ends come again."""
+    path = _pending_path(sd, sid)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head, _, rest = fh.read().partition("\n")
+        upto_text, _, nonce = head.strip().partition(" ")
+        upto = int(upto_text)
+    except (OSError, ValueError):
+        return
+    transcript = event.payload.get("transcript_path")
+    if "printed" in rest or (
+        nonce and isinstance(transcript, str) and _holds(transcript, nonce.encode())
+    ):
+        store.mark_notified(sid, upto)
+    _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # (contextlib would be one import more on every hook)
+        return
+
+
+def _holds(path: str, needle: bytes) -> bool:
+    """Whether the file at ``path`` contains ``needle`` (False when unreadable or empty)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return mm.find(needle) >= 0
+    except (OSError, ValueError):
+        return False
 
 
 def collect_board(sd: str, sid: str) -> list[dict]:
@@ -515,63 +602,32 @@ def _lock(fh: IO[str]) -> None:
 
 
 def collect_notice(
-    sd: str,
-    sid: str,
-    seen_path: str,
-    mark: str | None,
-    event: _Event | None = None,
-    *,
-    own_only: bool = False,
-) -> list[Run]:
-    """Claim the runs that ended since this session's watermark (store records, oldest end
-    first; ``[]`` when nothing ended): those this session launched, and (unless
-    ``own_only``, an agent's session) those launched from no session at all.
-
-    The watermark is ``sessions.notified_at`` (else the session's first sighting); runs that
-    ended before the session existed are not news.
-    """
-    import time
-
-    store = _open_store(sd)  # first: a store this release cannot read is left without a trace
-    os.makedirs(os.path.dirname(seen_path), exist_ok=True)
-    # The seen file doubles as the lock; it is rewritten in place, never replaced, so every
-    # waiter locks the same inode. A reader of a half-written file just takes this slow path.
-    with open(seen_path, "a+", encoding="utf-8") as fh:
-        _lock(fh)
-        fh.seek(0)
-        _, recent = _parse_seen(fh.read())
-        session = store.session(sid)
-        if session is None:
-            payload = event.payload if event is not None else {}
-            store.record_session(
-                sid,
-                event="UserPromptSubmit",
-                cwd=payload.get("cwd"),
-                transcript_path=payload.get("transcript_path"),
-            )
-            session = store.session(sid) or {"first_seen": time.time()}
-        first_seen = session["first_seen"]
-        base = session.get("notified_at") or first_seen
-        fresh = [
-            run
-            for run in store.ended_since(base - OVERLAP)
-            if run["run_id"] not in recent
-            and run["ended_at"] > first_seen
-            # Agents launched by another Claude Code session are that session's news; ones
-            # launched from a plain terminal are everyone's.
-            and run.get("launched_by") in ((sid,) if own_only else (None, sid))
-        ]
-        # ended_since reads only runs that have an ended_at: the filter drops none of them.
-        ends = {r["run_id"]: r["ended_at"] for r in fresh if r["ended_at"] is not None}
-        watermark = max([base, *ends.values()])
-        if fresh:
-            store.mark_notified(sid, watermark)
-        recent.update(ends)
-        kept = " ".join(f"{k}:{v!r}" for k, v in recent.items() if v > watermark - OVERLAP)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{'' if mark is None else mark}\n{kept}\n")
-    return fresh
+    store: Store, sid: str, event: _Event | None = None, *, own_only: bool = False
+) -> tuple[list[Run], int, int]:
+    """The runs whose end was recorded after session ``sid`` was last told (store records, in
+    the order their ends were recorded; ``[]`` when none): those this session launched, and
+    (unless ``own_only``, an agent's session) those launched from no session at all. Returns
+    them with the session's mark (``notified_seq``) and the mark that telling them moves it
+    to. Marks follow the order in which ends were committed (``end_seq``), never the wall
+    clock, so no end is skipped or told twice however the clock moves; ends recorded before
+    the session was first seen are not news. Call with the session's lock held."""
+    session = store.session(sid)
+    if session is None:
+        payload = event.payload if event is not None else {}
+        store.record_session(
+            sid,
+            event="UserPromptSubmit",
+            cwd=payload.get("cwd"),
+            transcript_path=payload.get("transcript_path"),
+        )
+        session = store.session(sid) or {}
+    base = int(session.get("notified_seq") or 0)
+    ended = store.ended_after(base)
+    upto = max([base, *(int(r["end_seq"] or 0) for r in ended)])
+    # Agents launched by another Claude Code session are that session's news; ones launched
+    # from a plain terminal are everyone's.
+    owners = (sid,) if own_only else (None, sid)
+    return [r for r in ended if r.get("launched_by") in owners], base, upto
 
 
 def _one_line(text: str | None) -> str:
@@ -626,9 +682,12 @@ def _cost(run: Run) -> str:
     return f", {money(cost)}"
 
 
-def format_notice(runs: list[Run], waiting: list[Run] | None = None) -> str:
+def format_notice(
+    runs: list[Run], waiting: list[Run] | None = None, nonce: str | None = None
+) -> str:
     """The text added to the orchestrator's prompt: one line per ended agent (with its cost),
-    then one per agent waiting for a person (what for)."""
+    then one per agent waiting for a person (what for); ``nonce`` tags the notice (see
+    :func:`_settle_pending`)."""
     waiting = waiting or []
     if not runs and not waiting:
         return ""
@@ -646,7 +705,8 @@ def format_notice(runs: list[Run], waiting: list[Run] | None = None) -> str:
     if waiting:
         lines.append("orch: agents waiting for a person (in their tmux windows):")
         lines += [f"- {r['name']}: waiting for {r['waiting_for']}" for r in waiting[:NOTICE_MAX]]
-    lines.append("Read a full result with `orch output NAME`; see all agents with `orch status`.")
+    tail = "Read a full result with `orch output NAME`; see all agents with `orch status`."
+    lines.append(f"{tail} (notice {nonce})" if nonce else tail)
     return "\n".join(lines)
 
 

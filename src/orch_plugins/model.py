@@ -154,6 +154,9 @@ class Run(TypedDict):
     parent_run: int | None
     #: 1 for a run no agent launched, its launcher's depth + 1 otherwise (``max_depth``).
     depth: int
+    #: The order in which run ends were recorded (1, 2, ...; None while active): what
+    #: finished-agent notices follow, never the wall clock.
+    end_seq: int | None
 
 
 def check_task(task: str) -> str:

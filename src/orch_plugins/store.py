@@ -35,7 +35,7 @@ else:
         return value
 
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DB_NAME = "state.db"
 #: Appended to once per run that ends, after the commit: hooks compare its size and mtime, so
 #: "nothing ended since the last prompt" costs a stat instead of opening the store.
@@ -159,6 +159,9 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     # orchestrator), and how deep in that tree the run is (1: launched by no agent).
     ("parent_run", "INTEGER", None),
     ("depth", "INTEGER NOT NULL DEFAULT 1", None),
+    # The order in which ends were recorded (schema 7), for notices: commit order, not the
+    # wall clock (numbered for the runs that ended before, by their end times, on migration).
+    ("end_seq", "INTEGER", None),
 )
 
 _SCHEMA = """
@@ -216,7 +219,8 @@ CREATE TABLE IF NOT EXISTS runs (
     waiting_for TEXT,
     waiting_since REAL,
     parent_run INTEGER,
-    depth INTEGER NOT NULL DEFAULT 1
+    depth INTEGER NOT NULL DEFAULT 1,
+    end_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
@@ -230,7 +234,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_event TEXT,
     last_event_at REAL,
     ended_at REAL,
-    notified_at REAL
+    notified_at REAL,
+    notified_seq INTEGER
 );
 CREATE TABLE IF NOT EXISTS costs (
     run_id INTEGER PRIMARY KEY,
@@ -406,6 +411,9 @@ class Store:
                     self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
                     if backfill:
                         self.conn.execute(backfill)
+            if "end_seq" not in have:
+                self._number_old_ends()
+            self.conn.execute("CREATE INDEX IF NOT EXISTS runs_end_seq ON runs(end_seq)")
             # Only the few runs not yet announced: "is there an end to announce?" stays cheap.
             self.conn.execute(
                 "CREATE INDEX IF NOT EXISTS runs_unannounced ON runs(ended_at) "
@@ -413,6 +421,32 @@ class Store:
             )
             self.conn.execute("CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run)")
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _number_old_ends(self) -> None:
+        """Migration to schema 7: number the ends recorded before (by end time), and start
+        each known session's notices after the ends it was already told of (its
+        ``notified_at``, else its first sighting)."""
+        marks = ", ".join("?" for _ in FINAL)
+        ends = self.conn.execute(
+            f"SELECT run_id, ended_at FROM runs WHERE status IN ({marks}) "
+            "ORDER BY ended_at, run_id",
+            FINAL,
+        ).fetchall()
+        self.conn.executemany(
+            "UPDATE runs SET end_seq=? WHERE run_id=?",
+            [(seq, row[0]) for seq, row in enumerate(ends, 1)],
+        )
+        cols = {row[1] for row in self.conn.execute("PRAGMA table_info(sessions)")}
+        if "notified_seq" not in cols:
+            self.conn.execute("ALTER TABLE sessions ADD COLUMN notified_seq INTEGER")
+        import bisect
+
+        times = [row[1] or 0.0 for row in ends]
+        for sid, seen, told in self.conn.execute(
+            "SELECT session_id, first_seen, notified_at FROM sessions"
+        ).fetchall():
+            upto = bisect.bisect_right(times, told or seen or 0.0)
+            self.conn.execute("UPDATE sessions SET notified_seq=? WHERE session_id=?", (upto, sid))
 
     def close(self) -> None:
         self.conn.close()
@@ -570,6 +604,8 @@ class Store:
         if "handle" in fields:
             fields["handle"] = encode_handle(fields["handle"])
         sets = ", ".join(f"{k}=?" for k in ("status", *fields))
+        # Numbered in the statement that records the end: in commit order.
+        sets += ", end_seq=(SELECT COALESCE(MAX(end_seq), 0) + 1 FROM runs)"
         if claim_end:
             sets += ", end_announced=CASE end_announced WHEN 0 THEN 1 ELSE end_announced END"
         marks = ", ".join("?" for _ in only_from)
@@ -904,9 +940,12 @@ class Store:
     ) -> None:
         now = time.time()
         with self.transaction():
+            # A new session's notices start after the ends recorded so far: earlier ends are
+            # not news to it.
             self.conn.execute(
                 "INSERT INTO sessions (session_id, cwd, source, transcript_path, run_id, "
-                "first_seen, last_event, last_event_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "first_seen, last_event, last_event_at, notified_seq) VALUES (?, ?, ?, ?, ?, ?, "
+                "?, ?, (SELECT COALESCE(MAX(end_seq), 0) FROM runs)) "
                 "ON CONFLICT(session_id) DO UPDATE SET "
                 "cwd=COALESCE(excluded.cwd, cwd), source=COALESCE(excluded.source, source), "
                 "transcript_path=COALESCE(excluded.transcript_path, transcript_path), "
@@ -936,22 +975,24 @@ class Store:
         ).fetchone()
         return dict(row) if row else None
 
-    def ended_since(self, since: float) -> list[Run]:
-        """Runs that reached a final status after ``since`` (epoch seconds), oldest first."""
-        marks = ", ".join("?" for _ in FINAL)
+    def ended_after(self, seq: int) -> list[Run]:
+        """Runs whose end was recorded after the end numbered ``seq`` (``end_seq``), in the
+        order their ends were recorded."""
         return [
             _run(r)
             for r in self.conn.execute(
-                f"SELECT * FROM runs WHERE ended_at > ? AND status IN ({marks}) ORDER BY ended_at",
-                (since, *FINAL),
+                "SELECT * FROM runs WHERE end_seq > ? ORDER BY end_seq", (seq,)
             )
         ]
 
-    def mark_notified(self, session_id: str, until: float) -> None:
-        """Remember up to when a session was told about ended agents (UserPromptSubmit)."""
+    def mark_notified(self, session_id: str, upto: int) -> None:
+        """Remember that a session was told of every end numbered up to ``upto`` (never moved
+        back), and when (``notified_at``)."""
         with self.transaction():
             self.conn.execute(
-                "UPDATE sessions SET notified_at=? WHERE session_id=?", (until, session_id)
+                "UPDATE sessions SET notified_seq=MAX(COALESCE(notified_seq, 0), ?), "
+                "notified_at=? WHERE session_id=?",
+                (upto, time.time(), session_id),
             )
 
     # -- the board and messages ---------------------------------------------------------------

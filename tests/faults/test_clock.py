@@ -4,13 +4,16 @@ jump): timeouts, idle timeouts, durations and progress still hold."""
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from orch_plugins.store import Store
 from tests.faults.kit import Case
+from tests.faults.test_hooks import fire
 
 
 def jump(case: Case, *offsets: str, every: float = 0.7) -> None:
@@ -81,12 +84,38 @@ def pause_case(case: Case) -> None:
     assert 8.0 < time.monotonic() - started < 40
 
 
+def notice_case(case: Case) -> None:
+    """An agent that ended after the clock went back an hour is still news for the session
+    that launched it (notices follow the order in which ends were recorded, not their times)."""
+    assert case.orch("status").returncode == 0
+    sid, transcript = str(uuid.uuid4()), case.root / f"{case.step}.jsonl"
+    transcript.touch()
+    before = case.orch("launch", "before", "ends first", "--wait")
+    assert before.returncode == 0
+    assert fire(case, sid, transcript, None) == ("", 0)  # the session's first prompt
+    gate = case.root / f"{case.step}.gate"
+    env = {"CLAUDE_CODE_SESSION_ID": sid}
+    for name in ("early", "late"):
+        launch = case.orch("launch", name, f"GATE={gate}", clock="0", extra_env=env)
+        assert launch.returncode == 0, launch.stderr
+    text, _ = fire(case, sid, transcript, None)
+    assert text == ""
+    (case.root / f"{case.step}.clock").write_text("-3600")  # the agents end an hour "earlier"
+    gate.touch()
+    until(case, lambda r: r["status"] == "completed", timeout=20)
+    while {r["status"] for r in case.runs()} != {"completed"}:
+        time.sleep(0.1)
+    text, _ = fire(case, sid, transcript, None)
+    assert sorted(re.findall(r"^- (\w+): completed", text, re.M)) == ["early", "late"], text
+
+
 def test_the_wall_clock_jumps(project: Path, tmp_path: Path) -> None:
     checks = {
         "timeout": timeout_case,
         "idle": idle_case,
         "progress": progress_case,
         "pause": pause_case,
+        "notice": notice_case,
     }
     with ThreadPoolExecutor(len(checks)) as pool:
         futures = {n: pool.submit(f, Case(tmp_path / "cases", n)) for n, f in checks.items()}

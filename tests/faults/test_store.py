@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from orch_plugins.store import SCHEMA_VERSION
 from tests.faults.kit import Case
 from tests.faults.make_old_store import PLACE
+from tests.faults.test_hooks import fire
 from tests.helpers import FAKE_CLAUDE
 
 HERE = Path(__file__).resolve().parent
@@ -54,9 +56,13 @@ def test_a_store_of_the_previous_release_is_read(project: Path, tmp_path: Path) 
         assert case.orch("output", "done").stdout.startswith("sha256=")
         cost = json.loads(case.orch("cost", "--json", "--all").stdout)
         assert cost["total"]["cost_usd"] == round(2 * old["done"]["cost_usd"], 6), cost
-        # The session the old hook recorded is still known.
+        # The session the old hook recorded is still known, and its next prompt hears of
+        # exactly the ends that came after it was first seen (the migration numbered them).
+        sid = "11111111-2222-4333-8444-555555555555"
         sessions = case.orch("sessions", "--json")
-        assert "11111111-2222-4333-8444-555555555555" in sessions.stdout, sessions
+        assert sid in sessions.stdout, sessions
+        text, rc = fire(case, sid, PLACE / "transcript.jsonl", None)
+        assert rc == 0 and sorted(re.findall(r"^- (\w+): ", text, re.M)) == ["busy", "waiting"]
         # And the migrated store takes new agents.
         assert case.orch("launch", "new", "after the upgrade").returncode == 0
         assert {r["name"]: r["status"] for r in case.settle()}["new"] == "completed"
