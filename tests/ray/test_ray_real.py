@@ -129,9 +129,11 @@ def test_two_slots_run_two_queue_the_third_and_everything_comes_home(
 def test_cancel_stops_the_job_and_its_claude(
     ray_project: Path, ray_cluster: Cluster, messages_api: MessagesStandIn
 ) -> None:
-    messages_api.on("HANG", Reply.text("never", delay=120))
+    # An answer streamed slowly (~40 s): what claude is writing shows in orch logs meanwhile.
+    messages_api.on("HANG", Reply.text("streaming " + "word " * 800, chunk=20, pace=0.2))
     orch("launch", "h", "HANG here", check=True)
     wait_for(lambda: seen(messages_api, "HANG"), timeout=120)
+    wait_for(lambda: "[writing] streaming word" in orch("logs", "h").stdout, timeout=30)
     run_id = status_json("h")[0]["run_id"]
     pids = wait_for(lambda: agent_pids("h", run_id), timeout=30)
     assert "h: cancelled" in orch("cancel", "h", check=True, timeout=120).stdout

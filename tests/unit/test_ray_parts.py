@@ -63,6 +63,23 @@ def test_a_file_cut_short_or_altered_is_left_out(tmp_path: Path) -> None:
     assert node.parse(text).files["output.md"] == b"x" * 200_000
 
 
+def test_the_text_being_written_travels_as_it_grows(tmp_path: Path) -> None:
+    live = tmp_path / "live.txt"
+    feeder = node.Feeder(str(tmp_path))
+    out = io.StringIO()
+    seen = []
+    with contextlib.redirect_stdout(out):
+        for content in ("msg1\nHel", "msg1\nHello wörld", "msg2\nother", None, "msg3\nx"):
+            if content is None:
+                live.unlink()
+            else:
+                live.write_text(content, encoding="utf-8")
+            feeder.feed()
+            seen.append(node.parse(out.getvalue()).live)
+    assert seen == ["msg1\nHel", "msg1\nHello wörld", "msg2\nother", None, "msg3\nx"]
+    assert out.getvalue().count("L +") == 1  # the growth went as the added text only
+
+
 def test_what_of_a_project_travels(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     repo = git_project(tmp_path / "p")

@@ -397,6 +397,14 @@ class RayBackend(Backend):
                 if target.exists() and target.read_bytes() == blob:
                     continue
             atomic_write(target, blob)
+        live = run_dir / "live.txt"
+        with contextlib.suppress(OSError):
+            if records.live is None or records.done:
+                live.unlink(missing_ok=True)
+            else:
+                text = records.live.encode("utf-8", "surrogateescape")
+                if not live.exists() or live.read_bytes() != text:
+                    atomic_write(live, text)
         if records.node:
             with contextlib.suppress(OSError):
                 atomic_write(run_dir / "ray-node.json", json.dumps(records.node).encode())

@@ -16,6 +16,8 @@ at ``GET /api/jobs/ID/logs``), as lines that start with :data:`PREFIX`:
 * ``N {json}``: the node (host name, run directory, working directory), once;
 * ``E "line"``: one line of the run's ``events.jsonl``, as a JSON string (ASCII only);
 * ``S {json}``: the supervisor's ``state.json`` whenever it changes;
+* ``L =TEXT``, ``L +TEXT``, ``L -``: the message being written (``live.txt``): all of it, what
+  was added, gone (TEXT a JSON string);
 * ``F NAME BASE64`` ... ``Z NAME SIZE SHA256``: a file (``output.md``, the supervisor's
   ``transcript.jsonl.gz``, ``branch.bundle``) in chunks, then its size and digest;
 * ``D {json}``: done; nothing follows.
@@ -82,6 +84,9 @@ class Feeder:
         self.offset = 0
         self.state_text: str | None = None
         self.state: dict = {}
+        self.live_path = os.path.join(run_dir, "live.txt")
+        #: What the log holds of ``live.txt`` (None: no such file).
+        self.live: str | None = None
 
     def feed(self) -> None:
         try:
@@ -96,6 +101,10 @@ class Feeder:
                 text = line.decode("utf-8", "surrogateescape")
                 _emit("E", json.dumps(text))
             self.offset += end + 1
+        self.feed_state()
+        self.feed_live()
+
+    def feed_state(self) -> None:
         try:
             with open(self.state_path, encoding="utf-8") as fh:
                 text = fh.read()
@@ -108,6 +117,25 @@ class Feeder:
                 return  # never half-written (renamed into place), but be safe
             self.state_text, self.state = text, state
             _emit("S", json.dumps(state))
+
+    def feed_live(self) -> None:
+        """The text of the message claude is writing (``live.txt``, for ``orch logs``): what
+        was added since the last record (``L +``), the whole file when it is another message
+        (``L =``), or that it is gone (``L -``)."""
+        try:
+            with open(self.live_path, "rb") as fh:
+                now: str | None = fh.read().decode("utf-8", "surrogateescape")
+        except OSError:
+            now = None
+        if now == self.live:
+            return
+        if now is None:
+            _emit("L", "-")
+        elif self.live is not None and now.startswith(self.live):
+            _emit("L", "+" + json.dumps(now[len(self.live) :]))
+        else:
+            _emit("L", "=" + json.dumps(now))
+        self.live = now
 
 
 def send_file(name: str, path: str) -> bool:
@@ -353,6 +381,8 @@ class Records:
         self.events: list = []
         self.state: dict | None = None
         self.files: dict = {}
+        #: ``live.txt`` as the last records left it (None: none).
+        self.live: str | None = None
         self.done = False
 
 
@@ -380,6 +410,13 @@ def parse(text: str) -> Records:
                 blob = b"".join(chunks.pop(name, []))
                 if len(blob) == int(size) and hashlib.sha256(blob).hexdigest() == digest:
                     out.files[name] = blob
+            elif kind == "L":
+                if payload == "-":
+                    out.live = None
+                elif payload[:1] == "=":
+                    out.live = json.loads(payload[1:])
+                elif payload[:1] == "+" and out.live is not None:
+                    out.live += json.loads(payload[1:])
             elif kind == "D":
                 out.done = True
         except (ValueError, TypeError):
