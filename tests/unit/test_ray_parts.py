@@ -160,3 +160,83 @@ def test_the_cli_does_not_import_ray(project: Path) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class _FakeJobs:
+    """Stands in for the job API client: ``jobs`` by submission id, ``logs`` by id."""
+
+    address = "http://ray.invalid:8265"
+    timeout = 1.0
+
+    def __init__(self, jobs: dict[str, dict], logs: dict[str, str]) -> None:
+        self._jobs, self._logs = jobs, logs
+        self.headers: dict[str, str] = {}
+
+    def job(self, sid: str) -> dict | None:
+        return self._jobs.get(sid)
+
+    def jobs(self) -> list[dict]:
+        return [{"submission_id": k, **v} for k, v in self._jobs.items()]
+
+    def logs(self, sid: str) -> str:
+        return self._logs.get(sid, "")
+
+
+def _ray_run(tmp_path: Path, run_id: int, error: str | None = None) -> dict:
+    run_dir = tmp_path / f"run{run_id}"
+    run_dir.mkdir()
+    return {
+        "run_id": run_id,
+        "name": f"a{run_id}",
+        "status": "running",
+        "error": error,
+        "run_dir": str(run_dir),
+        "log_path": str(run_dir / "events.jsonl"),
+        "output_path": str(run_dir / "output.md"),
+        "handle": {"submission_id": f"s{run_id}", "address": _FakeJobs.address},
+    }
+
+
+def test_ray_job_states_map_to_orch_statuses(tmp_path: Path) -> None:
+    from orch_plugins.backend import BackendContext
+    from orch_plugins.backends.ray.backend import RayBackend
+
+    ended_state = node.PREFIX + "S " + json.dumps({"status": "completed", "session_id": "x"})
+    died = (
+        "Job supervisor actor died: The actor died unexpectedly\n\tclass_name: JobSupervisor\n"
+        "The actor died because its node has died. Node Id: abc\n\tthe actor's node was "
+        "terminated unexpectedly: health check failed"
+    )
+    jobs = {
+        "s1": {"status": "PENDING"},
+        "s2": {"status": "FAILED", "error_type": "JOB_SUPERVISOR_ACTOR_DIED", "message": died},
+        "s3": {"status": "STOPPED", "message": "Job was intentionally stopped."},
+        "s4": {"status": "FAILED", "error_type": "RUNTIME_ENV_SETUP_FAILURE", "message": "no"},
+        "s5": {"status": "SUCCEEDED"},
+        "s7": {"status": "RUNNING"},
+    }
+    logs = {"s5": ended_state + "\n" + node.PREFIX + "D {}\n"}
+    backend = RayBackend(BackendContext(tmp_path, {"address": _FakeJobs.address}))
+    backend._client = _FakeJobs(jobs, logs)  # type: ignore[assignment]
+    runs = [_ray_run(tmp_path, i, "queued: old note" if i == 7 else None) for i in range(1, 8)]
+    got = backend.poll(runs)  # type: ignore[arg-type]
+    assert got[1].alive and got[1].fields["error"].startswith("queued: waiting in the Ray")
+    assert got[2].fields["status"] == "lost" and "node has died" in got[2].fields["error"]
+    assert got[3].fields["status"] == "cancelled"
+    assert got[4].fields["status"] == "failed" and got[4].fields["error"].endswith(": no")
+    assert got[5].fields == {"session_id": "x", "status": "completed"}
+    assert got[6].fields["status"] == "lost"  # the cluster does not know the job
+    assert got[7].alive and got[7].fields == {"error": None}  # started: the note goes
+
+
+def test_an_unreachable_cluster_leaves_agents_running_with_a_note(tmp_path: Path) -> None:
+    from orch_plugins.backend import BackendContext
+    from orch_plugins.backends.ray.backend import RayBackend
+    from tests.ray.cluster import free_port
+
+    address = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    backend = RayBackend(BackendContext(tmp_path, {"address": address, "timeout": 2}))
+    run = _ray_run(tmp_path, 1)
+    run["handle"]["address"] = address
+    [update] = backend.poll([run]).values()  # type: ignore[list-item]
+    assert update.alive and update.fields["error"].startswith("status unknown: cannot reach")
