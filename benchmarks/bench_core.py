@@ -23,7 +23,7 @@ from pathlib import Path
 ORCH = [sys.executable, "-m", "orch_plugins.cli"]
 _SID = "00000000-0000-0000-0000-000000000001"
 STUB = f"""#!/bin/sh
-cat >/dev/null
+read -r _line
 echo '{{"type":"system","subtype":"init","session_id":"{_SID}"}}'
 echo '{{"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"{_SID}"}}'
 """
@@ -150,11 +150,15 @@ def seed_runs(state: Path, n: int) -> None:
     store.close()
 
 
-def bench_real(base: Path) -> None:
+def real_pairs(base: Path, rounds: int = 3) -> list[tuple[float, float]]:
+    """Wall seconds of five real one-turn agents (Claude Code against the stand-in, each
+    answer held 2 s), (from a bare shell, through ``orch parallel`` + ``orch wait``), measured
+    in turn ``rounds`` times."""
     from orch_plugins.testing.api import MessagesStandIn, Reply
     from orch_plugins.testing.pytest_plugin import find_claude_bin, make_claude_env
 
     claude = find_claude_bin()
+    pairs = []
     with MessagesStandIn() as api:
         api.default = lambda req: Reply.text("done", delay=2.0)  # an agent that "thinks" 2 s
         home = base / "home"
@@ -164,9 +168,8 @@ def bench_real(base: Path) -> None:
         work.mkdir(exist_ok=True)
         tasks = [f"benchmark task number {i}" for i in range(5)]
         script = " ".join(f"{claude} -p '{t}' > out{i}.txt &" for i, t in enumerate(tasks))
-        direct, through = [], []
-        for _ in range(3):
-            direct.append(timed(["sh", "-c", script + " wait"], env=env, cwd=work))
+        for _ in range(rounds):
+            direct = timed(["sh", "-c", script + " wait"], env=env, cwd=work)
             orch_env = {**fresh_env(base, claude), **env}
             t = time.perf_counter()
             subprocess.run(
@@ -179,8 +182,14 @@ def bench_real(base: Path) -> None:
             subprocess.run(
                 [*ORCH, "wait"], env=orch_env, cwd=work, check=True, stdout=subprocess.DEVNULL
             )
-            through.append(time.perf_counter() - t)
-    d, o = statistics.median(direct), statistics.median(through)
+            pairs.append((direct, time.perf_counter() - t))
+    return pairs
+
+
+def bench_real(base: Path) -> None:
+    pairs = real_pairs(base)
+    d = statistics.median(p[0] for p in pairs)
+    o = statistics.median(p[1] for p in pairs)
     print(f"5 real agents, direct shell:           {d:.2f} s wall (median of 3)")
     print(
         f"5 real agents, through orch:           {o:.2f} s wall (median of 3), "

@@ -423,8 +423,26 @@ def release_space(fd: int, upto: int, released: int) -> int:
 
 
 class Supervisor:
-    def __init__(self, spec: dict[str, Any], reporter: Any, *, display: bool = False) -> None:
+    """One agent's run: its claude, its records, its containment.
+
+    ``batch``: the :class:`Batch` this run is supervised in (one process for the runs of one
+    launch, each in a thread of its own), or None for a process of its own (a tmux pane, a
+    remote host, an interactive agent). In a batch the process-wide parts (subreaper, the
+    orphan reaper, signal handlers, the lock held while children start) are the batch's, and
+    the agent's processes are found from its own claude, marker and cgroup, never from the
+    supervising process's tree (which holds every agent of the batch).
+    """
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        reporter: Any,
+        *,
+        display: bool = False,
+        batch: Batch | None = None,
+    ) -> None:
         self.spec = spec
+        self.batch = batch
         self.rep = reporter
         #: Also print human-readable progress to stdout (a tmux pane); off once the pane is gone.
         self.display = display
@@ -468,8 +486,8 @@ class Supervisor:
         self.cgroup_name = procs.cgroup_name(spec["run_id"], token) if token else None
         self.cgroup: str | None = None
         #: Held while a child is started, so the orphan reaper never collects a child whose
-        #: Popen object is not assigned yet.
-        self.spawn_lock = threading.Lock()
+        #: Popen object is not assigned yet (one lock for the whole batch: it has one reaper).
+        self.spawn_lock = batch.spawn_lock if batch is not None else threading.Lock()
         #: claude's stdin with ``--input-format stream-json`` (None: the prompt file is stdin).
         self.feeder: Feeder | None = None
         #: Messages were handed to claude after its last result: another result is due.
@@ -480,10 +498,12 @@ class Supervisor:
     # Containment: everything the agent starts stays findable (see orch_plugins.procs).
     def contain(self) -> None:
         """Become a subreaper, reap orphans as they die, and make the run's cgroup where the
-        machine allows one (``containment = "tree"`` in the spec skips the cgroup)."""
-        procs.become_subreaper()
-        with contextlib.suppress(ValueError):  # not the main thread (tests)
-            signal.signal(signal.SIGCHLD, self._on_child)
+        machine allows one (``containment = "tree"`` in the spec skips the cgroup). In a batch
+        the first two are the batch's (:meth:`Batch.contain`)."""
+        if self.batch is None:
+            procs.become_subreaper()
+            with contextlib.suppress(ValueError):  # not the main thread (tests)
+                signal.signal(signal.SIGCHLD, self._on_child)
         if self.cgroup_name and self.spec.get("containment", "auto") != "tree":
             self.cgroup = procs.make_cgroup(self.cgroup_name)
 
@@ -560,9 +580,23 @@ class Supervisor:
                 join.close()
         return self.proc
 
+    def children(self) -> set[int]:
+        """The pids of this run's claude processes that a ``Popen`` still waits for."""
+        return {p.pid for p in (self.proc, self.lingering) if p is not None}
+
     def agent_processes(self) -> dict[int, int]:
-        """``{pid: start_time}`` of every process the agent started that still runs."""
-        return procs.agent_processes(os.getpid(), marker=self.marker, cgroup=self.cgroup)
+        """``{pid: start_time}`` of every process the agent started that still runs: the tree
+        below this process (below this run's claude in a batch, whose process supervises
+        other agents too), the run's marker and its cgroup."""
+        if self.batch is None:
+            return procs.agent_processes(os.getpid(), marker=self.marker, cgroup=self.cgroup)
+        found = procs.agent_processes(marker=self.marker, cgroup=self.cgroup)
+        for pid in self.children():
+            start = proc_start_time(pid)
+            if start is not None and pid_alive(pid, start):
+                found[pid] = start
+                found.update(procs.agent_processes(pid))
+        return found
 
     def terminate_agent(self, grace: float | None = None) -> None:
         """Stop claude and everything the agent started: SIGTERM, SIGKILL after ``grace``
@@ -589,7 +623,10 @@ class Supervisor:
                 self.terminate_agent()
             if self.cgroup:
                 procs.remove_cgroup(self.cgroup, wait=0.0 if self.keep_children else 5.0)
-            procs.reap_orphans()
+            if self.batch is None:
+                procs.reap_orphans()
+            else:
+                self.batch.reap()  # never a zombie another run's Popen still waits for
         except Exception as exc:  # the run is recorded already; say why, do not fail it
             warn(f"cleanup failed: {exc!r}")
 
@@ -2150,45 +2187,51 @@ def save_work(spec: dict[str, Any]) -> dict[str, Any]:
     return {"changes": json.dumps(summary)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``supervisor [--display] [--env FILE] SPEC.json``.
+#: In a run directory: written (empty) when the run's supervision ends, whatever the run's
+#: end: a run still ``running`` in the store once it is there lost its supervisor (a batch
+#: thread that died without recording), though the batch's process lives on.
+SUPERVISION_ENDED = "supervisor.end"
+#: In a run directory: the cancel of one run of a batch (:func:`request_cancel`).
+CANCEL_FILE = "cancel_requested"
+#: Sent to a batch's process after a run's :data:`CANCEL_FILE` is written: it then looks for
+#: such files. SIGURG: ignored by default, so one that comes before the handler is set up
+#: (the process is still starting) loses nothing (the run looks for the file before claude
+#: starts), where SIGUSR1 would end the whole batch.
+CANCEL_SIGNAL = signal.SIGURG
+#: How often a batch's main thread reaps orphans and looks for cancels (seconds).
+BATCH_TICK = 0.5
 
-    ``--display`` prints progress for a person (tmux pane); ``--env`` loads the launcher's
-    environment from FILE. A spec with ``options.interactive`` runs claude interactively.
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    display = "--display" in args
-    if display:
-        args.remove("--display")
-    env_file = None
-    if "--env" in args and args.index("--env") + 1 < len(args):
-        i = args.index("--env")
-        env_file = args[i + 1]
-        del args[i : i + 2]
-    if len(args) != 1:
-        print("usage: supervisor [--display] [--env FILE] SPEC.json", file=sys.stderr)
-        return 2
-    if env_file:
-        load_env_file(env_file)
-    with open(args[0], encoding="utf-8") as fh:
-        spec = json.load(fh)
-    reporter = (
-        FileReporter(spec) if spec.get("options", {}).get("report") == "file" else DbReporter(spec)
-    )
+
+def request_cancel(run_dir: str | Path) -> None:
+    """Ask the batch that supervises the run in ``run_dir`` to cancel it (then signal the
+    batch with :data:`CANCEL_SIGNAL`)."""
+    Path(run_dir, CANCEL_FILE).touch()
+
+
+def make_supervisor(
+    spec: dict[str, Any], *, display: bool = False, batch: Batch | None = None
+) -> Supervisor | None:
+    """The reporter and supervisor a spec asks for (the store or a state file; print mode or
+    interactive), checked in; None when the run ended before this process got going
+    (cancelled, or found abandoned because the process starting it died): nothing may run
+    for it now."""
+    options = spec.get("options", {})
+    reporter = FileReporter(spec) if options.get("report") == "file" else DbReporter(spec)
     if not reporter.check_in():
-        # Ended before this process got going (cancelled, or found abandoned because the
-        # process starting it died): nothing may run for it now.
         reporter.close()
-        return 0
+        return None
     reporter.reserve()
     procs.fault("supervisor-start")  # checked in, nothing started
-    if spec.get("options", {}).get("interactive"):
-        sup: Supervisor = InteractiveSupervisor(spec, reporter)
-    else:
-        sup = Supervisor(spec, reporter, display=display)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, sup.on_signal)
-    sup.contain()
+    if options.get("interactive"):
+        return InteractiveSupervisor(spec, reporter)
+    return Supervisor(spec, reporter, display=display, batch=batch)
+
+
+def supervise(sup: Supervisor) -> None:
+    """Run one agent to its end under ``sup`` (already contained): prepare its worktree, run
+    claude, record the end (a crash of the supervisor's own code is recorded as ``failed``,
+    never left ``running``), announce it, then stop what the agent left running."""
+    reporter, spec = sup.rep, sup.spec
     try:
         fields, problem = sup.prepare_worktree()
         if fields:
@@ -2213,6 +2256,188 @@ def main(argv: list[str] | None = None) -> int:
     sup.stop_leftovers()
     reporter.close()
     sup.release()  # then stop what the agent left running
+
+
+class Batch:
+    """Supervises the runs of one launch in one process, a thread per run.
+
+    ``orch parallel`` of 50 agents starts one Python process instead of 50 (each interpreter
+    holds ~12 MB and costs ~40 ms of CPU to start). What the runs share, and only this: the
+    process (a crash of the interpreter itself, or a kill -9 of it, ends the supervision of
+    all its runs: each shows ``lost`` at the next status read, which stops its processes),
+    the subreaper (an orphan that left its claude's tree is found by the run's marker and
+    cgroup; one that shed both is stopped when the batch's last run ends), the lock held
+    while a child starts, and the signal handlers. Everything else stays per run: its claude,
+    its cgroup and marker, its store connection, its timers, its files, and an exception in
+    one run's code is recorded as that run's failure and ends no other.
+    """
+
+    def __init__(self, total: int) -> None:
+        #: How many specs this batch was started with (each is added, or failed to be).
+        self.total = total
+        self.added = 0
+        self.swept = False
+        self.spawn_lock = threading.Lock()
+        self.sups: list[Supervisor] = []
+        self.threads: list[threading.Thread] = []
+        #: Runs whose supervision has not ended yet (under :attr:`count_lock`).
+        self.live = 0
+        self.count_lock = threading.Lock()
+        #: A child died and its zombie may still wait to be collected.
+        self.reap_due = False
+
+    def contain(self) -> None:
+        """Become the subreaper of every run's processes; reap orphans as they die; take the
+        signals (SIGTERM, SIGINT, SIGHUP cancel every run; :data:`CANCEL_SIGNAL` the runs
+        whose :data:`CANCEL_FILE` is there)."""
+        procs.become_subreaper()
+        signal.signal(signal.SIGCHLD, self.on_child)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self.on_signal)
+        signal.signal(CANCEL_SIGNAL, lambda _s, _f: self.check_cancels())
+
+    def on_child(self, _signum: int, _frame: Any) -> None:
+        self.reap_due = True
+        self.reap(blocking=False)
+
+    def on_signal(self, _signum: int, _frame: Any) -> None:
+        for sup in list(self.sups):
+            sup.stop("cancelled")
+
+    def check_cancels(self) -> None:
+        for sup in list(self.sups):
+            if not sup.stopping.is_set() and (sup.run_dir / CANCEL_FILE).exists():
+                sup.stop("cancelled")
+
+    def reap(self, blocking: bool = True) -> None:
+        """Collect dead orphans, never a child a run's ``Popen`` still waits for."""
+        if not self.spawn_lock.acquire(blocking=blocking):
+            return  # a child is being started: the next tick reaps
+        try:
+            self.reap_due = False
+            keep: set[int] = set()
+            for sup in list(self.sups):
+                keep |= sup.children()
+            procs.reap_orphans(keep)
+        finally:
+            self.spawn_lock.release()
+
+    def add(self, spec_path: str) -> None:
+        """Start supervising the run of ``spec_path`` in a thread of its own."""
+        run_dir = os.path.dirname(os.path.abspath(spec_path))
+        try:
+            with open(spec_path, encoding="utf-8") as fh:
+                spec = json.load(fh)
+            sup = make_supervisor(spec, batch=self)
+            if sup is not None:
+                sup.contain()
+        except Exception as exc:  # no reporter: the run shows lost at the next status read
+            warn(f"cannot supervise {spec_path}: {exc!r}")
+            sup = None
+        if sup is None:  # or it ended before it could start: nothing runs for it
+            _supervision_ended(run_dir)
+            with self.count_lock:
+                self.added += 1
+            return
+        self.sups.append(sup)
+        with self.count_lock:
+            self.live += 1
+            self.added += 1
+        thread = threading.Thread(target=self._run, args=(sup,), name=f"run-{spec['run_id']}")
+        self.threads.append(thread)
+        thread.start()
+
+    def _run(self, sup: Supervisor) -> None:
+        last = False
+        try:
+            if (sup.run_dir / CANCEL_FILE).exists():  # cancelled before this batch listened
+                sup.stop("cancelled")
+            supervise(sup)
+        except BaseException as exc:
+            warn(f"run {sup.spec['run_id']}: {exc!r}")
+        finally:
+            with self.count_lock:
+                self.live -= 1
+                last = self.live == 0 and self.added == self.total
+                self.swept = self.swept or last
+            if last:
+                self.sweep()  # before the end mark: after it, the process only exits
+            _supervision_ended(str(sup.run_dir), last=last)
+
+    def wait(self) -> None:
+        """Until every run has ended: reap and look for cancels every :data:`BATCH_TICK`
+        (signals are handled here, in the main thread)."""
+        for thread in self.threads:
+            while thread.is_alive():
+                thread.join(BATCH_TICK)
+                if self.reap_due:
+                    self.reap()
+                self.check_cancels()
+        if not self.swept:  # no run's thread was the last (the last spec failed to load)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """The last run ended: stop what is left below this process (orphans no run's marker
+        or cgroup held), except what a run that keeps its children left."""
+        kept = [sup.marker for sup in self.sups if sup.keep_children and sup.marker]
+        if kept:
+            return  # what is below may be theirs: left running, as they asked
+        try:
+            procs.terminate(lambda: procs.agent_processes(os.getpid()), 1.0)
+            procs.reap_orphans()
+        except Exception as exc:
+            warn(f"final sweep failed: {exc!r}")
+
+
+def _supervision_ended(run_dir: str, *, last: bool = False) -> None:
+    """Leave :data:`SUPERVISION_ENDED` in the run directory; ``last``: it says ``last`` (the
+    batch's process exits now: a cancel waits for that too)."""
+    with contextlib.suppress(OSError):
+        write_atomic(Path(run_dir, SUPERVISION_ENDED), "last\n" if last else "")
+
+
+def main_batch(spec_paths: list[str]) -> int:
+    """``supervisor --batch SPEC.json...``: every run in one process (:class:`Batch`)."""
+    batch = Batch(len(spec_paths))
+    batch.contain()
+    for path in spec_paths:
+        batch.add(path)
+    batch.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``supervisor [--display] [--env FILE] SPEC.json`` or ``supervisor --batch SPEC.json...``.
+
+    ``--display`` prints progress for a person (tmux pane); ``--env`` loads the launcher's
+    environment from FILE. A spec with ``options.interactive`` runs claude interactively.
+    ``--batch``: the runs of several specs in this one process (:class:`Batch`).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--batch"]:
+        return main_batch(args[1:])
+    display = "--display" in args
+    if display:
+        args.remove("--display")
+    env_file = None
+    if "--env" in args and args.index("--env") + 1 < len(args):
+        i = args.index("--env")
+        env_file = args[i + 1]
+        del args[i : i + 2]
+    if len(args) != 1:
+        print("usage: supervisor [--display] [--env FILE] SPEC.json", file=sys.stderr)
+        return 2
+    if env_file:
+        load_env_file(env_file)
+    with open(args[0], encoding="utf-8") as fh:
+        spec = json.load(fh)
+    sup = make_supervisor(spec, display=display)
+    if sup is None:
+        return 0
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, sup.on_signal)
+    sup.contain()
+    supervise(sup)
     return 0
 
 

@@ -1,14 +1,24 @@
-"""The default backend: each agent's supervisor is a detached local process.
+"""The default backend: the agents of one launch are supervised by one detached local process.
 
 The supervisor is started in a new session (``start_new_session``) with stdin from /dev/null and
 no inherited descriptors, so it survives the launching command, its terminal and the orchestrator
 session ending. Its PID and start time form the handle: a reused PID is never taken for it.
+
+One process per launch batch (``orch parallel`` of 50 agents: one process, a thread per agent;
+``orch launch``: a batch of one), see :class:`orch_plugins.supervisor.Batch` for what its runs
+share. A run's handle names the batch's process (``batch: true``) and the run's directory: the
+run is alive while that process runs and the run's thread has not ended
+(:data:`~orch_plugins.supervisor.SUPERVISION_ENDED`); a cancel asks the batch to stop that run
+alone (:func:`cancel_batch_run`), never signals the process with SIGTERM.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypedDict, cast
 
@@ -28,6 +38,9 @@ class LocalHandle(TypedDict, total=False):
     run_id: int
     token: str
     keep_children: bool
+    #: The process supervises a batch of runs (``supervisor --batch``); ``run_dir``: this one's.
+    batch: bool
+    run_dir: str
 
 
 def local_handle(handle: Handle) -> LocalHandle:
@@ -42,23 +55,93 @@ def supervisor_argv(spec: LaunchSpec) -> list[str]:
     return [sys.executable, "-S", supervisor.__file__, str(spec.spec_path)]
 
 
-def spawn_supervisor(spec: LaunchSpec) -> Handle:
-    """Start a spec's supervisor detached (new session, no inherited stdin or descriptors, out
-    of the marker and cgroup of an agent that ran ``orch``: :func:`orch_plugins.procs.detached`),
-    so it outlives ``orch launch``; the handle's start time keeps a reused PID from passing
-    for it."""
-    with open(Path(spec.run_dir) / "supervisor.log", "ab") as errlog, procs.detached() as kw:
+def spawn_batch(specs: Sequence[LaunchSpec]) -> list[Handle]:
+    """Start one supervisor for all ``specs`` (``supervisor --batch``), detached (new session,
+    no inherited stdin or descriptors, out of the marker and cgroup of an agent that ran
+    ``orch``: :func:`orch_plugins.procs.detached`), so it outlives ``orch launch``; one handle
+    per spec, in order, whose start time keeps a reused PID from passing for the process. Its
+    stdout and stderr go to the first run's ``supervisor.log``."""
+    first = specs[0]
+    argv = [sys.executable, "-S", supervisor.__file__, "--batch"]
+    argv += [str(s.spec_path) for s in specs]
+    with open(Path(first.run_dir) / "supervisor.log", "ab") as errlog, procs.detached() as kw:
         proc = subprocess.Popen(
-            supervisor_argv(spec),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=errlog,
             stderr=errlog,
-            cwd=spec.cwd,
+            cwd=first.cwd,
             start_new_session=True,
             close_fds=True,
             **kw,
         )
-    return {"pid": proc.pid, "start_time": proc_start_time(proc.pid), **run_mark(spec)}
+    start = proc_start_time(proc.pid)
+    return [
+        {"pid": proc.pid, "start_time": start, "batch": True, "run_dir": s.run_dir, **run_mark(s)}
+        for s in specs
+    ]
+
+
+def batch_run_alive(own: LocalHandle) -> bool:
+    """A run of a batch is supervised while the batch's process runs and the run's thread has
+    not ended."""
+    if not pid_alive(own.get("pid"), own.get("start_time")):
+        return False
+    run_dir = own.get("run_dir")
+    return not (run_dir and os.path.exists(os.path.join(run_dir, supervisor.SUPERVISION_ENDED)))
+
+
+def _ended_last(run_dir: str) -> bool:
+    """The run's supervision ended, as the last of its batch."""
+    try:
+        return Path(run_dir, supervisor.SUPERVISION_ENDED).read_text().startswith("last")
+    except OSError:
+        return False
+
+
+def cancel_batch_run(own: LocalHandle, grace: float) -> None:
+    """Cancel one run of a batch: leave its cancel file, signal the batch
+    (:data:`~orch_plugins.supervisor.CANCEL_SIGNAL`, again every half second: a batch still
+    starting ignores it) and wait ``grace`` + 2 s for the run's thread to stop claude and
+    record ``cancelled``; then stop what is left of the run (its marker and cgroup), also
+    when the batch was gone or stuck. The batch's other runs go on."""
+    pid, start = own.get("pid"), own.get("start_time")
+    run_dir = own.get("run_dir") or ""
+    alive = bool(pid) and batch_run_alive(own)
+    if alive:
+        try:
+            supervisor.request_cancel(run_dir)
+        except OSError:
+            alive = False
+    if alive and pid:
+        deadline = time.monotonic() + grace + 2.0
+        next_signal = 0.0
+        while batch_run_alive(own) and time.monotonic() < deadline:
+            if time.monotonic() >= next_signal:
+                procs.send(pid, start, supervisor.CANCEL_SIGNAL)
+                next_signal = time.monotonic() + 0.5
+            time.sleep(0.05)
+        # The batch's last run: its process exits right after (wait for it, as for a
+        # supervisor of its own).
+        while _ended_last(run_dir) and pid_alive(pid, start) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if own.get("keep_children") and not batch_run_alive(own):
+            return  # it stopped claude and kept the rest, as asked
+    # The batch's pid is the session of every claude it started: a safe group unless another
+    # process took the pid (see procs.stop_run).
+    reused = bool(pid) and pid_alive(pid, None) and not pid_alive(pid, start)
+    procs.stop_run(
+        own.get("run_id", ""),
+        own.get("token"),
+        0.5,
+        group=None if reused else pid,
+        keep_children=bool(own.get("keep_children")),
+    )
+
+
+def spawn_supervisor(spec: LaunchSpec) -> Handle:
+    """Start a spec's supervisor detached: a batch of one (:func:`spawn_batch`)."""
+    return spawn_batch([spec])[0]
 
 
 def run_mark(spec: LaunchSpec) -> Handle:
@@ -77,13 +160,21 @@ class SubprocessBackend(Backend):
     def launch(self, spec: LaunchSpec) -> Handle:
         return spawn_supervisor(spec)
 
+    def launch_many(self, specs: list[LaunchSpec]) -> list[Handle]:
+        """All of them under one supervisor process (see the module docstring)."""
+        return spawn_batch(specs) if specs else []
+
     def is_alive(self, handle: Handle) -> bool:
         own = local_handle(handle)
+        if own.get("batch"):
+            return batch_run_alive(own)
         return pid_alive(own.get("pid"), own.get("start_time"))
 
     def cancel(self, handle: Handle, grace: float) -> None:
         own = local_handle(handle)
-        if own.get("pid"):
+        if own.get("batch"):
+            cancel_batch_run(own, grace)
+        elif own.get("pid"):
             procs.stop_supervisor(
                 own["pid"],
                 own.get("start_time"),
