@@ -75,7 +75,7 @@ RECORD_WAIT = 1.0
 #: Following claude's stdout file: read this much at a time; poll this often (seconds, growing
 #: from the first to the second figure while nothing new comes).
 READ_SIZE = 1 << 20
-TAIL_POLL = (0.01, 0.1)
+TAIL_POLL = (0.01, 0.05)
 #: The partial text of the message being written is appended to ``live.txt`` at most this often.
 LIVE_INTERVAL = 0.25
 #: Disk space of claude's stdout file that was already read is given back in steps this big
@@ -396,6 +396,28 @@ class LiveText:
 
 
 _fallocate: Any = None
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A pidfd of the child ``pid`` (readable once it exits; Linux 5.3), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _nap(exited: int | None, seconds: float) -> None:
+    """Sleep ``seconds``, or less when the pidfd ``exited`` says the process ended: the run is
+    recorded the moment claude exits, not up to a poll interval later."""
+    if exited is None:
+        time.sleep(seconds)
+        return
+    import select
+
+    try:
+        select.select([exited], [], [], seconds)
+    except (OSError, ValueError):
+        time.sleep(seconds)
 
 
 def release_space(fd: int, upto: int, released: int) -> int:
@@ -950,6 +972,7 @@ class Supervisor:
         proc = self.proc
         grace = float(self.spec.get("result_grace", RESULT_GRACE))
         fd = os.open(spool, os.O_RDWR)  # for release_space; nothing is written through it
+        exited = _exit_fd(proc.pid)  # readable once claude exits: the nap ends at once
         parts: list[bytes] = []  # an incomplete line, in pieces (a large one comes in many)
         released = 0
         done = 0  # bytes read
@@ -991,10 +1014,12 @@ class Supervisor:
                     if waited >= grace:
                         self.stop_tree(proc)
                         continue
-                time.sleep(delay)
+                _nap(exited, delay)
                 delay = min(delay * 2, TAIL_POLL[1])
         finally:
             os.close(fd)
+            if exited is not None:
+                os.close(exited)
 
     def take(self, parts: list[bytes], chunk: bytes) -> list[bytes]:
         """Hand every complete line of ``parts + chunk`` to :meth:`on_line`; return the rest."""
