@@ -63,7 +63,10 @@ from orch_plugins.store import (
 )
 from orch_plugins.supervisor import (
     STOP_FILE,
+    batch_run_alive,
+    cancel_batch_run,
     disk_full,
+    is_batch,
     logged_result,
     read_left_end,
     result_fields,
@@ -677,8 +680,9 @@ class Orchestrator:
                 supervisor = admission.checked_in(handle)
                 if supervisor is not None:
                     # Its starter died before recording the real handle (or has not yet):
-                    # the supervisor that checked in is the one to follow.
-                    if not pid_alive(*supervisor):
+                    # the supervisor that checked in is the one to follow (of a batch: its
+                    # run's thread, which leaves supervisor.end when it ends).
+                    if not batch_run_alive(*supervisor, run["run_dir"]):
                         lost.append((run, None, DIED))
                 elif admission.abandoned(handle):
                     lost.append((run, None, ABANDONED))
@@ -785,8 +789,12 @@ class Orchestrator:
 
     @staticmethod
     def _stop_checked_in(run: Run, supervisor: tuple[int, int | None], grace: float) -> None:
-        """Cancel a run through the supervisor that checked in on its placeholder handle."""
+        """Cancel a run through the supervisor that checked in on its placeholder handle (a
+        batch's process: that run alone, never the batch's other runs)."""
         token = _spec_env(run, RUN_TOKEN_VAR)
+        if is_batch(supervisor[0]):
+            cancel_batch_run(*supervisor, run["run_dir"], grace, run_id=run["run_id"], token=token)
+            return
         stop_supervisor(*supervisor, grace, run_id=run["run_id"], token=token)
 
     def fetch_files(self, run: Run) -> None:

@@ -2233,6 +2233,71 @@ def request_cancel(run_dir: str | Path) -> None:
     Path(run_dir, CANCEL_FILE).touch()
 
 
+def batch_run_alive(pid: int | None, start_time: int | None, run_dir: str) -> bool:
+    """Whether a run of a batch is supervised: the batch's process ``(pid, start_time)`` runs
+    and the run's thread has not ended (no :data:`SUPERVISION_ENDED` in ``run_dir``)."""
+    return pid_alive(pid, start_time) and not os.path.exists(
+        os.path.join(run_dir, SUPERVISION_ENDED)
+    )
+
+
+def is_batch(pid: int) -> bool:
+    """Whether the process ``pid`` is a batch supervisor (``supervisor.py --batch``)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"\0--batch\0" in fh.read()
+    except OSError:
+        return False
+
+
+def _ended_last(run_dir: str) -> bool:
+    """The run's supervision ended, as the last of its batch."""
+    try:
+        return Path(run_dir, SUPERVISION_ENDED).read_text().startswith("last")
+    except OSError:
+        return False
+
+
+def cancel_batch_run(
+    pid: int | None,
+    start_time: int | None,
+    run_dir: str,
+    grace: float,
+    *,
+    run_id: int | str = "",
+    token: str | None = None,
+    keep_children: bool = False,
+) -> None:
+    """Cancel the run in ``run_dir`` of the batch ``(pid, start_time)`` and no other: leave its
+    :data:`CANCEL_FILE`, signal the batch (:data:`CANCEL_SIGNAL`, again every half second: a
+    batch still starting ignores it) and wait ``grace`` + 2 s for the run's thread to stop
+    claude and record ``cancelled`` (and, for the batch's last run, for the process to exit);
+    then stop what is left of the run (its marker and cgroup, :func:`orch_plugins.procs.
+    stop_run`), also when the batch was gone or stuck."""
+    alive = bool(pid) and batch_run_alive(pid, start_time, run_dir)
+    if alive:
+        try:
+            request_cancel(run_dir)
+        except OSError:
+            alive = False
+    if alive and pid:
+        deadline = time.monotonic() + grace + 2.0
+        next_signal = 0.0
+        while batch_run_alive(pid, start_time, run_dir) and time.monotonic() < deadline:
+            if time.monotonic() >= next_signal:
+                procs.send(pid, start_time, CANCEL_SIGNAL)
+                next_signal = time.monotonic() + 0.5
+            time.sleep(0.05)
+        while _ended_last(run_dir) and pid_alive(pid, start_time) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if keep_children and not batch_run_alive(pid, start_time, run_dir):
+            return  # it stopped claude and kept the rest, as asked
+    # The batch's pid is the session of every claude it started: a safe group unless another
+    # process took the pid (see procs.stop_run).
+    reused = bool(pid) and pid_alive(pid, None) and not pid_alive(pid, start_time)
+    procs.stop_run(run_id, token, 0.5, group=None if reused else pid, keep_children=keep_children)
+
+
 def make_supervisor(
     spec: dict[str, Any], *, display: bool = False, batch: Batch | None = None
 ) -> Supervisor | None:

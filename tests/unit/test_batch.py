@@ -9,6 +9,8 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from orch_plugins import procs
 from tests.helpers import handle, orch, status_json, wait_for
 
@@ -111,5 +113,33 @@ def test_a_run_whose_supervision_ended_unrecorded_is_lost_while_its_batch_lives(
     assert status_json("b1")[0]["status"] == "lost"
     assert status_json("b2")[0]["status"] == "running"
     gates["b2"].touch()
+    assert orch("wait", "b2", "--timeout", "30", timeout=40).returncode == 0
+    assert status_json("b2")[0]["status"] == "completed"
+
+
+def test_cancelling_one_run_of_a_batch_whose_launcher_died_leaves_the_others_running(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher killed after starting the batch, before recording any handle: each run
+    holds a placeholder the batch checked in on. A cancel of one goes to that run alone."""
+    gates = {n: project / f"gate-{n}" for n in ("one", "two")}
+    tasks = [f"GATE={gates[n]} task of {n}" for n in ("one", "two")]
+    monkeypatch.setenv("ORCH_FAULT", "launch-spawned")
+    orch("parallel", *tasks, "--prefix", "b", "--max-parallel", "10")
+    monkeypatch.delenv("ORCH_FAULT")
+    first, second = wait_for(
+        lambda: (
+            all("supervisor" in handle(project, n) for n in ("b1", "b2"))
+            and (handle(project, "b1"), handle(project, "b2"))
+        ),
+        timeout=30,
+    )
+    assert first["supervisor"] == second["supervisor"]  # one batch checked in on both
+    claude_of(project, "b1")
+    pid2, start2 = claude_of(project, "b2")
+    assert "b1: cancelled" in orch("cancel", "b1", check=True, timeout=60).stdout
+    assert status_json("b2")[0]["status"] == "running"
+    assert procs.pid_alive(pid2, start2)
+    gates["two"].touch()
     assert orch("wait", "b2", "--timeout", "30", timeout=40).returncode == 0
     assert status_json("b2")[0]["status"] == "completed"

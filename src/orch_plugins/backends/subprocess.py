@@ -9,15 +9,13 @@ One process per launch batch (``orch parallel`` of 50 agents: one process, a thr
 share. A run's handle names the batch's process (``batch: true``) and the run's directory: the
 run is alive while that process runs and the run's thread has not ended
 (:data:`~orch_plugins.supervisor.SUPERVISION_ENDED`); a cancel asks the batch to stop that run
-alone (:func:`cancel_batch_run`), never signals the process with SIGTERM.
+alone (:func:`orch_plugins.supervisor.cancel_batch_run`), never signals the process with SIGTERM.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypedDict, cast
@@ -82,63 +80,6 @@ def spawn_batch(specs: Sequence[LaunchSpec]) -> list[Handle]:
     ]
 
 
-def batch_run_alive(own: LocalHandle) -> bool:
-    """A run of a batch is supervised while the batch's process runs and the run's thread has
-    not ended."""
-    if not pid_alive(own.get("pid"), own.get("start_time")):
-        return False
-    run_dir = own.get("run_dir")
-    return not (run_dir and os.path.exists(os.path.join(run_dir, supervisor.SUPERVISION_ENDED)))
-
-
-def _ended_last(run_dir: str) -> bool:
-    """The run's supervision ended, as the last of its batch."""
-    try:
-        return Path(run_dir, supervisor.SUPERVISION_ENDED).read_text().startswith("last")
-    except OSError:
-        return False
-
-
-def cancel_batch_run(own: LocalHandle, grace: float) -> None:
-    """Cancel one run of a batch: leave its cancel file, signal the batch
-    (:data:`~orch_plugins.supervisor.CANCEL_SIGNAL`, again every half second: a batch still
-    starting ignores it) and wait ``grace`` + 2 s for the run's thread to stop claude and
-    record ``cancelled``; then stop what is left of the run (its marker and cgroup), also
-    when the batch was gone or stuck. The batch's other runs go on."""
-    pid, start = own.get("pid"), own.get("start_time")
-    run_dir = own.get("run_dir") or ""
-    alive = bool(pid) and batch_run_alive(own)
-    if alive:
-        try:
-            supervisor.request_cancel(run_dir)
-        except OSError:
-            alive = False
-    if alive and pid:
-        deadline = time.monotonic() + grace + 2.0
-        next_signal = 0.0
-        while batch_run_alive(own) and time.monotonic() < deadline:
-            if time.monotonic() >= next_signal:
-                procs.send(pid, start, supervisor.CANCEL_SIGNAL)
-                next_signal = time.monotonic() + 0.5
-            time.sleep(0.05)
-        # The batch's last run: its process exits right after (wait for it, as for a
-        # supervisor of its own).
-        while _ended_last(run_dir) and pid_alive(pid, start) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if own.get("keep_children") and not batch_run_alive(own):
-            return  # it stopped claude and kept the rest, as asked
-    # The batch's pid is the session of every claude it started: a safe group unless another
-    # process took the pid (see procs.stop_run).
-    reused = bool(pid) and pid_alive(pid, None) and not pid_alive(pid, start)
-    procs.stop_run(
-        own.get("run_id", ""),
-        own.get("token"),
-        0.5,
-        group=None if reused else pid,
-        keep_children=bool(own.get("keep_children")),
-    )
-
-
 def spawn_supervisor(spec: LaunchSpec) -> Handle:
     """Start a spec's supervisor detached: a batch of one (:func:`spawn_batch`)."""
     return spawn_batch([spec])[0]
@@ -167,13 +108,21 @@ class SubprocessBackend(Backend):
     def is_alive(self, handle: Handle) -> bool:
         own = local_handle(handle)
         if own.get("batch"):
-            return batch_run_alive(own)
+            return supervisor.batch_run_alive(own.get("pid"), own.get("start_time"), own["run_dir"])
         return pid_alive(own.get("pid"), own.get("start_time"))
 
     def cancel(self, handle: Handle, grace: float) -> None:
         own = local_handle(handle)
         if own.get("batch"):
-            cancel_batch_run(own, grace)
+            supervisor.cancel_batch_run(
+                own.get("pid"),
+                own.get("start_time"),
+                own["run_dir"],
+                grace,
+                run_id=own.get("run_id", ""),
+                token=own.get("token"),
+                keep_children=bool(own.get("keep_children")),
+            )
         elif own.get("pid"):
             procs.stop_supervisor(
                 own["pid"],
