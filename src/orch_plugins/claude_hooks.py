@@ -224,6 +224,10 @@ def _record_session(sd: str, event: _Event, name: str, *, source: str | None = N
         return None
     store = _open_store(sd)
     run_id = _claim(store, sid)
+    if run_id is not None and os.environ.get("ORCH_FAULT"):
+        from orch_plugins.procs import fault
+
+        fault("hook-session")  # the session claimed for its run, not yet recorded
     store.record_session(
         sid,
         event=name,

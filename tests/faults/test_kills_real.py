@@ -3,8 +3,10 @@ that started) is what must not be orphaned, and a real answer what must not be l
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,32 @@ def test_kills_with_real_claude(
     # One claude per run: the stand-in saw one conversation for each.
     sessions = {r.session_id for r in messages_api.requests if not r.is_title_request}
     assert len(sessions) == 2, sessions
+
+
+def test_an_agents_hooks_killed_with_real_claude(
+    real_project: Path, messages_api: MessagesStandIn, tmp_path: Path
+) -> None:
+    """The agent's own Claude Code hooks (a project install: SessionStart, UserPromptSubmit,
+    Stop) are killed halfway (``hook-session``: the session claimed for the run, not yet
+    recorded): the hooks fail, the agent does not; its run completes with its session."""
+    root = Path(__file__).resolve().parents[2]
+    shim = root / "claude" / "hooks" / "orch_hook.py"
+    case = Case(tmp_path / "cases", "hooks")
+    where = case.root / case.step
+    (where / ".claude").mkdir(parents=True)
+    events = ("SessionStart", "UserPromptSubmit", "Stop")
+    command = f"{sys.executable} -I -S {shim} {{}} {root / 'src'}"
+    hooks = {e: [{"hooks": [{"type": "command", "command": command.format(e)}]}] for e in events}
+    (where / ".claude" / "settings.json").write_text(json.dumps({"hooks": hooks}))
+    messages_api.on("HOOKED", Reply.text("answered anyway"))
+    out = case.orch("launch", "hooked", "HOOKED", "--wait", fault="hook-session", timeout=120)
+    assert out.returncode == 0, out.stderr
+    [run] = case.runs()
+    assert run["status"] == "completed" and run["session_id"], run
+    assert Path(run["output_path"]).read_text().strip() == "answered anyway"
+    # The hooks did run: SessionStart and UserPromptSubmit were killed before they recorded
+    # the session (no source, no such last event), Stop (no fault point) recorded it.
+    [session] = json.loads(case.orch("sessions", "--json").stdout)
+    assert session["session_id"] == run["session_id"] and session["run_id"] == run["run_id"]
+    assert session["source"] is None and session["last_event"] == "Stop", session
+    assert not leftovers(run)
