@@ -105,6 +105,20 @@ def supervisor_case(case: Case, home: Path) -> None:
     assert claude_starts(home, case.token) == starts, f"{case.step}: claude starts"
 
 
+def batch_case(case: Case, home: Path) -> None:
+    """One supervisor process for a launch batch (``orch parallel``): killed at the first
+    event of one of its runs, it takes every run of the batch down, and each shows so."""
+    gate = case.root / f"{case.step}.gate"  # never made
+    tasks = [f"task {case.token} HOLD={gate}" for _ in range(3)]
+    out = case.orch("parallel", *tasks, "--prefix", "b", fault="supervisor-streaming")
+    assert out.returncode == 0, f"{case.step}: {out.stderr}"
+    runs = case.settle()
+    assert sorted(r["name"] for r in runs) == ["b1", "b2", "b3"], runs
+    for run in runs:
+        check_end(case, run, "lost")
+    assert claude_starts(home, case.token) <= 3
+
+
 def run_all(cases: list[Case], check: Any, home: Path) -> None:
     with ThreadPoolExecutor(len(cases)) as pool:
         failures = []
@@ -124,3 +138,4 @@ def test_launcher_killed_at_each_step(project: Path, tmp_path: Path) -> None:
 def test_supervisor_killed_at_each_step(project: Path, tmp_path: Path) -> None:
     cases = [Case(tmp_path / "cases", step) for step in SUPERVISOR_STEPS]
     run_all(cases, supervisor_case, tmp_path / "home")
+    run_all([Case(tmp_path / "cases", "batch")], batch_case, tmp_path / "home")
