@@ -1169,11 +1169,12 @@ class Orchestrator:
         branch = str(run["branch"])
         tip = worktrees.git(repo, "rev-parse", branch).stdout.strip()
         result = worktrees.merge(repo, branch, name=name, into=into, squash=squash, message=message)
-        worktrees.record_note(
-            self.store,
-            run,
-            merged={"into": result.into, "commit": result.commit, "tip": tip, "squash": squash},
-        )
+        if result.merged:
+            worktrees.record_note(
+                self.store,
+                run,
+                merged={"into": result.into, "commit": result.commit, "tip": tip, "squash": squash},
+            )
         return result
 
     def _unmerged(self, run: Run) -> str | None:

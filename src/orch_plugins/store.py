@@ -343,6 +343,15 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
+def damaged_message(db_path: str | os.PathLike[str], exc: object) -> str:
+    """The one line for a state store SQLite cannot read (``exc``: an ``sqlite3.DatabaseError``,
+    met on opening it or later where damage past its header is reached, or what a check found)."""
+    return (
+        f"state store {db_path} is corrupt or unreadable ({exc}); it was left untouched: "
+        "move it aside to start afresh"
+    )
+
+
 class Store:
     """One connection per process to ``<state_dir>/state.db``."""
 
@@ -366,10 +375,16 @@ class Store:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise OrchError(
-                f"state store {self.db_path} is corrupt or unreadable ({exc}); it was left "
-                "untouched: move it aside to start afresh"
-            ) from None
+            raise OrchError(damaged_message(self.db_path, exc)) from None
+
+    def integrity(self) -> list[str]:
+        """SQLite's own check of the file (``PRAGMA quick_check``, reads every page once):
+        ``[]`` for a sound store, else up to five problems as SQLite words them."""
+        try:
+            found = [row[0] for row in self.conn.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if found == ["ok"] else found
 
     @classmethod
     def open(cls, state_dir: Path | None = None, *, create: bool = True) -> Store:

@@ -308,12 +308,23 @@ def merge_in_progress(checkout: str) -> bool:
 
 @dataclass
 class MergeResult:
-    """What ``orch merge`` did: the checkout and branch merged into, and the new commit."""
+    """What ``orch merge`` did: the checkout and branch merged into, and the new commit
+    (``merged`` False: the branch held nothing ``into`` lacks; ``commit`` is ``into``'s tip).
+    """
 
     checkout: str
     into: str
     commit: str
     squash: bool
+    branch: str = ""
+    merged: bool = True
+
+    def summary(self) -> str:
+        """One line for a person: what happened to the branch."""
+        if not self.merged:
+            return f"nothing to merge: {self.branch} holds no commit that {self.into} lacks"
+        how = "squashed" if self.squash else "merged"
+        return f"{how} into {self.into} ({self.commit[:12]})"
 
 
 def merge(
@@ -377,6 +388,10 @@ def _merge_in(
     checkout: str, into: str, branch: str, *, name: str, squash: bool, message: str | None
 ) -> MergeResult:
     before = git(checkout, "rev-parse", "HEAD").stdout.strip()
+    if git(checkout, "merge-base", "--is-ancestor", branch, "HEAD", check=False).returncode == 0:
+        # An agent that committed nothing (or work merged before): git would say "Already up
+        # to date" and exit 0; say so instead of reporting a merge.
+        return MergeResult(checkout, into, before, squash, branch, merged=False)
     ident = identity_options(checkout)
     msg = message or f"orch: merge {name} ({branch})"
     if squash:
@@ -408,7 +423,7 @@ def _merge_in(
     if staged:
         git(checkout, *ident, "commit", "--quiet", "--no-verify", "-F", "-", stdin=msg + "\n")
     after = git(checkout, "rev-parse", "HEAD").stdout.strip()
-    return MergeResult(checkout, into, after if after != before else before, squash)
+    return MergeResult(checkout, into, after, squash, branch)
 
 
 def is_merged(repo: str, run: Run) -> bool:

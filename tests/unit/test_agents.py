@@ -105,6 +105,37 @@ def test_corrupt_store_is_reported_and_left_untouched(project: Path) -> None:
     assert db.read_bytes() == before
 
 
+def test_a_store_damaged_past_its_header_is_one_line_and_a_doctor_failure(project: Path) -> None:
+    """Damage SQLite meets only when a query reaches it ("database disk image is malformed")
+    gets the same line as a store that cannot be opened, never a traceback; orch doctor
+    checks the pages too; the file is left as it was."""
+    orch("launch", "a", "t", check=True)
+    orch("wait", "a", check=True)
+    db = project / ".orchestrate" / "state.db"
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big") or 65536
+    assert len(data) >= 3 * page
+    data[page:] = b"\xa5" * (len(data) - page)  # all but page 1 (the header, the schema)
+    db.write_bytes(bytes(data))
+    for args in (
+        ("status",),
+        ("status", "--json"),
+        ("launch", "b", "t"),
+        ("output", "a"),
+        ("logs", "a"),
+        ("cancel", "--all"),
+    ):
+        r = orch(*args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert r.stderr.startswith(f"orch: error: state store {db} is corrupt or unreadable (")
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+    doctor = orch("doctor")
+    assert doctor.returncode == 1 and "is corrupt or unreadable" in doctor.stdout + doctor.stderr
+    assert db.read_bytes() == bytes(data)
+
+
 def test_name_reuse_and_history(project: Path) -> None:
     orch("launch", "r", "SLEEP=5", check=True)
     again = orch("launch", "r", "other")

@@ -25,6 +25,23 @@ def clean(repo: Path) -> None:
     assert "<<<<<<<" not in (repo / "f.txt").read_text()
 
 
+def test_merging_a_branch_with_nothing_new_says_so(repo: Path) -> None:
+    """An agent that committed nothing: orch merge reports nothing to merge (git's own merge
+    would say "Already up to date" and exit 0), and makes no commit; a second merge of merged
+    work says the same."""
+    orch("launch", "idle", "look only", "--worktree", check=True)
+    orch("launch", "busy", "edit APPEND=f.txt:busy", "--worktree", check=True)
+    orch("wait", check=True)
+    head = git(repo, "rev-parse", "HEAD")
+    r = orch("merge", "idle", check=True)
+    assert r.stdout == "idle: nothing to merge: orch/idle holds no commit that main lacks\n"
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert orch("merge", "busy", check=True).stdout.startswith("busy: merged into main (")
+    again = orch("merge", "busy", check=True)
+    assert again.stdout == "busy: nothing to merge: orch/busy holds no commit that main lacks\n"
+    clean(repo)
+
+
 def test_two_agents_same_file_merge_conflict_clear_discard(repo: Path) -> None:
     orch("launch", "one.fix", "edit APPEND=f.txt:one", "--worktree", check=True)
     orch("launch", "two", "edit APPEND=f.txt:two APPEND=sub/new.txt:x", "--worktree", check=True)

@@ -25,7 +25,7 @@ def _local_checks() -> list[Check]:
     from orch_plugins.config import load_config
     from orch_plugins.errors import OrchError
     from orch_plugins.progress import plural
-    from orch_plugins.store import DB_NAME, Store, default_state_dir
+    from orch_plugins.store import DB_NAME, Store, damaged_message, default_state_dir
 
     checks: list[Check] = []
     try:
@@ -67,7 +67,13 @@ def _local_checks() -> list[Check]:
         probe.write_text("ok")
         probe.unlink()
         if (state / DB_NAME).exists():
-            Store(state, create=False).close()
+            store = Store(state, create=False)
+            try:
+                problems = store.integrity()
+            finally:
+                store.close()
+            if problems:
+                raise OrchError(damaged_message(state / DB_NAME, "; ".join(problems)))
         checks.append(("local", "state", True, f"{state} is writable"))
     except (OSError, OrchError) as exc:
         checks.append(("local", "state", False, f"{state}: {exc}"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sqlite3
 import sys
 from typing import TYPE_CHECKING
@@ -98,6 +99,16 @@ def _root(
     """Run Claude Code sub-agents in parallel, watch them, resume them, gather their results."""
 
 
+def damaged_store(exc: BaseException) -> str:
+    """What to say of a state store SQLite finds damaged (``exc``, an ``sqlite3.DatabaseError``)
+    after opening it: the file, that nothing was changed (the statement rolled back), and what
+    to do."""
+    from orch_plugins.paths import state_dir
+    from orch_plugins.store import DB_NAME, damaged_message
+
+    return damaged_message(os.path.join(state_dir(), DB_NAME), exc)
+
+
 def main() -> None:
     """The whole CLI: a user-facing error is one line on stderr and exit status 1."""
     logging.basicConfig(level=logging.WARNING, format="orch: %(message)s")
@@ -119,4 +130,9 @@ def main() -> None:
         if "full" not in str(exc):
             raise
         print(f"orch: error: the state store cannot be written: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except sqlite3.DatabaseError as exc:
+        # Damage past the header shows only when a query reaches it ("database disk image is
+        # malformed"): the same line as for a store that cannot be opened at all.
+        print(f"orch: error: {damaged_store(exc)}", file=sys.stderr)
         sys.exit(1)

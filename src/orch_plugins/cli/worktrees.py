@@ -53,8 +53,7 @@ def merge(
     except Conflict as exc:
         print(f"orch: conflict: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    how = "squashed" if squash else "merged"
-    typer.echo(f"{name}: {how} into {result.into} ({result.commit[:12]})")
+    typer.echo(f"{name}: {result.summary()}")
 
 
 @app.command()

@@ -970,11 +970,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve until killed; the first stdout line is the base URL, for the parent to read."""
     parser = argparse.ArgumentParser(
         prog="python -m orch_plugins.testing.api",
-        description="Scripted Anthropic Messages API stand-in for driving Claude Code in tests.",
+        description="Scripted Anthropic Messages API stand-in for driving Claude Code in tests. "
+        "Prints its base URL: set ANTHROPIC_BASE_URL to it and ANTHROPIC_API_KEY to any value.",
+        epilog='A script is a JSON list of rules: [{"match": "TEXT", "replies": [REPLY, ...]}]. '
+        "A request whose prompt contains TEXT gets the rule's replies in order, then the last "
+        'one again. A REPLY is {"text": "..."}, {"bash": "COMMAND"} (a Bash tool call), '
+        '{"error": 529} (with "retry_after", "type", "message"), {"stall": "..."} or '
+        '{"endless": "..."}; any may add "delay" (seconds). Unmatched prompts are echoed: '
+        '"echo: PROMPT".',
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
-    parser.add_argument("--script", help='JSON list of {"match": ..., "replies": [...]} rules')
+    parser.add_argument("--script", metavar="FILE", help="rules to answer with (see below)")
     args = parser.parse_args(argv)
     api = MessagesStandIn(args.host, args.port)
     if args.script:

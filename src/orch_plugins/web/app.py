@@ -516,8 +516,7 @@ def create_app(
 
         def go() -> object:
             result = state.orch().merge(name, squash=bool(fields.get("squash")))
-            how = "squashed" if result.squash else "merged"
-            return {"name": name, "status": f"{how} into {result.into} ({result.commit[:12]})"}
+            return {"name": name, "status": result.summary()}
 
         return await run_in_threadpool(_act, go)
 
