@@ -84,7 +84,10 @@ def test_two_slots_run_two_queue_the_third_and_everything_comes_home(
     messages_api.on("QUICK", Reply.text("answer quick"))
     orch("launch", "a", "SLOW-A", check=True)
     orch("launch", "b", "SLOW-B", check=True)
-    wait_for(lambda: seen(messages_api, "SLOW-A") and seen(messages_api, "SLOW-B"), timeout=120)
+    try:
+        wait_for(lambda: seen(messages_api, "SLOW-A") and seen(messages_api, "SLOW-B"), 180)
+    except AssertionError:
+        raise AssertionError(orch("status", "--json").stdout) from None
     orch("launch", "c", HOSTILE, check=True)
     # Both slots are taken: Ray keeps the third job PENDING and orch shows it queued.
     wait_for(lambda: status_json("c")[0]["status"] == "queued", timeout=30)
@@ -92,6 +95,11 @@ def test_two_slots_run_two_queue_the_third_and_everything_comes_home(
     assert "waiting in the Ray cluster" in c["error"], c
     assert job(ray_cluster, ray_project, "c")["status"] == "PENDING"
     assert " queued " in orch("status", "c", check=True).stdout
+    # A Ray-queued agent cancelled: its job is stopped before it ever starts.
+    orch("launch", "d", "NEVER-D", check=True)
+    wait_for(lambda: job(ray_cluster, ray_project, "d")["status"] == "PENDING", timeout=30)
+    assert "d: cancelled" in orch("cancel", "d", check=True, timeout=120).stdout
+    assert status_json("d")[0]["status"] == "cancelled"
     # It starts only once one of the first two has ended.
     while not any(r["status"] == "completed" for r in status_json("a", "b")):
         assert not seen(messages_api, "QUICK"), "the third agent started while both slots ran"
@@ -118,6 +126,8 @@ def test_two_slots_run_two_queue_the_third_and_everything_comes_home(
         "head",
         "worker",
     }
+    assert not seen(messages_api, "NEVER-D")
+    assert job(ray_cluster, ray_project, "d")["status"] == "STOPPED"
     assert HOSTILE in prompts(messages_api)  # byte for byte, never through a shell
     assert not Path("/tmp/orch-ray-pwned").exists()
     assert "[done]" in orch("logs", "c", check=True).stdout
