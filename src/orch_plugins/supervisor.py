@@ -2225,6 +2225,8 @@ CANCEL_FILE = "cancel_requested"
 CANCEL_SIGNAL = signal.SIGURG
 #: How often a batch's main thread reaps orphans and looks for cancels (seconds).
 BATCH_TICK = 0.5
+#: Open descriptors one run of a batch may hold (six measured, with room to spare).
+FILES_PER_RUN = 8
 
 
 def request_cancel(run_dir: str | Path) -> None:
@@ -2381,10 +2383,26 @@ class Batch:
         signals (SIGTERM, SIGINT, SIGHUP cancel every run; :data:`CANCEL_SIGNAL` the runs
         whose :data:`CANCEL_FILE` is there)."""
         procs.become_subreaper()
+        self.enough_files()
         signal.signal(signal.SIGCHLD, self.on_child)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.on_signal)
         signal.signal(CANCEL_SIGNAL, lambda _s, _f: self.check_cancels())
+
+    def enough_files(self) -> None:
+        """Raise this process's soft limit of open files (up to the hard one) when the batch
+        needs more: each run holds ~6 descriptors (its store connection and WAL, claude's
+        output file and stdin, the event log, a pidfd), so 200 runs pass the usual 1024."""
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            need = FILES_PER_RUN * self.total + 64
+            if soft != resource.RLIM_INFINITY and soft < need:
+                top = need if hard == resource.RLIM_INFINITY else min(hard, need)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+        except (ImportError, ValueError, OSError) as exc:
+            warn(f"cannot raise the open-files limit: {exc!r}")
 
     def on_child(self, _signum: int, _frame: Any) -> None:
         self.reap_due = True

@@ -143,3 +143,41 @@ def test_cancelling_one_run_of_a_batch_whose_launcher_died_leaves_the_others_run
     gates["two"].touch()
     assert orch("wait", "b2", "--timeout", "30", timeout=40).returncode == 0
     assert status_json("b2")[0]["status"] == "completed"
+
+
+def test_a_large_batch_raises_its_open_files_limit(project: Path, tmp_path: Path) -> None:
+    """45 agents at once in one process hold ~300 descriptors: a soft limit of 128 (the
+    launcher's) is raised up to the hard one, and every run completes."""
+    import resource
+    import subprocess
+
+    from tests.helpers import ORCH
+
+    gate = tmp_path / "gate"
+    stub = tmp_path / "claude-stub"
+    sid = "00000000-0000-0000-0000-000000000001"
+    stub.write_text(
+        "#!/bin/sh\nread -r _line\n"
+        f"""echo '{{"type":"system","subtype":"init","session_id":"{sid}"}}'\n"""
+        f"while [ ! -e {gate} ]; do sleep 0.1; done\n"
+        f"""echo '{{"type":"result","subtype":"success","is_error":false,"result":"ok",\
+"session_id":"{sid}"}}'\n"""
+    )
+    stub.chmod(0o755)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    env = {**os.environ, "ORCH_CLAUDE_BIN": str(stub)}
+    subprocess.run(
+        [*ORCH, "parallel", "--max-parallel", "45", *[f"task {i}" for i in range(45)]],
+        env=env,
+        check=True,
+        capture_output=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard)),
+        timeout=60,
+    )
+    batch = handle(project, "agent1")
+    assert all(handle(project, f"agent{i}")["pid"] == batch["pid"] for i in range(2, 46))
+    for i in range(1, 46):
+        claude_of(project, f"agent{i}")
+    gate.touch()
+    assert orch("wait", "--timeout", "60", timeout=90).returncode == 0
+    assert {r["status"] for r in status_json()} == {"completed"}
