@@ -1356,6 +1356,8 @@ class InteractiveSupervisor(Supervisor):
             if self.recount_at and time.monotonic() >= self.recount_at:
                 self.recount_at = None
                 self.rep.update(**self.counts())
+                if self.completed:  # the turn's lines may reach the transcript after its Stop
+                    self.keep_transcript(self.session_id, self.transcript)
             time.sleep(INTERACTIVE_POLL)
         if self.timer:
             self.timer.cancel()

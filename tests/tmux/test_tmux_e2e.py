@@ -118,9 +118,10 @@ def test_interactive_records_session_id_from_the_hook(
     assert "interactive answer" in tmux_server.capture(h["pane"])
     children = descendants(h["pid"])
     assert children  # the interactive claude, waiting for the person
-    # The transcript was kept when the task's turn ended, and again when claude was closed.
+    # The transcript was kept when the task's turn ended (again a moment later: Claude Code
+    # may write the turn's lines after its Stop hook), and again when claude was closed.
     copy = Path(run["output_path"]).parent / TRANSCRIPT_COPY
-    assert b"INTERACTIVE task" in gzip.decompress(copy.read_bytes())
+    wait_for(lambda: b"INTERACTIVE task" in gzip.decompress(copy.read_bytes()), timeout=10)
     tmux_server("kill-window", "-t", h["window"])  # closing it ends claude; the record stays
     wait_for(lambda: all(pid_gone(p) for p in [h["pid"], *children]), timeout=20)
     assert status_json("ia")[0]["status"] == "completed"
