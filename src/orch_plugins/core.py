@@ -241,7 +241,8 @@ class Orchestrator:
                 "it; fork it with orch launch NEW TASK --from NAME --cwd DIR --no-worktree"
             )
         previous = [] if fork else self._previous_claudes(src["session_id"])
-        carried = _carried_options(src) if backend == src["backend"] else {}
+        recorded = _recorded_spec(src)
+        carried = _carried_options(recorded) if backend == src["backend"] else {}
         request = LaunchRequest(
             name=as_name or (self._fork_name(name) if fork else name),
             task=task,
@@ -252,8 +253,8 @@ class Orchestrator:
             timeout=src["timeout"],
             retries=src["retries"],
             options={**carried, **(options or {})},
-            keep_children=_kept_children(src),
-            orch_tools=_spec_env(src, TOOLS_VAR) == "1",
+            keep_children=bool(recorded.get("keep_children")),
+            orch_tools=_spec_env(recorded, TOOLS_VAR) == "1",
             # A fork of an agent with a worktree gets its own, branched from the source's tip.
             worktree=bool(src["branch"]) if fork else False,
             max_budget_usd=max_budget_usd if max_budget_usd is not None else src["max_budget_usd"],
@@ -285,7 +286,7 @@ class Orchestrator:
                 continue
             if (
                 row["status"] == COMPLETED
-                and _carried_options(row)  # interactive: tmux, on this machine
+                and _carried_options(_recorded_spec(row))  # interactive: tmux, this machine
                 and proc_start_time(pid) == start
                 and pid_alive(pid, start)
             ):
@@ -747,7 +748,9 @@ class Orchestrator:
         if why == DIED:
             res = logged_result(run["log_path"]) or {}
             if res and not res.get("is_error"):
-                fields = result_fields(res, fork_of=_spec_env(run, "ORCH_FORK_OF") or None)
+                fields = result_fields(
+                    res, fork_of=_spec_env(_recorded_spec(run), "ORCH_FORK_OF") or None
+                )
                 text = res.get("result")
                 out = Path(run["output_path"])
                 if isinstance(text, str) and not out.exists():
@@ -785,13 +788,13 @@ class Orchestrator:
             self._stop_leftovers(run["backend"], handle)
             return
         with contextlib.suppress(Exception):  # best effort: the run is recorded already
-            stop_run(run["run_id"], _spec_env(run, RUN_TOKEN_VAR), 0.5)
+            stop_run(run["run_id"], _spec_env(_recorded_spec(run), RUN_TOKEN_VAR), 0.5)
 
     @staticmethod
     def _stop_checked_in(run: Run, supervisor: tuple[int, int | None], grace: float) -> None:
         """Cancel a run through the supervisor that checked in on its placeholder handle (a
         batch's process: that run alone, never the batch's other runs)."""
-        token = _spec_env(run, RUN_TOKEN_VAR)
+        token = _spec_env(_recorded_spec(run), RUN_TOKEN_VAR)
         if is_batch(supervisor[0]):
             cancel_batch_run(*supervisor, run["run_dir"], grace, run_id=run["run_id"], token=token)
             return
@@ -919,7 +922,7 @@ class Orchestrator:
         pid, start = run["claude_pid"], run["claude_start"]
         return (
             run["status"] == COMPLETED
-            and bool(_carried_options(run))
+            and bool(_carried_options(_recorded_spec(run)))
             and pid is not None
             and pid_alive(pid, start)
         )
@@ -1283,20 +1286,20 @@ def tree_order(runs: list[Run]) -> list[tuple[int, Run]]:
     return out
 
 
-def _kept_children(run: Run) -> bool:
-    """Whether the run was launched to keep what its agent started (a resume keeps it too)."""
+def _recorded_spec(run: Run) -> dict[str, Any]:
+    """The run's launch spec as recorded in its run directory (``spec.json``); ``{}`` when it
+    cannot be read (gone, damaged, or no object)."""
     try:
-        return bool(json.loads(Path(run["run_dir"], "spec.json").read_text())["keep_children"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        spec = json.loads(Path(run["run_dir"], "spec.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
 
 
-def _spec_env(run: Run, key: str) -> str | None:
-    """A variable of the run's agent environment as recorded in its spec (None: unknown)."""
-    try:
-        value = json.loads(Path(run["run_dir"], "spec.json").read_text())["env"].get(key)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+def _spec_env(spec: Mapping[str, Any], key: str) -> str | None:
+    """A variable of the agent environment in a recorded spec (None: unknown)."""
+    env = spec.get("env")
+    value = env.get(key) if isinstance(env, dict) else None
     return value if isinstance(value, str) else None
 
 
@@ -1306,13 +1309,11 @@ def orch_tools(request: LaunchRequest, role: Role | None) -> bool:
     return request.orch_tools or bool(role and role.wants_orch_tools())
 
 
-def _carried_options(run: Run) -> dict[str, object]:
-    """Launch options a resumed run keeps: an interactive agent stays interactive."""
-    try:
-        options = json.loads(Path(run["run_dir"], "spec.json").read_text())["options"]
-        interactive = bool(options.get("interactive"))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+def _carried_options(spec: Mapping[str, Any]) -> dict[str, object]:
+    """Launch options of a recorded spec that a resumed run keeps: an interactive agent stays
+    interactive."""
+    options = spec.get("options")
+    interactive = isinstance(options, dict) and bool(options.get("interactive"))
     return {"interactive": True} if interactive else {}
 
 
