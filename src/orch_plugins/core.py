@@ -912,8 +912,9 @@ class Orchestrator:
                 f"orch resume {name} TASK"
             )
         sender = self.caller()
-        event = {"type": "orch", "subtype": "message", "from": sender, "at": iso(time.time())}
-        self._backend(run["backend"]).send(run, text, {**event, "text": text})
+        at = iso(time.time())
+        event = {"type": "orch", "subtype": "message", "from": sender, "at": at, "text": text}
+        self._backend(run["backend"]).send(run, text, event)
         return self.store.add_message(run["run_id"], sender, text)
 
     @staticmethod
